@@ -1,0 +1,327 @@
+"""An OCI image-layout directory as a store (image-spec image-layout.md).
+
+``oci-layout``, ``index.json`` and ``blobs/<alg>/<hex>``, as skopeo and umoci read them.
+Tags are index entries annotated ``org.opencontainers.image.ref.name``; referrers are
+untagged index entries whose manifest has a ``subject`` (the way oras-go's OCI store
+keeps them), so a layout can carry an artifact's whole referrer graph.
+
+Writes are crash-safe: blobs land in ``.ingest/`` and are renamed into place only after
+their digest checks out; ``index.json`` is replaced atomically under a lock (a thread lock
+plus ``flock`` on the layout directory), so concurrent writers in several processes
+neither corrupt it nor lose each other's tags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import threading
+import uuid
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from ..digest import VerifyingReader, algorithm_of, hex_of, new_hasher, validate_digest
+from ..errors import DigestMismatchError, InvalidContentError, LocalIOError, NotFoundError, SizeMismatchError
+from ..spec import mediatypes as mt
+from ..spec.descriptor import Descriptor
+from ..spec.manifest import build_index, parse_manifest
+from .base import MAX_MANIFEST_SIZE, ByteCallback
+
+LAYOUT_VERSION = "1.0.0"
+_COPY_CHUNK = 1 << 20
+
+
+class LayoutStore:
+    """A store backed by an OCI image-layout directory (created on first write if absent)."""
+
+    def __init__(self, root: str, create: bool = True) -> None:
+        self.root = os.path.abspath(root)
+        self._lock = threading.RLock()
+        self._subjects: dict[str, str | None] = {}  # manifest digest -> subject digest (cache)
+        if os.path.isfile(os.path.join(self.root, "oci-layout")):
+            self._check_layout_version()
+        elif create:
+            self._initialise()
+        else:
+            raise NotFoundError(f"no OCI image layout at {self.root}")
+
+    def describe(self) -> str:
+        return f"oci:{self.root}"
+
+    # -- layout files ------------------------------------------------------------------
+
+    def _initialise(self) -> None:
+        try:
+            os.makedirs(os.path.join(self.root, "blobs", "sha256"), exist_ok=True)
+            with self._index_lock():
+                if not os.path.exists(self._path("oci-layout")):
+                    self._write_atomic("oci-layout", json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+                if not os.path.exists(self._path("index.json")):
+                    self._write_atomic("index.json", build_index([]))
+        except OSError as exc:
+            raise LocalIOError(f"cannot create OCI layout at {self.root}: {exc.strerror}") from None
+
+    def _check_layout_version(self) -> None:
+        try:
+            with open(self._path("oci-layout"), "rb") as fh:
+                version = json.load(fh).get("imageLayoutVersion")
+        except (OSError, ValueError) as exc:
+            raise InvalidContentError(f"{self.root}/oci-layout is unreadable: {exc}") from None
+        if version != LAYOUT_VERSION:
+            raise InvalidContentError(f"{self.root}: unsupported imageLayoutVersion {version!r}")
+
+    def _path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def blob_path(self, digest: str) -> str:
+        validate_digest(digest)
+        return self._path("blobs", algorithm_of(digest), hex_of(digest))
+
+    def _write_atomic(self, name: str, data: bytes) -> None:
+        tmp = self._path(f".{name}.{uuid.uuid4().hex}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, self._path(name))
+
+    @contextlib.contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        with self._lock:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def _read_index(self) -> dict[str, Any]:
+        try:
+            with open(self._path("index.json"), "rb") as fh:
+                index = json.load(fh)
+        except FileNotFoundError:
+            raise NotFoundError(f"no index.json in OCI layout {self.root}") from None
+        except ValueError as exc:
+            raise InvalidContentError(f"{self.root}/index.json is not valid JSON: {exc}") from None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
+            raise InvalidContentError(f"{self.root}/index.json is not an image index")
+        index.setdefault("manifests", [])
+        return index
+
+    def _write_index(self, index: dict[str, Any]) -> None:
+        self._write_atomic("index.json", build_index([Descriptor.from_dict(d) for d in index["manifests"]]))
+
+    def entries(self) -> list[Descriptor]:
+        """The descriptors listed in ``index.json`` (tagged and untagged)."""
+        return [Descriptor.from_dict(d) for d in self._read_index()["manifests"]]
+
+    # -- Store protocol ------------------------------------------------------------------
+
+    def exists(self, desc: Descriptor) -> bool:
+        try:
+            return os.stat(self.blob_path(desc.digest)).st_size == desc.size
+        except FileNotFoundError:
+            return False
+
+    def fetch(self, desc: Descriptor) -> VerifyingReader:
+        try:
+            fh = open(self.blob_path(desc.digest), "rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {desc.digest} not found in {self.describe()}") from None
+        return VerifyingReader(fh, desc.digest, desc.size, what=f"{desc.digest} in {self.describe()}")
+
+    def fetch_range(self, desc: Descriptor, offset: int, length: int) -> bytes:
+        try:
+            with open(self.blob_path(desc.digest), "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {desc.digest} not found in {self.describe()}") from None
+
+    def push(self, desc: Descriptor, data: "BinaryIO | bytes", on_bytes: ByteCallback | None = None) -> None:
+        if self.exists(desc):
+            return
+        hasher = new_hasher(desc.digest)
+        size = 0
+        with self._ingest() as (tmp, fh):
+            for chunk in _chunks(data):
+                hasher.update(chunk)
+                size += len(chunk)
+                if size > desc.size:
+                    raise SizeMismatchError(desc.digest, desc.size, size)
+                fh.write(chunk)
+                if on_bytes:
+                    on_bytes(len(chunk))
+            actual = f"{algorithm_of(desc.digest)}:{hasher.hexdigest()}"
+            if size != desc.size:
+                raise SizeMismatchError(desc.digest, desc.size, size)
+            if actual != desc.digest:
+                raise DigestMismatchError(desc.digest, desc.digest, actual)
+            fh.close()
+            self._commit(tmp, desc.digest)
+        if desc.is_manifest or desc.is_index:
+            self._track_referrer(desc)
+
+    def push_stream(
+        self, chunks: Iterable[bytes], media_type: str, on_bytes: ByteCallback | None = None
+    ) -> Descriptor:
+        hasher = new_hasher("sha256")
+        size = 0
+        with self._ingest() as (tmp, fh):
+            for chunk in chunks:
+                hasher.update(chunk)
+                size += len(chunk)
+                fh.write(chunk)
+                if on_bytes:
+                    on_bytes(len(chunk))
+            fh.close()
+            desc = Descriptor(media_type, f"sha256:{hasher.hexdigest()}", size)
+            self._commit(tmp, desc.digest)
+        return desc
+
+    @contextlib.contextmanager
+    def _ingest(self) -> Iterator[tuple[str, BinaryIO]]:
+        ingest = self._path(".ingest")
+        os.makedirs(ingest, exist_ok=True)
+        tmp = os.path.join(ingest, uuid.uuid4().hex)
+        fh = open(tmp, "wb")
+        try:
+            yield tmp, fh
+        finally:
+            fh.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            with contextlib.suppress(OSError):
+                os.rmdir(ingest)  # only succeeds when no other writer is busy
+
+    def _commit(self, tmp: str, digest: str) -> None:
+        target = self.blob_path(digest)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(tmp, target)
+
+    def resolve(self, reference: str) -> Descriptor:
+        entries = self.entries()
+        if not reference:
+            if len(entries) == 1:
+                return entries[0]
+            raise NotFoundError(
+                f"{self.describe()} holds {len(entries)} manifests; name one with :TAG or @DIGEST"
+            )
+        if ":" in reference and reference.split(":", 1)[0] in ("sha256", "sha512"):
+            validate_digest(reference)
+            for entry in entries:
+                if entry.digest == reference:
+                    return entry
+            return self._descriptor_from_blob(reference)
+        for entry in reversed(entries):
+            if entry.annotations.get(mt.ANNOTATION_REF_NAME) == reference:
+                return entry
+        raise NotFoundError(f"tag {reference!r} not found in {self.describe()}")
+
+    def _descriptor_from_blob(self, digest: str) -> Descriptor:
+        path = self.blob_path(digest)
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise NotFoundError(f"manifest {digest} not found in {self.describe()}") from None
+        if size > MAX_MANIFEST_SIZE:
+            raise InvalidContentError(f"{digest} in {self.describe()} is too large to be a manifest")
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        parsed = parse_manifest(raw)
+        return Descriptor(parsed.media_type, digest, size, artifact_type=parsed.descriptor().artifact_type)
+
+    def tag(self, desc: Descriptor, tag: str) -> None:
+        if not self.exists(desc):
+            raise NotFoundError(f"cannot tag {desc.digest}: not in {self.describe()}")
+        entry = Descriptor(
+            desc.media_type,
+            desc.digest,
+            desc.size,
+            annotations={**desc.annotations, mt.ANNOTATION_REF_NAME: tag},
+            artifact_type=desc.artifact_type,
+            platform=desc.platform,
+        )
+        with self._index_lock():
+            index = self._read_index()
+            kept = [d for d in index["manifests"] if (d.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) != tag]
+            index["manifests"] = kept + [entry.to_dict()]
+            self._write_index(index)
+
+    # -- capabilities --------------------------------------------------------------------
+
+    def tags(self) -> list[str]:
+        names = {e.annotations.get(mt.ANNOTATION_REF_NAME, "") for e in self.entries()}
+        return sorted(n for n in names if n)
+
+    def referrers(self, subject: Descriptor, artifact_type: str = "") -> list[Descriptor]:
+        found: dict[str, Descriptor] = {}
+        for entry in self.entries():
+            if entry.digest in found or self._subject_of(entry) != subject.digest:
+                continue
+            desc = self._referrer_descriptor(entry)
+            if not artifact_type or desc.artifact_type == artifact_type:
+                found[entry.digest] = desc
+        return list(found.values())
+
+    def _subject_of(self, entry: Descriptor) -> str | None:
+        if entry.digest not in self._subjects:
+            parsed = self._parse_blob(entry)
+            self._subjects[entry.digest] = parsed.subject.digest if parsed and parsed.subject else None
+        return self._subjects[entry.digest]
+
+    def _referrer_descriptor(self, entry: Descriptor) -> Descriptor:
+        parsed = self._parse_blob(entry)
+        assert parsed is not None
+        return Descriptor(
+            parsed.media_type,
+            entry.digest,
+            entry.size,
+            annotations=dict(parsed.annotations),
+            artifact_type=parsed.descriptor().artifact_type,
+        )
+
+    def _parse_blob(self, entry: Descriptor):  # type: ignore[no-untyped-def]
+        if not (entry.is_manifest or entry.is_index) or not self.exists(entry):
+            return None
+        with open(self.blob_path(entry.digest), "rb") as fh:
+            return parse_manifest(fh.read(), entry.media_type)
+
+    def _track_referrer(self, desc: Descriptor) -> None:
+        """List a pushed manifest that has a subject in index.json, untagged, so referrers finds it."""
+        parsed = self._parse_blob(desc)
+        if parsed is None or parsed.subject is None:
+            return
+        self._subjects[desc.digest] = parsed.subject.digest
+        entry = Descriptor(parsed.media_type, desc.digest, desc.size, artifact_type=parsed.descriptor().artifact_type)
+        with self._index_lock():
+            index = self._read_index()
+            if any(d.get("digest") == desc.digest for d in index["manifests"]):
+                return
+            index["manifests"].append(entry.to_dict())
+            self._write_index(index)
+
+    def delete(self, desc: Descriptor) -> None:
+        with self._index_lock():
+            index = self._read_index()
+            index["manifests"] = [d for d in index["manifests"] if d.get("digest") != desc.digest]
+            self._write_index(index)
+        try:
+            os.unlink(self.blob_path(desc.digest))
+        except FileNotFoundError:
+            raise NotFoundError(f"{desc.digest} not found in {self.describe()}") from None
+        self._subjects.pop(desc.digest, None)
+
+    def remove(self) -> None:
+        """Delete the whole layout directory."""
+        shutil.rmtree(self.root)
+
+
+def _chunks(data: "BinaryIO | bytes") -> Iterator[bytes]:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data)
+        for start in range(0, len(view), _COPY_CHUNK):
+            yield bytes(view[start : start + _COPY_CHUNK])
+        return
+    while chunk := data.read(_COPY_CHUNK):
+        yield chunk

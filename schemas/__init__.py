@@ -1,0 +1,1 @@
+"""JSON Schemas for the documents ocikit defines ($id = media type)."""
