@@ -1,14 +1,19 @@
 """ocikit: move large HPC software stacks (spack views) through OCI registries.
 
 The library never prints and never imports click. Long operations report progress
-through callbacks and raise the typed errors of :mod:`ocikit.errors`.
+through :class:`ocikit.progress.Progress` callbacks and raise the typed errors of
+:mod:`ocikit.errors`. Public names are imported lazily (``_LAZY``) so that
+``import ocikit`` stays cheap: ELF, zTOC and plotting code load only when used.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import Any
 
 from .errors import OcikitError
+from .options import Options, RetryPolicy
 from .reference import LayoutReference, RegistryReference, parse_reference
 from .spec import Descriptor, Platform
 
@@ -16,12 +21,38 @@ __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = [
-    "Descriptor",
-    "LayoutReference",
-    "OcikitError",
-    "Platform",
-    "RegistryReference",
-    "__version__",
-    "parse_reference",
-]
+# public name -> module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "open_store": "ocikit.content.open",
+    "LayoutStore": "ocikit.content.layout",
+    "MemoryStore": "ocikit.content.memory",
+    "Progress": "ocikit.progress",
+}
+
+__all__ = sorted(
+    [
+        "Descriptor",
+        "LayoutReference",
+        "OcikitError",
+        "Options",
+        "Platform",
+        "RegistryReference",
+        "RetryPolicy",
+        "__version__",
+        "parse_reference",
+        *_LAZY,
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ocikit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,2 +1,107 @@
-def main() -> None:  # placeholder replaced by the real CLI
-    raise SystemExit(0)
+"""The ``ocikit`` command: a thin click front end over the library.
+
+Commands are loaded lazily from ``COMMANDS`` (name → ``module:attribute``) so that
+``ocikit --help`` and a plain ``ocikit pull`` do not import plotting, ELF or zTOC code.
+Every library error becomes one line on stderr and an exit code from
+:data:`ocikit.errors.EXIT_CODES`; tracebacks appear only with ``OCIKIT_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from ocikit import __version__
+from ocikit.errors import OcikitError, exit_code_for
+
+from .context import CliContext, build_options
+
+# name -> "module:attribute"; one module per command (or command group) in commands/.
+COMMANDS: dict[str, str] = {}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when used (click docs, "LazyGroup")."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module_name, attribute = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ocikit")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP and skip TLS verification for all registries.")
+@click.option("-u", "--username", envvar="OCIKIT_USERNAME", default="", help="Registry user name.")
+@click.option("--password-stdin", is_flag=True, help="Read the registry password or token from stdin.")
+@click.option(
+    "--registry-config",
+    envvar="REGISTRY_AUTH_FILE",
+    type=click.Path(dir_okay=False),
+    default="",
+    help="A docker config.json with credentials (default: $DOCKER_CONFIG or ~/.docker).",
+)
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), default="", help="Extra CA bundle.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel transfers.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.pass_context
+def cli(ctx: click.Context, **flags: Any) -> None:
+    """Move large HPC software stacks (spack views) through OCI registries.
+
+    References are registry names (HOST/REPO[:TAG][@DIGEST], docker.io by default)
+    or OCI image layouts on disk (oci:PATH[:TAG|@DIGEST]).
+    """
+    password = ""
+    if flags.pop("password_stdin"):
+        password = sys.stdin.readline().rstrip("\r\n")
+    password = password or os.environ.get("OCIKIT_PASSWORD", "")
+    quiet = flags.pop("quiet")
+    ctx.obj = CliContext(options=build_options(password=password, **flags), quiet=quiet)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and map errors to exit codes."""
+    try:
+        cli.main(args=argv, prog_name="ocikit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("ocikit: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except OcikitError as exc:
+        _fail(f"ocikit: error: {exc}", exit_code_for(exc), exc)
+    except KeyboardInterrupt:
+        _fail("ocikit: interrupted", 130, None)
+    except BrokenPipeError:
+        sys.exit(141)
+    except Exception as exc:  # a bug: still one line, details with OCIKIT_DEBUG=1
+        _fail(f"ocikit: internal error: {type(exc).__name__}: {exc}", 70, exc)
+    sys.exit(0)
+
+
+def _fail(message: str, code: int, exc: BaseException | None) -> None:
+    if exc is not None and os.environ.get("OCIKIT_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    click.echo(message.splitlines()[0] if message else "ocikit: error", err=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -182,9 +182,15 @@ class LayoutStore:
     @contextlib.contextmanager
     def _ingest(self) -> Iterator[tuple[str, BinaryIO]]:
         ingest = self._path(".ingest")
-        os.makedirs(ingest, exist_ok=True)
         tmp = os.path.join(ingest, uuid.uuid4().hex)
-        fh = open(tmp, "wb")
+        for attempt in range(5):  # another writer may remove the empty dir between the two calls
+            os.makedirs(ingest, exist_ok=True)
+            try:
+                fh = open(tmp, "wb")
+                break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
         try:
             yield tmp, fh
         finally:

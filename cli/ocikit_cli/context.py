@@ -1,0 +1,45 @@
+"""State shared by all commands: connection options and output mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import click
+
+from ocikit.options import Options
+from ocikit.progress import NULL_PROGRESS, Progress
+
+
+@dataclass
+class CliContext:
+    options: Options
+    quiet: bool = False
+
+    def progress(self, json_output: bool = False) -> Progress:
+        """A terminal progress bar on a TTY; silence in pipes, with --json or --quiet."""
+        from .output import TerminalProgress
+
+        if self.quiet or json_output or not click.get_text_stream("stderr").isatty():
+            return NULL_PROGRESS
+        return TerminalProgress()
+
+
+def build_options(
+    insecure: bool,
+    username: str,
+    password: str,
+    registry_config: str,
+    ca_bundle: str,
+    concurrency: int,
+) -> Options:
+    return Options(
+        insecure=insecure,
+        username=username,
+        password=password,
+        registry_config=registry_config,
+        ca_bundle=ca_bundle,
+        concurrency=concurrency,
+    )
+
+
+pass_cli = click.make_pass_decorator(CliContext)

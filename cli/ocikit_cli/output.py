@@ -1,0 +1,102 @@
+"""Rendering: ``--json`` documents on stdout, text for people, a progress bar on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import click
+
+from ocikit.progress import Progress
+
+json_option = click.option("--json", "json_output", is_flag=True, help="Machine-readable JSON on stdout.")
+
+
+def emit(json_output: bool, document: Any, render_text: Callable[[Any], str] | None = None) -> None:
+    """Print ``document`` as JSON, or as text through ``render_text`` (nothing if it returns '')."""
+    if json_output:
+        click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
+        return
+    text = render_text(document) if render_text else json.dumps(document, indent=2, sort_keys=True, default=str)
+    if text:
+        click.echo(text)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain left-aligned text table."""
+    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+class TerminalProgress(Progress):
+    """One aggregated line on stderr: tasks done, bytes, rate; redrawn at most 10 times a second."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream or sys.stderr
+        self._lock = threading.Lock()
+        self._totals: dict[str, int] = {}
+        self._done: dict[str, int] = {}
+        self._finished = 0
+        self._label = ""
+        self._start = time.monotonic()
+        self._last_draw = 0.0
+        self._drawn = False
+
+    def start(self, task: str, label: str, total: int | None = None) -> None:
+        with self._lock:
+            self._totals[task] = total or 0
+            self._done.setdefault(task, 0)
+            self._label = label
+        self._draw()
+
+    def advance(self, task: str, amount: int) -> None:
+        with self._lock:
+            self._done[task] = self._done.get(task, 0) + amount
+        self._draw()
+
+    def finish(self, task: str, skipped: bool = False) -> None:
+        with self._lock:
+            self._finished += 1
+            if task in self._totals:
+                self._done[task] = max(self._done.get(task, 0), self._totals[task])
+        self._draw(force=True)
+
+    def message(self, text: str) -> None:
+        with self._lock:
+            self._label = text
+        self._draw(force=True)
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._last_draw < 0.1:
+                return
+            self._last_draw = now
+            done, total = sum(self._done.values()), sum(self._totals.values())
+            rate = done / max(now - self._start, 1e-6)
+            percent = f"{100 * done / total:5.1f}%" if total else "      "
+            line = (
+                f"\r{percent} {human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s "
+                f"[{self._finished}/{len(self._totals)}] {self._label[:40]}"
+            )
+            self._stream.write(line.ljust(100)[:100])
+            self._stream.flush()
+            self._drawn = True

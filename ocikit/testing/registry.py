@@ -1,0 +1,142 @@
+"""Start Debian's ``docker-registry`` (distribution 2.8) on a free loopback port.
+
+Used by the test suite's fixtures and by the benchmarks: a real registry, not a fake.
+``RegistryServer`` writes a config into a temporary directory, starts the binary, waits
+until ``/v2/`` answers, and stops it on ``close()``. Auth variants: htpasswd (Basic)
+and token (Bearer, with a token service supplied by the caller).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+REGISTRY_BINARY = "docker-registry"
+
+
+def registry_available() -> bool:
+    return shutil.which(REGISTRY_BINARY) is not None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class TokenAuthConfig:
+    realm: str  # URL of the token endpoint
+    service: str
+    issuer: str
+    root_cert_bundle: str  # PEM with the certificate whose key signs the tokens
+
+
+class RegistryServer:
+    """A running docker-registry; ``host`` is ``127.0.0.1:PORT``."""
+
+    def __init__(
+        self,
+        workdir: str | None = None,
+        htpasswd: str | None = None,
+        token: TokenAuthConfig | None = None,
+        port: int | None = None,
+    ) -> None:
+        if not registry_available():
+            raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
+        self._own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="ocikit-registry-")
+        self.storage = os.path.join(self.workdir, "storage")
+        os.makedirs(self.storage, exist_ok=True)
+        self.port = port or free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.config_path = os.path.join(self.workdir, "config.yml")
+        with open(self.config_path, "w") as fh:
+            fh.write(self._config(htpasswd, token))
+        self._log = open(os.path.join(self.workdir, "registry.log"), "wb")
+        self._process = subprocess.Popen(
+            [REGISTRY_BINARY, "serve", self.config_path],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _config(self, htpasswd: str | None, token: TokenAuthConfig | None) -> str:
+        lines = [
+            "version: 0.1",
+            "log:",
+            "  level: warn",
+            "  accesslog:",
+            "    disabled: true",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {self.storage}",
+            "  delete:",
+            "    enabled: true",
+            "  maintenance:",
+            "    uploadpurging:",
+            "      enabled: false",
+            "http:",
+            f"  addr: {self.host}",
+        ]
+        if htpasswd:
+            lines += ["auth:", "  htpasswd:", "    realm: ocikit-test", f"    path: {htpasswd}"]
+        elif token:
+            lines += [
+                "auth:",
+                "  token:",
+                f"    realm: {token.realm}",
+                f"    service: {token.service}",
+                f"    issuer: {token.issuer}",
+                f"    rootcertbundle: {token.root_cert_bundle}",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited early: {self.log_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{self.url}/v2/", timeout=1).close()
+                return
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:  # auth configured: the server is up
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.close()
+        raise RuntimeError("docker-registry did not become ready in time")
+
+    def log_text(self) -> str:
+        self._log.flush()
+        with open(os.path.join(self.workdir, "registry.log"), "rb") as fh:
+            return fh.read().decode(errors="replace")
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._log.close()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "RegistryServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
