@@ -1,0 +1,23 @@
+"""Safe, streaming extraction of layer blobs (tar, tar+gzip, tar+zstd) into a directory.
+
+* :mod:`.tarstream` — a lean tar reader (ustar, GNU, PAX) handing out zero-copy data.
+* :mod:`.decompress` — a producer thread: decompress, verify digests, guard the size.
+* :mod:`.safe_tar` — the extraction rules (no escape, no devices, no set-id bits …).
+* :mod:`.writer` — a pool of threads creating files while the parser reads on.
+* :mod:`.whiteout` — container-image layers: whiteouts, opaque directories, ordered merge.
+* :mod:`.layers` — extract all layers of an artifact, in parallel.
+"""
+
+from .decompress import LayerStream, SizeBudget
+from .safe_tar import ExtractPolicy, LayerOutcome, SafeExtractor, apply_directory_records
+from .tarstream import TarStream
+
+__all__ = [
+    "ExtractPolicy",
+    "LayerOutcome",
+    "LayerStream",
+    "SafeExtractor",
+    "SizeBudget",
+    "TarStream",
+    "apply_directory_records",
+]

@@ -1,0 +1,250 @@
+"""Decompress and verify a layer blob in a background thread, chunk by chunk.
+
+A pull streams every layer from the store through decompression straight into tar
+extraction: there is no temporary copy of the blob and memory stays bounded by a short
+queue of chunks. The producer thread reads the (verifying) blob reader, detects the
+compression from the magic bytes (the media type is a hint that tools get wrong:
+oras-py labels plain files ``…layer.v1.tar``), decompresses, hashes the uncompressed
+stream and counts it against the pull's size budget. zstd, zlib and hashlib release the
+GIL, so this thread runs beside the Python tar parser on another core.
+
+Errors (a digest or size mismatch, a corrupt stream, a bomb) are handed to the consumer
+in place of the next chunk, so they surface exactly where the data would have been used;
+the consumer never sees the end of a stream that did not verify.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import zlib
+from typing import Any, BinaryIO
+
+from ..digest import DigestMismatchError, algorithm_of, new_hasher
+from ..errors import InvalidContentError, UnsafeContentError
+
+CHUNK_SIZE = 2 << 20
+QUEUE_DEPTH = 8  # chunks in flight per layer: memory is bounded by QUEUE_DEPTH * CHUNK_SIZE
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class SizeBudget:
+    """The bomb guard: decompressed bytes of one pull, across layers, against ``max_size``."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int, what: str) -> None:
+        with self._lock:
+            self.used += n
+            used = self.used
+        if self.limit is not None and used > self.limit:
+            raise UnsafeContentError(what, f"size limit exceeded (more than max_size {self.limit} bytes)")
+
+
+def detect_compression(head: bytes) -> str:
+    """``"zstd"``, ``"gzip"`` or ``"none"`` from the first bytes of a blob."""
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    return "none"
+
+
+class LayerStream:
+    """Decompressed chunks of one blob, produced by a thread, verified before the end is reported.
+
+    ``uncompressed_digest`` (the ORAS ``io.deis.oras.content.digest`` annotation, an image's
+    ``diff_id``, or a view's recorded digest) is checked when given; ``declared_size``
+    caps the uncompressed length when the artifact records it.
+    """
+
+    _END = object()
+
+    def __init__(
+        self,
+        reader: BinaryIO,
+        what: str,
+        uncompressed_digest: str | None = None,
+        budget: SizeBudget | None = None,
+        declared_size: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self._reader = reader
+        self.what = what
+        self._expected = uncompressed_digest
+        self._budget = budget or SizeBudget()
+        self._declared = declared_size
+        self._chunk_size = chunk_size
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ocikit-decompress-{what[:24]}", daemon=True)
+        self._finished = False
+        self.compression = ""
+        self.uncompressed_size = 0
+        self.uncompressed_digest = ""
+
+    def start(self) -> "LayerStream":
+        self._thread.start()
+        return self
+
+    def next_chunk(self) -> bytes:
+        """The next decompressed chunk; ``b""`` once the whole blob has been verified."""
+        if self._finished:
+            return b""
+        item = self._queue.get()
+        if item is self._END:
+            self._finished = True
+            return b""
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Stop the producer (if still running) and release the blob reader."""
+        self._cancelled.set()
+        while self._thread.is_alive():
+            try:  # unblock a producer waiting on a full queue
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __enter__(self) -> "LayerStream":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- producer ----------------------------------------------------------------------
+
+    def _put(self, item: Any) -> bool:
+        while not self._cancelled.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            head = self._reader.read(4)
+            self.compression = detect_compression(head)
+            hasher = new_hasher(self._expected or "sha256")
+            for chunk in self._decompressed(head):
+                if self._cancelled.is_set():
+                    return
+                hasher.update(chunk)
+                self.uncompressed_size += len(chunk)
+                self._budget.take(len(chunk), self.what)
+                if self._declared is not None and self.uncompressed_size > self._declared:
+                    raise UnsafeContentError(
+                        self.what, f"uncompressed data exceeds the declared {self._declared} bytes"
+                    )
+                if not self._put(chunk):
+                    return
+            self._verify_blob()
+            algorithm = algorithm_of(self._expected) if self._expected else "sha256"
+            self.uncompressed_digest = f"{algorithm}:{hasher.hexdigest()}"
+            if self._expected and self.uncompressed_digest != self._expected:
+                raise DigestMismatchError(f"uncompressed {self.what}", self._expected, self.uncompressed_digest)
+            if self._declared is not None and self.uncompressed_size != self._declared:
+                raise InvalidContentError(
+                    f"{self.what}: uncompressed size {self.uncompressed_size} differs from the declared {self._declared}"
+                )
+            self._put(self._END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+        finally:
+            try:
+                self._reader.close()
+            except Exception:
+                pass
+
+    def _verify_blob(self) -> None:
+        """Read the blob to its end so the verifying reader checks digest and size."""
+        verify = getattr(self._reader, "verify_to_end", None)
+        if verify is not None:
+            verify()
+        else:
+            while self._reader.read(self._chunk_size):
+                pass
+
+    def _decompressed(self, head: bytes):  # type: ignore[no-untyped-def]
+        source = _Prefixed(head, self._reader)
+        if self.compression == "zstd":
+            yield from _zstd_chunks(source, self._chunk_size)
+        elif self.compression == "gzip":
+            yield from _gzip_chunks(source, self._chunk_size, self.what)
+        else:
+            while chunk := source.read(self._chunk_size):
+                yield chunk
+
+
+class _Prefixed:
+    """A reader that returns ``head`` first, then the rest of ``raw`` (undoing the magic sniff)."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            if size is None or size < 0:
+                return head + self._raw.read()
+            return head if len(head) >= size else head + self._raw.read(size - len(head))
+        return self._raw.read(size)
+
+
+def _zstd_chunks(source: _Prefixed, chunk_size: int):  # type: ignore[no-untyped-def]
+    import zstandard
+
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        source, read_size=1 << 20, read_across_frames=True, closefd=False
+    )
+    try:
+        while chunk := reader.read(chunk_size):
+            yield chunk
+    except zstandard.ZstdError as exc:
+        raise InvalidContentError(f"corrupt zstd stream: {exc}") from None
+
+
+def _gzip_chunks(source: _Prefixed, chunk_size: int, what: str):  # type: ignore[no-untyped-def]
+    """Inflate one or more concatenated gzip members (RFC 1952), each checked by zlib (CRC, ISIZE)."""
+    decompressor = zlib.decompressobj(31)
+    fed = False  # whether the current member has received input
+    carry = b""  # the start of a possible next member, too short to recognise yet
+    try:
+        while read := source.read(1 << 20):
+            data, carry = carry + read, b""
+            while data:
+                if decompressor.eof:  # a member ended: what follows is another member or zero padding
+                    if len(data) < 2 and data == _GZIP_MAGIC[:1]:
+                        carry = data
+                        break
+                    if not data.startswith(_GZIP_MAGIC):
+                        if data.strip(b"\x00"):
+                            raise InvalidContentError(f"{what}: data after the end of the gzip stream")
+                        break
+                    decompressor = zlib.decompressobj(31)
+                fed = True
+                out = decompressor.decompress(data, chunk_size)
+                if out:
+                    yield out
+                data = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
+        if carry:
+            raise InvalidContentError(f"{what}: data after the end of the gzip stream")
+        tail = decompressor.flush()
+        if tail:
+            yield tail
+        if fed and not decompressor.eof:
+            raise InvalidContentError(f"{what}: gzip stream truncated")
+    except zlib.error as exc:
+        raise InvalidContentError(f"{what}: corrupt gzip stream: {exc}") from None

@@ -1,0 +1,460 @@
+"""Safe streaming extraction of a tar stream into a directory that nothing may escape.
+
+The destination is often a shared host path, so every rule below is enforced, and each
+violation raises :class:`~ocikit.errors.UnsafeContentError` naming the entry and the rule
+(the rule strings are stable; tests and callers match on them):
+
+``absolute path`` / ``path traversal``
+    names are relative and never contain ``..``.
+``path through symlink``
+    nothing is ever written through a symlink: every directory is opened relative to its
+    parent's descriptor with ``O_NOFOLLOW | O_DIRECTORY`` and files are created with
+    ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a symlink planted by an earlier entry (or a
+    racing process) makes the write fail instead of landing outside.
+``symlink target outside destination``
+    a relative target must stay inside the tree; an absolute one only inside one of the
+    policy's ``symlink_roots`` (a view's own root, which relocation rewrites). Container
+    image layers (``rootfs``) keep absolute targets: they are relative to the rootfs.
+``hardlink target outside destination`` / ``hardlink target missing``
+    a hardlink names an entry already extracted into the same tree, reached without
+    following symlinks.
+``device node`` / ``fifo``
+    refused unless ``allow_devices``.
+``outside title directory``
+    ORAS directory layers must keep every entry under ``<title>/``.
+``reserved name``
+    ``.ocikit/`` at the top is ocikit's marker directory; an artifact cannot spoof it.
+``unsupported entry type`` / ``sparse file``, ``size limit exceeded`` (see decompress).
+
+setuid/setgid/sticky bits are dropped unless ``preserve_special_modes``. Ownership is not
+restored (a pull runs unprivileged and files belong to the puller). Directory modes and
+times are applied at the very end (:func:`apply_directory_records`), deepest first, so a
+read-only directory can still be filled and its mtime is not disturbed by its children.
+
+Small files go to a :class:`~ocikit.extract.writer.WriterPool`; large ones are written by
+the parsing thread as their data streams in, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+
+from ..errors import InvalidContentError, LocalIOError, UnsafeContentError
+from .tarstream import BLOCKDEV, CHARDEV, DIRECTORY, FIFO, FILE, HARDLINK, SYMLINK, TarEntry, TarStream
+from .writer import BATCH_BYTES, BATCH_FILES, Job, JobTracker, WriterPool, write_all
+
+LARGE_FILE = 8 << 20  # files above this are streamed by the parser thread, not queued
+MAX_DIR_FDS = 256  # open directory descriptors per extraction before they are recycled
+RESERVED_TOP = ".ocikit"
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class ExtractPolicy:
+    """What an extraction allows; the defaults are the safe ones."""
+
+    allow_devices: bool = False
+    preserve_special_modes: bool = False
+    required_prefix: str = ""  # ORAS: every entry must lie under this directory (the title)
+    symlink_roots: tuple[str, ...] = ()  # absolute symlink targets under these are inside the tree
+    rootfs: bool = False  # an image layer: whiteouts are recorded, absolute symlinks are rootfs-relative
+    trailing_limit: int = 1 << 20  # bytes allowed after the end-of-archive marker
+
+
+@dataclass
+class DirRecord:
+    path: str
+    mode: int
+    mtime_ns: int
+
+
+@dataclass
+class LayerOutcome:
+    """What one layer's extraction produced (counts, and what the merge step must apply)."""
+
+    files: int = 0
+    directories: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    special: int = 0
+    bytes: int = 0
+    dir_records: list[DirRecord] = field(default_factory=list)
+    whiteouts: list[str] = field(default_factory=list)  # rootfs: paths hidden in lower layers
+    opaque: list[str] = field(default_factory=list)  # rootfs: directories whose lower content is hidden
+    lower_links: list[tuple[str, str]] = field(default_factory=list)  # rootfs: (link, target in a lower layer)
+
+
+def normalize_name(name: str, entry: str) -> str:
+    """``./a//b/`` → ``a/b``; reject absolute names, ``..`` and NUL bytes."""
+    while name.startswith("./"):
+        name = name[2:]
+    if name.endswith("/"):
+        name = name[:-1]
+    padded = "/" + name + "/"
+    if "//" not in padded and "/./" not in padded and "/../" not in padded and "\x00" not in name:
+        return name  # the common case: already clean
+    if "\x00" in name:
+        raise UnsafeContentError(entry, "invalid name (NUL byte)")
+    if name.startswith("/"):
+        raise UnsafeContentError(entry, "absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeContentError(entry, "path traversal")
+    return "/".join(parts)
+
+
+class SafeExtractor:
+    """Extract tar streams into the directory open as ``root_fd`` under an :class:`ExtractPolicy`."""
+
+    def __init__(self, root_fd: int, policy: ExtractPolicy, pool: WriterPool, label: str = "") -> None:
+        self.root_fd = root_fd
+        self.policy = policy
+        self.pool = pool
+        self.label = label
+        self.tracker = JobTracker()
+        self.outcome = LayerOutcome()
+        self._dirs: dict[str, int] = {}
+        self._seen: set[str] = set()  # non-directory paths this layer created (duplicates replace)
+        self._since_barrier: set[str] = set()  # files queued since the last barrier
+        self._batch: list[Job] = []
+        self._batch_bytes = 0
+        self._entry = ""
+        self._prefix = policy.required_prefix.strip("/")
+        self._prefix_slash = self._prefix + "/"
+        self._rootfs = policy.rootfs
+        self._special_modes = 0o7777 if policy.preserve_special_modes else 0o777
+
+    # -- public ------------------------------------------------------------------------
+
+    def extract(self, stream: TarStream) -> LayerOutcome:
+        try:
+            while (entry := stream.next_entry()) is not None:
+                self._entry = entry.name
+                self._one(entry, stream)
+            stream.drain(self.policy.trailing_limit)
+            self._barrier()
+        finally:
+            self._abort_pending()
+            self._close_dirs()
+        return self.outcome
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    def _one(self, entry: TarEntry, stream: TarStream) -> None:
+        path = normalize_name(entry.name, entry.name)
+        if not path:
+            return  # the archive root ("./"): DEST itself
+        self._check_location(path)
+        parent, _, base = path.rpartition("/")
+        kind = entry.kind
+        if self._rootfs and base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(parent, base)
+        elif kind == FILE:
+            if entry.sparse:
+                raise UnsafeContentError(entry.name, "unsupported entry type (sparse file)")
+            self._file(entry, stream, path, parent, base)
+        elif kind == DIRECTORY:
+            self._directory(entry, path, parent, base)
+        elif kind == SYMLINK:
+            self._symlink(entry, path, parent, base)
+        elif kind == HARDLINK:
+            self._hardlink(entry, path, parent, base)
+        elif kind in (CHARDEV, BLOCKDEV, FIFO):
+            self._special(entry, path, parent, base)
+        else:
+            raise UnsafeContentError(entry.name, f"unsupported entry type {entry.raw_type!r}")
+
+    def _check_location(self, path: str) -> None:
+        if path.startswith(RESERVED_TOP) and (path == RESERVED_TOP or path[len(RESERVED_TOP)] == "/"):
+            raise UnsafeContentError(self._entry, "reserved name (.ocikit is ocikit's marker directory)")
+        if self._prefix and path != self._prefix and not path.startswith(self._prefix_slash):
+            raise UnsafeContentError(self._entry, f"outside title directory {self._prefix!r}")
+
+    # -- entry kinds -------------------------------------------------------------------
+
+    def _file(self, entry: TarEntry, stream: TarStream, path: str, parent: str, base: str) -> None:
+        mode = entry.mode & self._special_modes
+        if path in self._seen:
+            self._claim(path, parent, base)
+        else:
+            self._seen.add(path)
+        dir_fd = self._dirs.get(parent) or self._dir(parent)
+        self.outcome.files += 1
+        self.outcome.bytes += entry.size
+        if entry.size > LARGE_FILE:
+            self._write_large(entry, stream, dir_fd, base, mode)
+            return
+        pieces = stream.read_data(entry)
+        self._batch.append((dir_fd, base, pieces, mode, entry.mtime_ns, entry.name))
+        self._batch_bytes += entry.size
+        self._since_barrier.add(path)
+        if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+            self._flush()
+
+    def _write_large(self, entry: TarEntry, stream: TarStream, dir_fd: int, base: str, mode: int) -> None:
+        try:
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        except OSError as exc:
+            raise self.map_error(exc, entry.name) from None
+        try:
+            for piece in stream.iter_data(entry):
+                write_all(fd, (piece,))
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+        except OSError as exc:
+            raise self.map_error(exc, entry.name) from None
+        finally:
+            os.close(fd)
+
+    def _directory(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
+        dir_fd = self._dir(parent)
+        mode = self._mode(entry.mode)
+        try:
+            os.mkdir(base, (mode & 0o777) | 0o700, dir_fd=dir_fd)
+            self.outcome.directories += 1
+        except FileExistsError:
+            st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                if path not in self._seen:
+                    self._conflict(st)
+                self._barrier()
+                self._remove(dir_fd, base)
+                os.mkdir(base, (mode & 0o777) | 0o700, dir_fd=dir_fd)
+                self._seen.discard(path)
+        except OSError as exc:
+            raise self.map_error(exc, entry.name) from None
+        self.outcome.dir_records.append(DirRecord(path, mode, entry.mtime_ns))
+
+    def _symlink(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
+        self._check_symlink_target(path, entry.linkname)
+        self._claim(path, parent, base)
+        dir_fd = self._dir(parent)
+        try:
+            os.symlink(entry.linkname, base, dir_fd=dir_fd)
+            os.utime(base, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as exc:
+            raise self.map_error(exc, entry.name) from None
+        self.outcome.symlinks += 1
+
+    def _hardlink(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
+        try:
+            target = normalize_name(entry.linkname, entry.name)
+        except UnsafeContentError as exc:
+            raise UnsafeContentError(entry.name, f"hardlink target outside destination ({exc.rule})") from None
+        if not target or target.split("/", 1)[0] == RESERVED_TOP:
+            raise UnsafeContentError(entry.name, "hardlink target outside destination")
+        if target == path:
+            raise UnsafeContentError(entry.name, "hardlink target missing (links to itself)")
+        if target in self._since_barrier:
+            self._barrier()  # the target may still be waiting for a writer
+        self._claim(path, parent, base)
+        dir_fd = self._dir(parent)
+        target_parent, _, target_base = target.rpartition("/")
+        try:
+            target_fd = self._dir(target_parent, create=False)
+            os.link(target_base, base, src_dir_fd=target_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            if self.policy.rootfs:  # the target lives in a lower layer: linked after the merge
+                self.outcome.lower_links.append((path, target))
+                return
+            raise UnsafeContentError(entry.name, f"hardlink target missing ({target!r} is not in the archive)") from None
+        except PermissionError:
+            raise UnsafeContentError(entry.name, "hardlink target outside destination (not a regular file)") from None
+        except OSError as exc:
+            raise self.map_error(exc, entry.name) from None
+        self.outcome.hardlinks += 1
+
+    def _special(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
+        if not self.policy.allow_devices:
+            raise UnsafeContentError(entry.name, "fifo" if entry.kind == FIFO else "device node")
+        self._claim(path, parent, base)
+        dir_fd = self._dir(parent)
+        mode = self._mode(entry.mode) & 0o777
+        try:
+            if entry.kind == FIFO:
+                os.mkfifo(base, mode, dir_fd=dir_fd)
+            else:
+                kind = stat.S_IFCHR if entry.kind == CHARDEV else stat.S_IFBLK
+                os.mknod(base, mode | kind, os.makedev(entry.devmajor, entry.devminor), dir_fd=dir_fd)
+            os.utime(base, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+        except PermissionError:
+            raise LocalIOError(f"cannot create {entry.kind} {entry.name!r}: creating devices needs privileges") from None
+        except OSError as exc:
+            raise self.map_error(exc, entry.name) from None
+        self.outcome.special += 1
+
+    def _whiteout(self, parent: str, base: str) -> None:
+        self._dir(parent)  # the directory exists in this layer even if it only hides things
+        if base == OPAQUE_MARKER:
+            self.outcome.opaque.append(parent)
+            return
+        hidden = base[len(WHITEOUT_PREFIX) :]
+        if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
+            raise UnsafeContentError(self._entry, "invalid whiteout")
+        self.outcome.whiteouts.append(f"{parent}/{hidden}" if parent else hidden)
+
+    # -- rules -------------------------------------------------------------------------
+
+    def _mode(self, mode: int) -> int:
+        return mode & self._special_modes
+
+    def _check_symlink_target(self, path: str, target: str) -> None:
+        if not target or "\x00" in target:
+            raise UnsafeContentError(self._entry, "symlink target outside destination (empty or invalid target)")
+        if target.startswith("/"):
+            if self.policy.rootfs:
+                return  # resolved against the rootfs by the runtime that uses it
+            for root in self.policy.symlink_roots:
+                root = root.rstrip("/")
+                if root and (target == root or target.startswith(root + "/")):
+                    return
+            raise UnsafeContentError(self._entry, f"symlink target outside destination ({target!r} is absolute)")
+        depth = path.count("/")  # directories between the tree root and the link
+        for part in target.split("/"):
+            if part in ("", "."):
+                continue
+            depth = depth - 1 if part == ".." else depth + 1
+            if depth < 0:
+                raise UnsafeContentError(self._entry, f"symlink target outside destination ({target!r})")
+
+    def _claim(self, path: str, parent: str, base: str) -> None:
+        """Register a non-directory path; a repeat within the layer replaces the earlier entry."""
+        if path in self._seen:
+            self._barrier()
+            self._remove(self._dir(parent), base)
+        else:
+            self._seen.add(path)
+
+    def _remove(self, dir_fd: int, base: str) -> None:
+        try:
+            st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidContentError(f"{self._entry!r} replaces a directory of the same layer")
+        os.unlink(base, dir_fd=dir_fd)
+
+    def _conflict(self, st: os.stat_result) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafeContentError(self._entry, "path through symlink")
+        raise InvalidContentError(
+            f"{self._entry!r} is provided by more than one layer; layers of a merged artifact must not overlap"
+        )
+
+    def map_error(self, exc: OSError, entry: str) -> BaseException:
+        """Turn an OSError from a create/link into the rule it broke (or a local I/O error)."""
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return UnsafeContentError(entry, "path through symlink")
+        if exc.errno == errno.EEXIST:
+            return InvalidContentError(
+                f"{entry!r} is provided by more than one layer; layers of a merged artifact must not overlap"
+            )
+        return LocalIOError(f"cannot extract {entry!r}: {exc.strerror or exc}")
+
+    # -- directory descriptors -----------------------------------------------------------
+
+    def _dir(self, path: str, create: bool = True) -> int:
+        """A descriptor for directory ``path`` (relative to the root), opened without following symlinks."""
+        fd = self._dirs.get(path)
+        if fd is not None:
+            return fd
+        if not path:
+            return self.root_fd
+        if len(self._dirs) >= MAX_DIR_FDS:
+            self._barrier()
+            self._close_dirs()
+        head, _, base = path.rpartition("/")
+        parent_fd = self._dir(head, create)
+        fd = self._open_dir(parent_fd, base, create)
+        self._dirs[path] = fd
+        return fd
+
+    def _open_dir(self, parent_fd: int, base: str, create: bool) -> int:
+        for attempt in (0, 1):
+            try:
+                return os.open(base, _DIR_FLAGS, dir_fd=parent_fd)
+            except FileNotFoundError:
+                if not create or attempt:
+                    raise
+                try:
+                    os.mkdir(base, 0o755, dir_fd=parent_fd)  # a parent the archive did not list
+                except FileExistsError:
+                    pass
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeContentError(self._entry, "path through symlink") from None
+                raise LocalIOError(f"cannot open directory for {self._entry!r}: {exc.strerror}") from None
+        raise AssertionError("unreachable")
+
+    def _close_dirs(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+
+    # -- writer pool -------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self.tracker.raise_error()
+        if self._batch:
+            batch, nbytes = self._batch, self._batch_bytes
+            self._batch, self._batch_bytes = [], 0
+            self.pool.submit(batch, self.tracker, nbytes, self.map_error)
+
+    def _barrier(self) -> None:
+        """Wait until every queued file exists (before links, replacements, closing descriptors)."""
+        self._flush()
+        self.tracker.wait_idle()
+        self._since_barrier.clear()
+
+    def _abort_pending(self) -> None:
+        """On failure, still wait for queued jobs: they use descriptors that are about to close."""
+        self._batch = []
+        try:
+            self.tracker.wait_idle()
+        except BaseException:
+            pass
+
+
+def apply_directory_records(root_fd: int, records: list[DirRecord]) -> None:
+    """Set directory modes and times, deepest first (a read-only parent is fixed last).
+
+    Later records for the same path win (a higher layer's directory entry overrides a lower
+    one). Paths are walked with ``O_NOFOLLOW``; a directory that no longer exists (hidden by
+    a whiteout) is skipped.
+    """
+    final: dict[str, DirRecord] = {}
+    for record in records:
+        final[record.path] = record
+    for path in sorted(final, key=lambda p: p.count("/"), reverse=True):
+        record = final[path]
+        try:
+            fd = _open_path(root_fd, path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != record.mode:
+                os.fchmod(fd, record.mode)
+            os.utime(fd, ns=(record.mtime_ns, record.mtime_ns))
+        finally:
+            os.close(fd)
+
+
+def _open_path(root_fd: int, path: str) -> int:
+    fd = os.dup(root_fd)
+    for part in path.split("/"):
+        try:
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise NotADirectoryError(path) from None
+            raise
+        os.close(fd)
+        fd = next_fd
+    return fd
