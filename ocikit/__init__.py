@@ -33,6 +33,9 @@ _LAZY: dict[str, str] = {
     "get_manifest": "ocikit.api",
     "list_tags": "ocikit.api",
     "resolve": "ocikit.api",
+    "pull": "ocikit.pull",
+    "wait_ready": "ocikit.ready",
+    "NodeCache": "ocikit.nodecache",
 }
 
 __all__ = sorted(

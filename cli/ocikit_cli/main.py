@@ -23,11 +23,14 @@ from .context import CliContext, build_options
 # name -> "module:attribute"; one module per command (or command group) in commands/.
 COMMANDS: dict[str, str] = {
     "attach": "ocikit_cli.commands.attach:attach_cmd",
+    "cache": "ocikit_cli.commands.cache:cache_cmd",
     "copy": "ocikit_cli.commands.copy:copy_cmd",
     "discover": "ocikit_cli.commands.attach:discover_cmd",
     "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
+    "pull": "ocikit_cli.commands.pull:pull_cmd",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
     "tags": "ocikit_cli.commands.tags:tags_cmd",
+    "wait": "ocikit_cli.commands.pull:wait_cmd",
 }
 
 

@@ -62,6 +62,8 @@ class ExtractPolicy:
     allow_devices: bool = False
     preserve_special_modes: bool = False
     required_prefix: str = ""  # ORAS: every entry must lie under this directory (the title)
+    strip_prefix: bool = False  # ...and is extracted without it (a view layer packed ORAS-style)
+    external_symlinks: frozenset[str] = frozenset()  # paths the publisher declared as pointing outside
     symlink_roots: tuple[str, ...] = ()  # absolute symlink targets under these are inside the tree
     rootfs: bool = False  # an image layer: whiteouts are recorded, absolute symlinks are rootfs-relative
     trailing_limit: int = 1 << 20  # bytes allowed after the end-of-archive marker
@@ -83,7 +85,9 @@ class LayerOutcome:
     symlinks: int = 0
     hardlinks: int = 0
     special: int = 0
-    bytes: int = 0
+    bytes: int = 0  # file contents written
+    compressed_bytes: int = 0  # blob bytes read
+    uncompressed_bytes: int = 0  # tar stream bytes
     dir_records: list[DirRecord] = field(default_factory=list)
     whiteouts: list[str] = field(default_factory=list)  # rootfs: paths hidden in lower layers
     opaque: list[str] = field(default_factory=list)  # rootfs: directories whose lower content is hidden
@@ -127,6 +131,7 @@ class SafeExtractor:
         self._entry = ""
         self._prefix = policy.required_prefix.strip("/")
         self._prefix_slash = self._prefix + "/"
+        self._strip = bool(self._prefix) and policy.strip_prefix
         self._rootfs = policy.rootfs
         self._special_modes = 0o7777 if policy.preserve_special_modes else 0o777
 
@@ -151,6 +156,10 @@ class SafeExtractor:
         if not path:
             return  # the archive root ("./"): DEST itself
         self._check_location(path)
+        if self._strip:
+            path = path[len(self._prefix_slash) :]
+            if not path:
+                return  # the title directory itself: DEST
         parent, _, base = path.rpartition("/")
         kind = entry.kind
         if self._rootfs and base.startswith(WHITEOUT_PREFIX):
@@ -247,6 +256,10 @@ class SafeExtractor:
             target = normalize_name(entry.linkname, entry.name)
         except UnsafeContentError as exc:
             raise UnsafeContentError(entry.name, f"hardlink target outside destination ({exc.rule})") from None
+        if self._strip:
+            if not target.startswith(self._prefix_slash):
+                raise UnsafeContentError(entry.name, f"hardlink target outside destination (not under {self._prefix!r})")
+            target = target[len(self._prefix_slash) :]
         if not target or target.split("/", 1)[0] == RESERVED_TOP:
             raise UnsafeContentError(entry.name, "hardlink target outside destination")
         if target == path:
@@ -307,6 +320,8 @@ class SafeExtractor:
     def _check_symlink_target(self, path: str, target: str) -> None:
         if not target or "\x00" in target:
             raise UnsafeContentError(self._entry, "symlink target outside destination (empty or invalid target)")
+        if path in self.policy.external_symlinks:
+            return  # declared by the publisher (a view's externalSymlinks); never followed here
         if target.startswith("/"):
             if self.policy.rootfs:
                 return  # resolved against the rootfs by the runtime that uses it
@@ -358,6 +373,14 @@ class SafeExtractor:
         return LocalIOError(f"cannot extract {entry!r}: {exc.strerror or exc}")
 
     # -- directory descriptors -----------------------------------------------------------
+
+    def parent_fd(self, path: str) -> int:
+        """The descriptor of ``path``'s parent directory (created if missing), for callers writing one file."""
+        self._entry = path
+        return self._dir(path.rpartition("/")[0])
+
+    def close(self) -> None:
+        self._close_dirs()
 
     def _dir(self, path: str, create: bool = True) -> int:
         """A descriptor for directory ``path`` (relative to the root), opened without following symlinks."""

@@ -1,0 +1,85 @@
+"""ocikit cache ls|gc"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import click
+
+import ocikit
+
+from ..output import emit, human_bytes, json_option, table
+from .sizes import parse_duration, parse_size
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.environ.get("OCIKIT_CACHE") or os.path.join(base, "ocikit", "node")
+
+
+cache_option = click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False),
+    default=default_cache_dir,
+    show_default="$OCIKIT_CACHE or ~/.cache/ocikit/node",
+    help="The node cache directory.",
+)
+
+
+@click.group("cache")
+def cache_cmd() -> None:
+    """Inspect and trim a node cache (blobs and extracted trees by digest)."""
+
+
+@cache_cmd.command("ls")
+@cache_option
+@json_option
+def ls_cmd(cache_dir: str, json_output: bool) -> None:
+    """List cached trees, most recently used first."""
+    entries = [e.to_dict() for e in ocikit.NodeCache(cache_dir).ls()]
+    emit(json_output, {"cache": cache_dir, "entries": entries}, _render)
+
+
+def _render(document: dict) -> str:  # type: ignore[type-arg]
+    rows = [
+        [
+            e["digest"][:19],
+            e["kind"],
+            human_bytes(e["size"]),
+            str(e["files"]),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(e["last_used"])),
+            ", ".join(e["references"]),
+        ]
+        for e in document["entries"]
+    ]
+    if not rows:
+        return f"{document['cache']}: empty"
+    return table(rows, ["DIGEST", "KIND", "SIZE", "FILES", "LAST USED", "REFERENCES"])
+
+
+@cache_cmd.command("gc")
+@cache_option
+@click.option("--max-size", help="Evict least-recently-used trees until the cache is at most this big (e.g. 50G).")
+@click.option("--max-age", help="Evict trees unused for longer than this (e.g. 7d, 12h).")
+@json_option
+def gc_cmd(cache_dir: str, max_size: str | None, max_age: str | None, json_output: bool) -> None:
+    """Evict trees (and the blobs only they used) by age and total size."""
+    result = ocikit.NodeCache(cache_dir).gc(
+        max_bytes=parse_size(max_size) if max_size else None,
+        max_age=parse_duration(max_age) if max_age else None,
+    )
+    document = {
+        "cache": cache_dir,
+        "removed": result.removed,
+        "freedBytes": result.freed_bytes,
+        "kept": result.kept,
+        "totalBytes": result.total_bytes,
+    }
+    emit(
+        json_output,
+        document,
+        lambda d: f"removed {len(d['removed'])} trees, freed {human_bytes(d['freedBytes'])}; "
+        f"{d['kept']} kept, {human_bytes(d['totalBytes'])} in use",
+    )

@@ -1,0 +1,114 @@
+"""ocikit pull REF DEST, ocikit wait DEST"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+import ocikit
+
+from ..context import CliContext, pass_cli
+from ..output import emit, human_bytes, json_option
+from .sizes import parse_size
+
+
+@click.command("pull")
+@click.argument("reference")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--rootfs", is_flag=True, help="Apply every layer as a container filesystem layer (whiteouts).")
+@click.option("--ready-file", type=click.Path(dir_okay=False), help="Also write the ready marker here.")
+@click.option("--no-relocate", is_flag=True, help="Keep a view's recorded root instead of relocating to DEST.")
+@click.option("--skip-compat-check", is_flag=True, help="Do not check the artifact's compatibility metadata.")
+@click.option("--max-size", help="Refuse more than this many decompressed bytes (e.g. 20G): the bomb guard.")
+@click.option("--allow-devices", is_flag=True, help="Create device nodes and fifos found in layers.")
+@click.option("--preserve-special-modes", is_flag=True, help="Keep setuid, setgid and sticky bits.")
+@click.option("--mirror", "mirrors", multiple=True, metavar="HOST", help="Try this registry mirror first (repeatable).")
+@click.option("--hosts-dir", type=click.Path(file_okay=False), help="containerd hosts.toml directory (certs.d).")
+@click.option("--platform", help="os/arch[/variant] to pick from an index (default: this host).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Build the tree in this node cache.")
+@click.option(
+    "--link-mode",
+    type=click.Choice(["auto", "hardlink", "reflink", "copy"]),
+    default="auto",
+    show_default=True,
+    help="With --cache: how DEST gets the cached files.",
+)
+@json_option
+@pass_cli
+def pull_cmd(
+    cli: CliContext,
+    reference: str,
+    dest: str,
+    rootfs: bool,
+    ready_file: str | None,
+    no_relocate: bool,
+    skip_compat_check: bool,
+    max_size: str | None,
+    allow_devices: bool,
+    preserve_special_modes: bool,
+    mirrors: tuple[str, ...],
+    hosts_dir: str | None,
+    platform: str | None,
+    cache_dir: str | None,
+    link_mode: str,
+    json_output: bool,
+) -> None:
+    """Pull a view, ORAS artifact or image into DEST, verified, and mark it ready.
+
+    DEST is replaced atomically and gets DEST/.ocikit/ready.json last; pulling the digest
+    DEST already holds does nothing. Applications wait for it with `ocikit wait DEST`.
+    """
+    options = cli.options
+    if mirrors:
+        options = dataclasses.replace(options, mirrors={**options.mirrors, "*": tuple(mirrors)})
+    if hosts_dir:
+        options = dataclasses.replace(options, hosts_dir=hosts_dir)
+    progress = cli.progress(json_output)
+    try:
+        result = ocikit.pull(
+            reference,
+            dest,
+            options=options,
+            rootfs=rootfs,
+            ready_file=ready_file,
+            relocate=not no_relocate,
+            skip_compat_check=skip_compat_check,
+            max_size=parse_size(max_size) if max_size else None,
+            allow_devices=allow_devices,
+            preserve_special_modes=preserve_special_modes,
+            platform=platform,
+            cache=cache_dir,
+            link_mode=link_mode,
+            progress=progress,
+        )
+    finally:
+        getattr(progress, "close", lambda: None)()
+    emit(json_output, result.to_dict(), _describe)
+
+
+def _describe(r: dict) -> str:  # type: ignore[type-arg]
+    if r["unchanged"]:
+        return f"{r['dest']} already holds {r['digest']}"
+    text = (
+        f"pulled {r['digest']} ({r['kind']}) into {r['dest']}: {r['files']} files, "
+        f"{human_bytes(r['bytes'])}, {human_bytes(r['downloaded'])} downloaded in {r['seconds']:.1f} s"
+    )
+    if r["relocated_to"]:
+        text += f", relocated to {r['relocated_to']}"
+    return text
+
+
+@click.command("wait")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (default: wait forever).")
+@click.option("--digest", help="Wait for this manifest digest specifically.")
+@click.option("--ready-file", type=click.Path(dir_okay=False), help="Wait for this marker instead of DEST's own.")
+@json_option
+def wait_cmd(dest: str, timeout: float | None, digest: str | None, ready_file: str | None, json_output: bool) -> None:
+    """Block until DEST is marked ready by `ocikit pull` (no busy polling).
+
+    Exits 0 when ready, 8 with a one-line message on timeout.
+    """
+    marker = ocikit.wait_ready(dest, timeout=timeout, digest=digest, ready_file=ready_file)
+    emit(json_output, marker, lambda m: f"{dest} is ready ({m['digest']})")

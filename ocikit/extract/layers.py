@@ -1,0 +1,267 @@
+"""Extract every layer of a planned artifact into a directory, in parallel.
+
+Layers of a view or an ORAS artifact do not overlap (except in directories), so they are
+extracted concurrently straight into the tree. Image layers must be applied in order
+(whiteouts), so each is extracted concurrently into its own directory under ``work`` and
+merged in order as soon as it and all layers below it are done. One writer pool is shared
+by all layers; ``concurrency`` bounds how many layers stream at once.
+
+Blobs come from ``open_blob(descriptor)``: a verifying reader from the store, or the node
+cache's reader that also keeps a copy. Nothing is staged on disk in between.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import BinaryIO, Callable
+
+from ..progress import NULL_PROGRESS, Progress
+from ..spec.descriptor import Descriptor
+from .decompress import LayerStream, SizeBudget
+from .plan import FILE, ROOTFS, TITLED, ArtifactPlan, LayerJob
+from .safe_tar import DirRecord, ExtractPolicy, LayerOutcome, SafeExtractor, normalize_name
+from .tarstream import TarStream
+from .whiteout import merge_layer, remove_tree
+from .writer import WriterPool, default_threads
+
+BlobOpener = Callable[[Descriptor], BinaryIO]
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass
+class ExtractStats:
+    """Totals of an extraction, and the directory metadata still to apply."""
+
+    layers: int = 0
+    files: int = 0
+    directories: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    special: int = 0
+    bytes: int = 0  # file contents written
+    compressed_bytes: int = 0  # blob bytes read
+    uncompressed_bytes: int = 0  # tar stream bytes
+    dir_records: list[DirRecord] = field(default_factory=list)
+
+    def add(self, outcome: LayerOutcome) -> None:
+        self.files += outcome.files
+        self.directories += outcome.directories
+        self.symlinks += outcome.symlinks
+        self.hardlinks += outcome.hardlinks
+        self.special += outcome.special
+        self.bytes += outcome.bytes
+        self.compressed_bytes += outcome.compressed_bytes
+        self.uncompressed_bytes += outcome.uncompressed_bytes
+
+
+def extract_plan(
+    plan: ArtifactPlan,
+    open_blob: BlobOpener,
+    tree: str,
+    work: str,
+    *,
+    policy: ExtractPolicy = ExtractPolicy(),
+    budget: SizeBudget | None = None,
+    concurrency: int = 4,
+    writer_threads: int | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> ExtractStats:
+    """Extract ``plan``'s layers into the (empty) directory ``tree``; ``work`` is scratch space beside it."""
+    budget = budget or SizeBudget()
+    stats = ExtractStats(layers=len(plan.layers))
+    threads = default_threads() if writer_threads is None else writer_threads
+    tree_fd = os.open(tree, _DIR_FLAGS)
+    try:
+        with WriterPool(threads) as pool, ThreadPoolExecutor(max(1, concurrency), "ocikit-layer") as layers:
+            runner = _LayerRunner(open_blob, policy, budget, pool, progress, stats)
+            if any(job.mode == ROOTFS for job in plan.layers) and len(plan.layers) > 1:
+                _extract_ordered(plan.layers, runner, layers, tree_fd, work, stats)
+            else:
+                futures = [layers.submit(runner.run, job, tree_fd) for job in plan.layers]
+                _collect(futures, stats)
+    finally:
+        os.close(tree_fd)
+    return stats
+
+
+def _collect(futures: list[Future[LayerOutcome | None]], stats: ExtractStats) -> None:
+    """Wait for all layers; on the first failure cancel what has not started and re-raise it."""
+    error: BaseException | None = None
+    for future in futures:
+        try:
+            outcome = future.result()
+        except BaseException as exc:
+            if error is None:
+                error = exc
+                for other in futures:
+                    other.cancel()
+            continue
+        if outcome is not None:
+            stats.add(outcome)
+            stats.dir_records.extend(outcome.dir_records)
+    if error is not None:
+        raise error
+
+
+def _extract_ordered(
+    jobs: tuple[LayerJob, ...],
+    runner: "_LayerRunner",
+    executor: ThreadPoolExecutor,
+    tree_fd: int,
+    work: str,
+    stats: ExtractStats,
+) -> None:
+    """Image layers: extract in parallel into separate directories, merge in layer order."""
+    os.makedirs(work, exist_ok=True)
+    dirs = [os.path.join(work, f"layer-{job.index}-{uuid.uuid4().hex[:8]}") for job in jobs]
+    for path in dirs:
+        os.mkdir(path, 0o700)
+    futures = [executor.submit(runner.run_in_dir, job, path) for job, path in zip(jobs, dirs)]
+    try:
+        for future, path in zip(futures, dirs):
+            outcome = future.result()
+            layer_fd = os.open(path, _DIR_FLAGS)
+            try:
+                merge_layer(tree_fd, layer_fd, outcome)
+            finally:
+                os.close(layer_fd)
+            stats.add(outcome)
+            stats.dir_records.extend(outcome.dir_records)
+            remove_tree(path)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        for future in futures:
+            try:
+                future.result()
+            except BaseException:
+                pass
+        raise
+    finally:
+        for path in dirs:
+            remove_tree(path)
+
+
+class _LayerRunner:
+    """Extracts one layer job (called from the layer thread pool)."""
+
+    def __init__(
+        self,
+        open_blob: BlobOpener,
+        policy: ExtractPolicy,
+        budget: SizeBudget,
+        pool: WriterPool,
+        progress: Progress,
+        stats: ExtractStats,
+    ) -> None:
+        self.open_blob = open_blob
+        self.policy = policy
+        self.budget = budget
+        self.pool = pool
+        self.progress = progress
+        self.stats = stats
+
+    def run_in_dir(self, job: LayerJob, path: str) -> LayerOutcome:
+        fd = os.open(path, _DIR_FLAGS)
+        try:
+            outcome = self.run(job, fd)
+        finally:
+            os.close(fd)
+        assert outcome is not None
+        return outcome
+
+    def run(self, job: LayerJob, tree_fd: int) -> LayerOutcome | None:
+        desc = job.descriptor
+        task = f"layer:{desc.digest}"
+        label = job.title or desc.short()
+        self.progress.start(task, label, desc.size)
+        reader = _CountingReader(self.open_blob(desc), lambda n: self.progress.advance(task, n))
+        if job.mode == FILE:
+            outcome = self._write_file(job, reader, tree_fd)
+        else:
+            outcome = self._extract_tar(job, reader, tree_fd, label)
+        outcome.compressed_bytes = reader.count
+        self.progress.finish(task)
+        return outcome
+
+    def _extract_tar(self, job: LayerJob, reader: BinaryIO, tree_fd: int, label: str) -> LayerOutcome:
+        policy = self.policy
+        if job.mode == TITLED or job.strip_title:
+            policy = replace(policy, required_prefix=job.title, strip_prefix=job.strip_title)
+        if job.mode == ROOTFS:
+            policy = replace(policy, rootfs=True)
+        stream = LayerStream(
+            reader,
+            f"layer {label}",
+            uncompressed_digest=job.uncompressed_digest,
+            budget=self.budget,
+            declared_size=job.declared_size,
+        )
+        with stream:
+            extractor = SafeExtractor(tree_fd, policy, self.pool, label)
+            outcome = extractor.extract(TarStream(stream.next_chunk))
+        outcome.uncompressed_bytes = stream.uncompressed_size
+        return outcome
+
+    def _write_file(self, job: LayerJob, reader: "_CountingReader", tree_fd: int) -> LayerOutcome:
+        """An ORAS file layer: the blob itself, saved as ``<title>`` (verified as it streams)."""
+        title = normalize_name(job.title, job.title)
+        extractor = SafeExtractor(tree_fd, self.policy, self.pool, title)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        outcome = LayerOutcome(files=1)
+        with reader:
+            try:
+                fd = os.open(title.rpartition("/")[2], flags, 0o644, dir_fd=extractor.parent_fd(title))
+            except OSError as exc:
+                extractor.close()
+                raise extractor.map_error(exc, title) from None
+            try:
+                while chunk := reader.read(1 << 20):
+                    self.budget.take(len(chunk), title)
+                    _write_all(fd, chunk)
+                    outcome.bytes += len(chunk)
+            finally:
+                os.close(fd)
+                extractor.close()
+        return outcome
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _CountingReader:
+    """Pass reads through, reporting how many bytes went by (progress, statistics)."""
+
+    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None]) -> None:
+        self._raw = raw
+        self._on_bytes = on_bytes
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self.count += len(data)
+            self._on_bytes(len(data))
+        return data
+
+    def verify_to_end(self) -> None:
+        while self.read(1 << 20):
+            pass
+        verify = getattr(self._raw, "verify_to_end", None)
+        if verify is not None:
+            verify()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> "_CountingReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,223 @@
+"""Decide what a pull extracts: resolve the reference, classify the artifact, plan each layer.
+
+Three kinds of artifact are told apart by their manifest:
+
+``view``   an ocikit view (``artifactType`` or config type ``application/vnd.ocikit.view…``):
+           every layer is merged into DEST (a layer marked ``io.deis.oras.content.unpack``
+           keeps its entries under ``<title>/``, which is stripped), then relocated.
+``image``  a container image (an image config): layers applied in order with whiteouts;
+           also any artifact pulled with ``rootfs=True``.
+``oras``   anything else, unpacked the way ORAS clients do (REFERENCE §2.2): layers without
+           a title are skipped; ``unpack == "true"`` (oras-go), or a ``tar+gzip`` layer without
+           the annotation (oras-py's directory convention), is a directory archive whose
+           entries must lie under ``<title>/``; any other layer is a file saved as ``<title>``.
+
+Each layer also gets the digest its *uncompressed* stream must have, when the artifact
+records one (the ORAS ``io.deis.oras.content.digest`` annotation, a view config's
+``layers[].diffId``, an image config's ``rootfs.diff_ids``), and a view's declared tar size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..content.base import Store, fetch_manifest, read_all
+from ..errors import InvalidContentError, NotFoundError, UnsafeContentError, UnsupportedError
+from ..spec import mediatypes as mt
+from ..spec.descriptor import Descriptor, Platform
+from ..spec.manifest import ParsedManifest, select_platform
+from .safe_tar import RESERVED_TOP, normalize_name
+
+KIND_VIEW, KIND_IMAGE, KIND_ORAS = "view", "image", "oras"
+TREE, ROOTFS, TITLED, FILE = "tree", "rootfs", "titled", "file"
+
+MAX_CONFIG_SIZE = 16 << 20
+_IMAGE_CONFIGS = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
+
+
+@dataclass(frozen=True)
+class LayerJob:
+    """How to extract one layer."""
+
+    index: int
+    descriptor: Descriptor
+    mode: str  # TREE | ROOTFS | TITLED | FILE
+    title: str = ""
+    strip_title: bool = False  # TREE layers whose entries are under <title>/ (ORAS-style)
+    uncompressed_digest: str | None = None
+    declared_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactPlan:
+    """A resolved artifact: which manifest, what kind, how each layer is extracted."""
+
+    reference: str
+    top_digest: str  # what the reference resolved to (an index when multi-platform)
+    manifest_desc: Descriptor
+    manifest: ParsedManifest
+    kind: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    layers: tuple[LayerJob, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        return self.manifest_desc.digest
+
+    @property
+    def relocation(self) -> Mapping[str, Any]:
+        record = self.config.get("relocation") if self.kind == KIND_VIEW else None
+        return record if isinstance(record, Mapping) else {}
+
+    @property
+    def compressed_size(self) -> int:
+        return sum(job.descriptor.size for job in self.layers)
+
+    def digests(self) -> set[str]:
+        """Digests a ready marker may be matched against (the manifest's, and the index's)."""
+        return {self.digest, self.top_digest}
+
+
+def resolve_plan(
+    store: Store, reference: str, *, platform: Platform | None = None, rootfs: bool = False, label: str = ""
+) -> ArtifactPlan:
+    """Resolve ``reference`` in ``store`` (an index → the manifest for ``platform``) and plan it."""
+    top = store.resolve(reference)
+    parsed = fetch_manifest(store, top)
+    desc = top
+    if parsed.is_index:
+        desc = _pick_manifest(parsed, platform or Platform.host())
+        parsed = fetch_manifest(store, desc)
+        if parsed.is_index:
+            raise UnsupportedError(f"{label or reference}: nested image indexes are not supported")
+    config = _read_config(store, parsed)
+    kind = classify(parsed, rootfs)
+    return ArtifactPlan(
+        reference=label or reference,
+        top_digest=top.digest,
+        manifest_desc=desc,
+        manifest=parsed,
+        kind=kind,
+        config=config,
+        layers=tuple(plan_layers(parsed, kind, config)),
+    )
+
+
+def _pick_manifest(index: ParsedManifest, platform: Platform) -> Descriptor:
+    if all(entry.platform is None for entry in index.manifests) and len(index.manifests) == 1:
+        return index.manifests[0]  # a single-entry index of an artifact (no platform to match)
+    return select_platform(index, platform)
+
+
+def classify(manifest: ParsedManifest, rootfs: bool = False) -> str:
+    config_type = manifest.config.media_type if manifest.config else ""
+    if manifest.artifact_type == mt.OCIKIT_VIEW_ARTIFACT or config_type == mt.OCIKIT_VIEW_CONFIG:
+        return KIND_VIEW
+    if rootfs or (config_type in _IMAGE_CONFIGS and not manifest.artifact_type):
+        return KIND_IMAGE
+    return KIND_ORAS
+
+
+def _read_config(store: Store, manifest: ParsedManifest) -> Mapping[str, Any]:
+    config = manifest.config
+    if config is None or config.media_type == mt.OCI_EMPTY or not config.media_type.endswith("json"):
+        return {}
+    if config.size > MAX_CONFIG_SIZE:
+        raise InvalidContentError(f"config {config.digest} is {config.size} bytes; at most {MAX_CONFIG_SIZE} allowed")
+    try:
+        document = json.loads(read_all(store, config, limit=MAX_CONFIG_SIZE))
+    except NotFoundError:
+        raise
+    except ValueError as exc:
+        raise InvalidContentError(f"config {config.digest} is not valid JSON: {exc}") from None
+    return document if isinstance(document, dict) else {}
+
+
+def plan_layers(manifest: ParsedManifest, kind: str, config: Mapping[str, Any]) -> list[LayerJob]:
+    layers = [d for d in manifest.layers if d.media_type != mt.OCI_EMPTY and d.digest != mt.EMPTY_DIGEST]
+    for desc in layers:
+        if desc.urls:
+            raise UnsupportedError(f"layer {desc.digest} is a foreign layer (urls); ocikit does not fetch those")
+    if kind == KIND_IMAGE:
+        diff_ids = _image_diff_ids(config, manifest.layers)
+        return [
+            LayerJob(i, d, ROOTFS, uncompressed_digest=_annotated_digest(d) or diff_ids.get(d.digest))
+            for i, d in enumerate(layers)
+        ]
+    if kind == KIND_VIEW:
+        recorded = _view_layer_records(config)
+        jobs = []
+        for i, d in enumerate(layers):
+            record = recorded.get(d.digest, {})
+            titled = d.annotations.get(mt.ORAS_ANNOTATION_UNPACK) == "true" and bool(d.title)
+            jobs.append(
+                LayerJob(
+                    i,
+                    d,
+                    TREE,
+                    title=_checked_title(d) if titled else "",
+                    strip_title=titled,
+                    uncompressed_digest=_annotated_digest(d) or _str_or_none(record.get("diffId")),
+                    declared_size=_int_or_none(record.get("tarSize")),
+                )
+            )
+        return jobs
+    return _oras_layers(layers)
+
+
+def _oras_layers(layers: list[Descriptor]) -> list[LayerJob]:
+    jobs: list[LayerJob] = []
+    titles: set[str] = set()
+    for i, d in enumerate(layers):
+        if not d.title:
+            continue  # oras pull skips untitled layers
+        title = _checked_title(d)
+        if title in titles:
+            raise InvalidContentError(f"two layers share the title {title!r}")
+        titles.add(title)
+        unpack = d.annotations.get(mt.ORAS_ANNOTATION_UNPACK)
+        directory = unpack == "true" or (unpack is None and d.media_type == mt.OCI_LAYER_GZIP)
+        jobs.append(
+            LayerJob(i, d, TITLED if directory else FILE, title=title, uncompressed_digest=_annotated_digest(d))
+        )
+    return jobs
+
+
+def _checked_title(desc: Descriptor) -> str:
+    title = normalize_name(desc.title, desc.title)
+    if not title:
+        raise UnsafeContentError(desc.title, "invalid name (empty title)")
+    if title == RESERVED_TOP or title.startswith(RESERVED_TOP + "/"):
+        raise UnsafeContentError(desc.title, "reserved name (.ocikit is ocikit's marker directory)")
+    return title
+
+
+def _annotated_digest(desc: Descriptor) -> str | None:
+    value = desc.annotations.get(mt.ORAS_ANNOTATION_DIGEST)
+    return value or None
+
+
+def _image_diff_ids(config: Mapping[str, Any], layers: tuple[Descriptor, ...]) -> dict[str, str]:
+    """Blob digest → ``diff_id`` (the image config lists them in layer order)."""
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, Mapping) else None
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+        return {}
+    return {layer.digest: str(diff_id) for layer, diff_id in zip(layers, diff_ids) if diff_id}
+
+
+def _view_layer_records(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    records = config.get("layers")
+    if not isinstance(records, list):
+        return {}
+    return {str(r["digest"]): r for r in records if isinstance(r, Mapping) and "digest" in r}
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and value >= 0 else None

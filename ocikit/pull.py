@@ -1,0 +1,277 @@
+"""``ocikit.pull``: a verified, safe, atomic pull of a view, an ORAS artifact or an image.
+
+Sequence (each step is a function below or in :mod:`ocikit.extract`):
+
+1. If the reference pins a digest and DEST's marker already names it: done, no network.
+2. Open the source (with registry mirrors first, when configured), resolve the reference
+   (an index → this host's platform), fetch manifest and config, plan every layer.
+3. If DEST's marker names the resolved digest: done (a re-pull is a no-op).
+4. Compatibility check (a hook to :mod:`ocikit.compat`; ``skip_compat_check`` skips it).
+5. Under DEST's lock, extract all layers in parallel into a staging tree beside DEST,
+   streaming each blob through decompression into the safe extractor (every byte
+   digest-verified), relocate a view to DEST's path, apply directory modes and times.
+6. Switch the staging tree in and write the ready marker last.
+
+With ``cache=DIR`` the tree is built (or found) in a :class:`~ocikit.nodecache.NodeCache`
+and published into DEST by reflink, hardlink or copy.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from . import __version__
+from .content.base import Store
+from .destination import Destination
+from .errors import IncompatibleError, UnsupportedError
+from .extract.decompress import SizeBudget
+from .extract.layers import ExtractStats, extract_plan
+from .extract.plan import KIND_VIEW, ArtifactPlan, resolve_plan
+from .extract.safe_tar import ExtractPolicy, apply_directory_records
+from .options import DEFAULT_OPTIONS, Options
+from .progress import NULL_PROGRESS, Progress
+from .reference import LayoutReference, Reference, RegistryReference, parse_reference
+from .spec.descriptor import Descriptor, Platform
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What a pull did (``unchanged``: DEST already held this digest, nothing was fetched)."""
+
+    reference: str
+    digest: str
+    dest: str
+    kind: str
+    unchanged: bool
+    layers: int = 0
+    files: int = 0
+    directories: int = 0
+    symlinks: int = 0
+    bytes: int = 0  # file contents written
+    downloaded: int = 0  # blob bytes read from the source
+    relocated_to: str = ""
+    ready_file: str = ""
+    cache: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pull(
+    reference: "str | Reference",
+    dest: str,
+    *,
+    options: Options = DEFAULT_OPTIONS,
+    rootfs: bool = False,
+    ready_file: str | None = None,
+    relocate: bool = True,
+    skip_compat_check: bool = False,
+    max_size: int | None = None,
+    allow_devices: bool = False,
+    preserve_special_modes: bool = False,
+    platform: "Platform | str | None" = None,
+    cache: str | None = None,
+    link_mode: str = "auto",
+    store: Store | None = None,
+    writer_threads: int | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> PullResult:
+    """Pull ``reference`` into the directory ``dest`` and mark it ready.
+
+    ``rootfs`` applies every layer as a container filesystem layer (whiteouts);
+    ``relocate=False`` keeps a view's recorded root instead of rewriting paths to ``dest``;
+    ``max_size`` caps the decompressed bytes (bomb guard); ``allow_devices`` permits device
+    nodes and fifos; ``preserve_special_modes`` keeps setuid/setgid/sticky bits;
+    ``platform`` (``os/arch[/variant]``) picks from an index (default: this host);
+    ``cache`` builds the tree in a node cache and publishes it with ``link_mode``
+    (``auto`` = reflink where possible, else copy; ``hardlink``; ``reflink``; ``copy``).
+    ``store`` overrides the store the reference would open (tests, embedding).
+    """
+    started = time.monotonic()
+    ref = parse_reference(reference) if isinstance(reference, str) else reference
+    target = Destination(dest, ready_file)
+    wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+    if ref.digest and _marker_digest(target, {ref.digest}):
+        return _unchanged(ref, target, ref.digest, started)
+    if cache:
+        from .nodecache import NodeCache
+
+        node_cache = NodeCache(cache, options=options)
+        entry = node_cache.ensure(
+            ref, store=store, platform=wanted, rootfs=rootfs, max_size=max_size, allow_devices=allow_devices,
+            preserve_special_modes=preserve_special_modes, skip_compat_check=skip_compat_check, progress=progress,
+        )
+        if _marker_digest(target, {entry.digest, entry.reference_digest}):
+            return _unchanged(ref, target, entry.digest, started)
+        published = node_cache.publish(
+            entry, dest, mode=link_mode, relocate_to=dest if relocate else None, ready_file=ready_file, progress=progress
+        )
+        return PullResult(
+            reference=str(ref), digest=entry.digest, dest=target.path, kind=entry.kind, unchanged=False,
+            layers=entry.layers, files=published.files, directories=published.directories,
+            symlinks=published.symlinks, bytes=published.bytes, downloaded=entry.downloaded,
+            relocated_to=published.relocated_to, ready_file=ready_file or "", cache=node_cache.root,
+            seconds=time.monotonic() - started,
+        )
+    source = store or open_source(ref, options)
+    plan = resolve_plan(source, ref.reference, platform=wanted, rootfs=rootfs, label=str(ref))
+    if _marker_digest(target, plan.digests()):
+        return _unchanged(ref, target, plan.digest, started)
+    if not skip_compat_check:
+        check_compatibility(source, plan.manifest_desc)
+    policy = extract_policy(plan, allow_devices=allow_devices, preserve_special_modes=preserve_special_modes)
+    with target.lock():
+        if _marker_digest(target, plan.digests()):  # another process finished it while we waited
+            return _unchanged(ref, target, plan.digest, started)
+        target.check_replaceable()
+        staging = target.new_staging()
+        try:
+            stats = extract_plan(
+                plan, source.fetch, staging.tree, staging.work, policy=policy, budget=SizeBudget(max_size),
+                concurrency=options.concurrency, writer_threads=writer_threads, progress=progress,
+            )
+            relocated_to = finish_view(staging.tree, plan, target.path, relocate, progress)
+            _apply_records(staging.tree, stats)
+            target.commit(staging, marker_document(plan, stats, relocated_to))
+        except BaseException:
+            target.abort(staging)
+            raise
+    return PullResult(
+        reference=str(ref), digest=plan.digest, dest=target.path, kind=plan.kind, unchanged=False,
+        layers=stats.layers, files=stats.files, directories=stats.directories, symlinks=stats.symlinks,
+        bytes=stats.bytes, downloaded=stats.compressed_bytes, relocated_to=relocated_to,
+        ready_file=ready_file or "", seconds=time.monotonic() - started,
+    )
+
+
+def open_source(ref: Reference, options: Options) -> Store:
+    """The store to read ``ref`` from: a layout, or a registry behind its configured mirrors."""
+    if isinstance(ref, LayoutReference):
+        from .content.layout import LayoutStore
+
+        return LayoutStore(ref.path, create=False)
+    assert isinstance(ref, RegistryReference)
+    from .content.mirror import open_with_mirrors
+
+    return open_with_mirrors(ref, options)
+
+
+def extract_policy(plan: ArtifactPlan, *, allow_devices: bool, preserve_special_modes: bool) -> ExtractPolicy:
+    """The extraction rules for ``plan``: a view may link into its own (relocated) root."""
+    roots: tuple[str, ...] = ()
+    external: frozenset[str] = frozenset()
+    if plan.kind == KIND_VIEW:
+        record = plan.relocation
+        roots = tuple(str(record[k]) for k in ("root", "viewPath", "placeholder") if record.get(k))
+        listed = plan.config.get("externalSymlinks")
+        external = frozenset(str(p) for p in listed) if isinstance(listed, list) else frozenset()
+    return ExtractPolicy(
+        allow_devices=allow_devices,
+        preserve_special_modes=preserve_special_modes,
+        symlink_roots=roots,
+        external_symlinks=external,
+    )
+
+
+def check_compatibility(store: Store, manifest: Descriptor) -> None:
+    """Refuse an artifact whose compatibility referrer this host fails (hook into ``ocikit.compat``).
+
+    Reads only the referrer, never a layer. Without the compat module nothing is checked.
+    """
+    try:
+        from .compat import check_reference  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    report = check_reference(store, manifest)
+    if report is not None and not getattr(report, "compatible", True):
+        explain = getattr(report, "explain", None)
+        raise IncompatibleError(explain() if explain else f"{manifest.digest} is not compatible with this host")
+
+
+def finish_view(tree: str, plan: ArtifactPlan, dest: str, relocate: bool, progress: Progress = NULL_PROGRESS) -> str:
+    """Relocate a staged view so it works at ``dest``; return the path it now refers to ("" if untouched)."""
+    if plan.kind != KIND_VIEW:
+        return ""
+    return _finish_view(tree, plan.config, dest, relocate, progress)
+
+
+def _finish_view(staging: str, config: Mapping[str, Any], dest: str, relocate: bool, progress: Progress) -> str:
+    """The relocation hook: placeholder (or recorded root) → DEST, or → the recorded root with ``relocate=False``.
+
+    ``config["relocation"]`` = ``{"root", "viewPath", "placeholder", "files", "relativeRpaths"}``
+    (push-view's record). ``files`` lists every file that mentions the old prefix; when the
+    key is absent the relocation engine scans the whole tree.
+    """
+    record = config.get("relocation")
+    if not isinstance(record, Mapping):
+        return ""
+    root = str(record.get("root") or "")
+    placeholder = str(record.get("placeholder") or "")
+    old = placeholder or root
+    new = os.path.abspath(dest) if relocate else root
+    if not old or not new or old == new:
+        return ""
+    try:
+        from .relocate import relocate_tree  # type: ignore[attr-defined]
+    except ImportError:
+        raise UnsupportedError(
+            "this view must be relocated but ocikit.relocate is not available; install the full ocikit"
+        ) from None
+    files = record.get("files")
+    relocate_tree(
+        staging,
+        old,
+        new,
+        files=[str(f) for f in files] if isinstance(files, list) else None,
+        relative_rpaths=bool(record.get("relativeRpaths", True)),
+        progress=progress,
+    )
+    return new
+
+
+def marker_document(plan: ArtifactPlan, stats: ExtractStats, relocated_to: str = "") -> dict[str, Any]:
+    """The ready marker's content (documented in docs/pull.md)."""
+    return {
+        "schemaVersion": 1,
+        "digest": plan.digest,
+        "referenceDigest": plan.top_digest,
+        "reference": plan.reference,
+        "mediaType": plan.manifest_desc.media_type,
+        "artifactType": plan.manifest.artifact_type or (plan.manifest.config.media_type if plan.manifest.config else ""),
+        "kind": plan.kind,
+        "layers": stats.layers,
+        "files": stats.files,
+        "bytes": stats.bytes,
+        "relocatedTo": relocated_to,
+        "readyAt": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ocikit": __version__,
+    }
+
+
+def _apply_records(tree: str, stats: ExtractStats) -> None:
+    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        apply_directory_records(fd, stats.dir_records)
+    finally:
+        os.close(fd)
+
+
+def _marker_digest(target: Destination, digests: set[str]) -> bool:
+    marker = target.marker()
+    return marker is not None and bool(digests & {marker.get("digest"), marker.get("referenceDigest")})
+
+
+def _unchanged(ref: Reference, target: Destination, digest: str, started: float) -> PullResult:
+    marker = target.marker() or {}
+    return PullResult(
+        reference=str(ref), digest=str(marker.get("digest") or digest), dest=target.path,
+        kind=str(marker.get("kind", "")), unchanged=True, layers=int(marker.get("layers", 0) or 0),
+        files=int(marker.get("files", 0) or 0), bytes=int(marker.get("bytes", 0) or 0),
+        relocated_to=str(marker.get("relocatedTo", "")), ready_file=target.ready_file or "",
+        seconds=time.monotonic() - started,
+    )
