@@ -40,7 +40,7 @@ from .digest import VerifyingReader
 from .errors import InvalidReferenceError, LocalIOError, NotFoundError
 from .extract.decompress import SizeBudget
 from .extract.layers import extract_plan
-from .extract.plan import ArtifactPlan, resolve_plan
+from .extract.plan import ArtifactPlan, plan_artifact, resolve_manifest
 from .extract.whiteout import remove_tree
 from .materialize import materialize, make_read_only
 from .options import DEFAULT_OPTIONS, Options
@@ -162,13 +162,17 @@ class NodeCache:
         from .pull import check_compatibility, extract_policy, open_source
 
         source = store or open_source(ref, self.options)
-        plan = resolve_plan(self._manifest_source(source, ref), ref.reference, platform=platform, rootfs=rootfs, label=str(ref))
-        found = self.get(plan.digest)
+        local_first = self._manifest_source(source, ref)
+        resolved = resolve_manifest(local_first, ref.reference, platform=platform, label=str(ref))
+        found = self.get(resolved.descriptor.digest)
         if found is not None:
             return self._used(found, str(ref))
+        plan = plan_artifact(local_first, resolved, rootfs=rootfs)
         if not skip_compat_check:
             check_compatibility(source, plan.manifest_desc)
-        policy = extract_policy(plan, allow_devices=allow_devices, preserve_special_modes=preserve_special_modes)
+        policy = extract_policy(
+            plan, allow_devices=allow_devices, preserve_special_modes=preserve_special_modes, max_size=max_size
+        )
         with self._lock("gc", shared=True), self._lock(self._key(plan.digest)):
             found = self.get(plan.digest)  # built by another process while we waited
             if found is not None:

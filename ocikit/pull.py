@@ -30,7 +30,7 @@ from .destination import Destination
 from .errors import IncompatibleError, UnsupportedError
 from .extract.decompress import SizeBudget
 from .extract.layers import ExtractStats, extract_plan
-from .extract.plan import KIND_VIEW, ArtifactPlan, resolve_plan
+from .extract.plan import KIND_VIEW, ArtifactPlan, plan_artifact, resolve_manifest
 from .extract.safe_tar import ExtractPolicy, apply_directory_records
 from .options import DEFAULT_OPTIONS, Options
 from .progress import NULL_PROGRESS, Progress
@@ -119,12 +119,15 @@ def pull(
             seconds=time.monotonic() - started,
         )
     source = store or open_source(ref, options)
-    plan = resolve_plan(source, ref.reference, platform=wanted, rootfs=rootfs, label=str(ref))
-    if _marker_digest(target, plan.digests()):
-        return _unchanged(ref, target, plan.digest, started)
+    resolved = resolve_manifest(source, ref.reference, platform=wanted, label=str(ref))
+    if _marker_digest(target, resolved.digests()):
+        return _unchanged(ref, target, resolved.descriptor.digest, started)
+    plan = plan_artifact(source, resolved, rootfs=rootfs)
     if not skip_compat_check:
         check_compatibility(source, plan.manifest_desc)
-    policy = extract_policy(plan, allow_devices=allow_devices, preserve_special_modes=preserve_special_modes)
+    policy = extract_policy(
+        plan, allow_devices=allow_devices, preserve_special_modes=preserve_special_modes, max_size=max_size
+    )
     with target.lock():
         if _marker_digest(target, plan.digests()):  # another process finished it while we waited
             return _unchanged(ref, target, plan.digest, started)
@@ -161,7 +164,9 @@ def open_source(ref: Reference, options: Options) -> Store:
     return open_with_mirrors(ref, options)
 
 
-def extract_policy(plan: ArtifactPlan, *, allow_devices: bool, preserve_special_modes: bool) -> ExtractPolicy:
+def extract_policy(
+    plan: ArtifactPlan, *, allow_devices: bool, preserve_special_modes: bool, max_size: int | None = None
+) -> ExtractPolicy:
     """The extraction rules for ``plan``: a view may link into its own (relocated) root."""
     roots: tuple[str, ...] = ()
     external: frozenset[str] = frozenset()
@@ -175,6 +180,7 @@ def extract_policy(plan: ArtifactPlan, *, allow_devices: bool, preserve_special_
         preserve_special_modes=preserve_special_modes,
         symlink_roots=roots,
         external_symlinks=external,
+        max_size=max_size,
     )
 
 

@@ -142,3 +142,19 @@ def tree_snapshot(root: str) -> dict[str, tuple]:
                 with open(path, "rb") as fh:
                     out[rel] = ("file", oct(st.st_mode & 0o7777), digest_bytes(fh.read()), int(st.st_mtime))
     return out
+
+
+def push_view(layout: str, tars: list[bytes], config: dict | None = None, kind: str = "zstd", tag: str = "v1") -> Descriptor:
+    """An ocikit view artifact: view config (push-view's shape) and one layer per tar."""
+    return push_layers(
+        layout,
+        [(tar, kind, {mt.ANNOTATION_TITLE: f"layer{i}"}) for i, tar in enumerate(tars)],
+        tag=tag,
+        artifact_type=mt.OCIKIT_VIEW_ARTIFACT,
+        config=(mt.OCIKIT_VIEW_CONFIG, canonical_json(config or {"schemaVersion": 1})),
+    )
+
+
+def leftovers(parent: str, name: str) -> list[str]:
+    """Staging directories of a pull into parent/name that were not cleaned up."""
+    return [n for n in os.listdir(parent) if n.startswith(f".{name}.ocikit-staging-")]

@@ -80,10 +80,23 @@ class ArtifactPlan:
         return {self.digest, self.top_digest}
 
 
-def resolve_plan(
-    store: Store, reference: str, *, platform: Platform | None = None, rootfs: bool = False, label: str = ""
-) -> ArtifactPlan:
-    """Resolve ``reference`` in ``store`` (an index → the manifest for ``platform``) and plan it."""
+@dataclass(frozen=True)
+class ResolvedManifest:
+    """A reference resolved to one manifest (through an index when needed); no config read yet."""
+
+    reference: str
+    top_digest: str
+    descriptor: Descriptor
+    manifest: ParsedManifest
+
+    def digests(self) -> set[str]:
+        return {self.descriptor.digest, self.top_digest}
+
+
+def resolve_manifest(
+    store: Store, reference: str, *, platform: Platform | None = None, label: str = ""
+) -> ResolvedManifest:
+    """Resolve ``reference`` in ``store``; an index yields its manifest for ``platform`` (default: this host)."""
     top = store.resolve(reference)
     parsed = fetch_manifest(store, top)
     desc = top
@@ -92,17 +105,30 @@ def resolve_plan(
         parsed = fetch_manifest(store, desc)
         if parsed.is_index:
             raise UnsupportedError(f"{label or reference}: nested image indexes are not supported")
-    config = _read_config(store, parsed)
-    kind = classify(parsed, rootfs)
+    return ResolvedManifest(label or reference, top.digest, desc, parsed)
+
+
+def plan_artifact(store: Store, resolved: ResolvedManifest, *, rootfs: bool = False) -> ArtifactPlan:
+    """Read the config, classify the artifact and plan every layer."""
+    config = _read_config(store, resolved.manifest)
+    kind = classify(resolved.manifest, rootfs)
     return ArtifactPlan(
-        reference=label or reference,
-        top_digest=top.digest,
-        manifest_desc=desc,
-        manifest=parsed,
+        reference=resolved.reference,
+        top_digest=resolved.top_digest,
+        manifest_desc=resolved.descriptor,
+        manifest=resolved.manifest,
         kind=kind,
         config=config,
-        layers=tuple(plan_layers(parsed, kind, config)),
+        layers=tuple(plan_layers(resolved.manifest, kind, config)),
     )
+
+
+def resolve_plan(
+    store: Store, reference: str, *, platform: Platform | None = None, rootfs: bool = False, label: str = ""
+) -> ArtifactPlan:
+    """:func:`resolve_manifest` then :func:`plan_artifact`."""
+    resolved = resolve_manifest(store, reference, platform=platform, label=label)
+    return plan_artifact(store, resolved, rootfs=rootfs)
 
 
 def _pick_manifest(index: ParsedManifest, platform: Platform) -> Descriptor:

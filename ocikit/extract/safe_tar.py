@@ -67,6 +67,7 @@ class ExtractPolicy:
     symlink_roots: tuple[str, ...] = ()  # absolute symlink targets under these are inside the tree
     rootfs: bool = False  # an image layer: whiteouts are recorded, absolute symlinks are rootfs-relative
     trailing_limit: int = 1 << 20  # bytes allowed after the end-of-archive marker
+    max_size: int | None = None  # an entry declaring more is refused before any byte is read
 
 
 @dataclass
@@ -188,6 +189,10 @@ class SafeExtractor:
     # -- entry kinds -------------------------------------------------------------------
 
     def _file(self, entry: TarEntry, stream: TarStream, path: str, parent: str, base: str) -> None:
+        if self.policy.max_size is not None and entry.size > self.policy.max_size:
+            raise UnsafeContentError(
+                entry.name, f"size limit exceeded (declares {entry.size} bytes, max_size {self.policy.max_size})"
+            )
         mode = entry.mode & self._special_modes
         if path in self._seen:
             self._claim(path, parent, base)

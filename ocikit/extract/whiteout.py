@@ -66,8 +66,8 @@ def move_entries(src_fd: int, dst_fd: int) -> None:
         if is_dir and existing is not None and stat.S_ISLNK(existing.st_mode):
             # containerd would resolve the symlink inside the rootfs; ocikit never writes through one.
             raise UnsafeContentError(name, "path through symlink (a lower layer made this directory a symlink)")
-        if existing is not None and stat.S_ISDIR(existing.st_mode):
-            remove_entry(dst_fd, name)  # a file replaces a lower directory: rename cannot do that
+        if existing is not None and (is_dir or stat.S_ISDIR(existing.st_mode)):
+            remove_entry(dst_fd, name)  # a file replaces a directory or vice versa: rename cannot do that
         try:
             os.rename(name, name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
         except OSError as exc:
