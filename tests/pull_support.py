@@ -158,3 +158,69 @@ def push_view(layout: str, tars: list[bytes], config: dict | None = None, kind: 
 def leftovers(parent: str, name: str) -> list[str]:
     """Staging directories of a pull into parent/name that were not cleaned up."""
     return [n for n in os.listdir(parent) if n.startswith(f".{name}.ocikit-staging-")]
+
+
+class ThrottledProxy:
+    """A TCP proxy in front of a real registry that slows responses down and counts blob GETs.
+
+    Stands in for a slow network (so a pull can be killed half-way, or two pulls overlap);
+    the registry behind it is the real docker-registry.
+    """
+
+    def __init__(self, target: str, bytes_per_second: int = 2 << 20) -> None:
+        import re
+        import socket
+        import threading
+
+        self._re = re.compile(rb"GET /v2/[^ ]*/blobs/(sha256:[0-9a-f]{64})")
+        self.target_host, target_port = target.rsplit(":", 1)
+        self.target_port = int(target_port)
+        self.rate = bytes_per_second
+        self.blob_gets: list[str] = []
+        self._lock = threading.Lock()
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(32)
+        self.host = f"127.0.0.1:{self._server.getsockname()[1]}"
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.target_host, self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src, dst, slow: bool) -> None:
+        import time
+
+        try:
+            while True:
+                data = src.recv(16384)
+                if not data:
+                    break
+                if not slow:
+                    with self._lock:
+                        self.blob_gets += [m.decode() for m in self._re.findall(data)]
+                dst.sendall(data)
+                if slow:
+                    time.sleep(len(data) / self.rate)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        self._server.close()
