@@ -33,7 +33,7 @@ _LAZY: dict[str, str] = {
     "get_manifest": "ocikit.api",
     "list_tags": "ocikit.api",
     "resolve": "ocikit.api",
-    "pull": "ocikit.pull",
+    "pull": "ocikit.puller",
     "wait_ready": "ocikit.ready",
     "NodeCache": "ocikit.nodecache",
 }

@@ -159,7 +159,7 @@ class NodeCache:
             found = self.get(ref.digest)
             if found is not None:
                 return self._used(found, str(ref))
-        from .pull import check_compatibility, extract_policy, open_source
+        from .puller import check_compatibility, extract_policy, open_source
 
         source = store or open_source(ref, self.options)
         local_first = self._manifest_source(source, ref)
@@ -184,7 +184,7 @@ class NodeCache:
         return _LocalFirst(self.blobs, source)  # type: ignore[return-value]
 
     def _build(self, plan: ArtifactPlan, source: Store, policy: Any, max_size: int | None, progress: Progress) -> CacheEntry:
-        from .pull import _apply_records, marker_document
+        from .puller import _apply_records, marker_document
         from .ready import MARKER_DIR, MARKER_NAME, write_marker
 
         staging = os.path.join(self.root, "tmp", uuid.uuid4().hex)
@@ -316,7 +316,7 @@ class NodeCache:
         (and, except with hardlinks, whose inodes belong to the cache, from the files).
         """
         entry = ref if isinstance(ref, CacheEntry) else self.ensure(ref, progress=progress, **ensure_options)
-        from .pull import _finish_view
+        from .puller import _finish_view
         from .ready import MARKER_DIR
 
         destination = Destination(target, ready_file)

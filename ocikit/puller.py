@@ -1,4 +1,4 @@
-"""``ocikit.pull``: a verified, safe, atomic pull of a view, an ORAS artifact or an image.
+"""``ocikit.pull`` (this module is ``puller`` so the function does not shadow it): a verified, safe, atomic pull of a view, an ORAS artifact or an image.
 
 Sequence (each step is a function below or in :mod:`ocikit.extract`):
 
@@ -108,13 +108,14 @@ def pull(
         )
         if _marker_digest(target, {entry.digest, entry.reference_digest}):
             return _unchanged(ref, target, entry.digest, started)
+        downloaded = entry.downloaded
         published = node_cache.publish(
             entry, dest, mode=link_mode, relocate_to=dest if relocate else None, ready_file=ready_file, progress=progress
         )
         return PullResult(
             reference=str(ref), digest=entry.digest, dest=target.path, kind=entry.kind, unchanged=False,
             layers=entry.layers, files=published.files, directories=published.directories,
-            symlinks=published.symlinks, bytes=published.bytes, downloaded=entry.downloaded,
+            symlinks=published.symlinks, bytes=published.bytes, downloaded=downloaded,
             relocated_to=published.relocated_to, ready_file=ready_file or "", cache=node_cache.root,
             seconds=time.monotonic() - started,
         )
