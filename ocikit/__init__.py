@@ -27,6 +27,8 @@ _LAZY: dict[str, str] = {
     "LayoutStore": "ocikit.content.layout",
     "MemoryStore": "ocikit.content.memory",
     "Progress": "ocikit.progress",
+    "relocate_tree": "ocikit.relocate.tree",
+    "RelocationReport": "ocikit.relocate.tree",
 }
 
 __all__ = sorted(

@@ -21,7 +21,9 @@ from ocikit.errors import OcikitError, exit_code_for
 from .context import CliContext, build_options
 
 # name -> "module:attribute"; one module per command (or command group) in commands/.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "relocate": "ocikit_cli.commands.relocate:command",
+}
 
 
 class LazyGroup(click.Group):
@@ -53,7 +55,7 @@ class LazyGroup(click.Group):
     default="",
     help="A docker config.json with credentials (default: $DOCKER_CONFIG or ~/.docker).",
 )
-@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), default="", help="Extra CA bundle.")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), default=None, help="Extra CA bundle.")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel transfers.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.pass_context
@@ -68,6 +70,7 @@ def cli(ctx: click.Context, **flags: Any) -> None:
         password = sys.stdin.readline().rstrip("\r\n")
     password = password or os.environ.get("OCIKIT_PASSWORD", "")
     quiet = flags.pop("quiet")
+    flags["ca_bundle"] = flags["ca_bundle"] or ""  # None default: click checks a "" default for existence
     ctx.obj = CliContext(options=build_options(password=password, **flags), quiet=quiet)
 
 
