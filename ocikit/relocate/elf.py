@@ -324,6 +324,7 @@ def _plan_search_path(string: DynamicString, entries: list[_Entry], prefixes: Pr
     shortest = _compose([min(candidates, key=len) for candidates in entries])
     chosen = preferred if len(preferred) <= string.room else shortest
     _cap_by_absolute_entries(chosen, string.room, prefixes, plan)
+    plan.handled.append((string.offset, string.offset + string.room + 1))
     if len(chosen) > string.room:
         plan.problems.append(
             StringProblem(string.offset, string.value, string.room, len(chosen), "rpath", string.where)
@@ -332,7 +333,6 @@ def _plan_search_path(string: DynamicString, entries: list[_Entry], prefixes: Pr
     padding = b"\x00" * (string.room - len(chosen))
     if chosen + padding != string.value:
         plan.edits.append(Edit(string.offset, string.room, chosen + padding))
-    plan.handled.append((string.offset, string.offset + string.room + 1))
 
 
 def _cap_by_absolute_entries(chosen: bytes, room: int, prefixes: PrefixMap, plan: DynamicPlan) -> None:
@@ -351,13 +351,13 @@ def _plan_interp(image: ElfImage, string: DynamicString, prefixes: PrefixMap, pl
         return
     new = target.encode("utf-8", "surrogateescape")
     _cap_by_absolute_entries(new, string.room, prefixes, plan)
+    plan.handled.append((string.offset, string.offset + string.room + 1))
     if len(new) > string.room:
         plan.problems.append(StringProblem(string.offset, string.value, string.room, len(new), "interp", "PT_INTERP"))
         return
     replacement = new + b"\x00" * (string.room - len(new))
     if replacement != image.data[string.offset : string.offset + string.room]:
         plan.edits.append(Edit(string.offset, string.room, replacement))
-    plan.handled.append((string.offset, string.offset + string.room + 1))
 
 
 def make_rpaths_relative(data: bytes, relpath: str, root: str) -> bytes:

@@ -20,7 +20,7 @@ Kinds:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class FileKind(str, enum.Enum):
@@ -30,8 +30,7 @@ class FileKind(str, enum.Enum):
     OPAQUE = "opaque"
 
 
-@dataclass(frozen=True)
-class Classification:
+class Classification(NamedTuple):
     kind: FileKind
     detail: str  # a format or encoding name, for reports: "ar archive", "utf-8", "terminfo"
 
