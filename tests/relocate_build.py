@@ -77,8 +77,8 @@ def require_tools() -> None:
         pytest.skip(f"{missing} not installed")
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory) -> "BuiltTree":
+@pytest.fixture(scope="session", name="built")
+def built_tree_fixture(tmp_path_factory) -> BuiltTree:
     """The test tree, built once per session (import this fixture into a test module)."""
     require_tools()
     base = str(tmp_path_factory.mktemp("reloc"))
@@ -145,7 +145,9 @@ def build_tree(prefix: str, pristine: str, src: str) -> BuiltTree:
     os.symlink(f"{prefix}/bin/prog-rpath", f"{prefix}/bin/prog-link")
     os.symlink("prog-runpath", f"{prefix}/bin/prog-relative-link")
 
-    terminfo_src = source("ocikit-test.ti", f"ocikit-test|ocikit relocation test terminal,\n\tcols#80, iprog={prefix}/bin/init-prog,\n")
+    terminfo_src = source(
+        "ocikit-test.ti", f"ocikit-test|ocikit relocation test terminal,\n\tcols#80, iprog={prefix}/bin/init-prog,\n"
+    )
     _run("tic", "-o", f"{prefix}/share/terminfo", terminfo_src)
 
     os.makedirs(os.path.dirname(pristine), exist_ok=True)
@@ -185,12 +187,12 @@ def snapshot(root: str) -> dict[str, tuple]:
 
 def clean_env_run(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
     """Run with an empty environment: no LD_LIBRARY_PATH, no PATH help."""
-    return subprocess.run(list(args), env={}, capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(list(args), env={}, capture_output=True, text=True, cwd=cwd, check=False)
 
 
 def resolved_libraries(binary: str) -> dict[str, str]:
     """soname -> path the loader resolves, from ``ldd`` run with an empty environment."""
-    out = subprocess.run(["/usr/bin/ldd", binary], env={}, capture_output=True, text=True).stdout
+    out = subprocess.run(["/usr/bin/ldd", binary], env={}, capture_output=True, text=True, check=False).stdout
     libs = {}
     for line in out.splitlines():
         name, sep, rest = line.strip().partition(" => ")

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 import pytest
-from relocate_build import built, clean_env_run, copy_tree, require_tools  # noqa: F401 (built is a fixture)
+from relocate_build import built_tree_fixture, clean_env_run, copy_tree, require_tools  # noqa: F401 (fixture)
 
 from ocikit.relocate import make_rpaths_relative, relocate_tree
 from ocikit.relocate.elf import dynamic_strings, dynstr_references, parse_elf

@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from relocate_build import (  # noqa: F401 (built is a fixture)
+from relocate_build import (  # noqa: F401 (built_tree_fixture is a fixture)
     DATA_REL,
     DATA_TEXT,
     GROWTH_BLOCKERS,
-    built,
+    built_tree_fixture,
     clean_env_run,
     copy_tree,
     snapshot,
@@ -54,7 +54,10 @@ def _assert_programs_run(dest: str) -> None:
     assert tool.returncode == 0, tool.stderr
     assert tool.stdout == DATA_TEXT
     pc_prefix = subprocess.run(
-        ["pkg-config", "--variable=prefix", f"{dest}/lib/pkgconfig/greet.pc"], capture_output=True, text=True
+        ["pkg-config", "--variable=prefix", f"{dest}/lib/pkgconfig/greet.pc"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert pc_prefix.stdout.strip() == dest
     assert os.readlink(f"{dest}/lib/libgreet-alias.so") == "libgreet.so"
@@ -109,7 +112,7 @@ def test_static_archive_keeps_its_length_and_links(built, dest_base, tmp_path):
     before = os.path.getsize(archive)
     relocate_tree(dest, built.prefix, dest)
     assert os.path.getsize(archive) == before
-    listing = subprocess.run(["ar", "t", archive], capture_output=True, text=True)
+    listing = subprocess.run(["ar", "t", archive], capture_output=True, text=True, check=False)
     assert listing.returncode == 0 and listing.stdout.split() == ["data.o"], listing.stderr
     main = os.path.join(os.path.dirname(built.pristine), "src", "archive_main.c")
     subprocess.run(["gcc", "-o", f"{tmp_path}/uses-archive", main, archive], check=True, capture_output=True)
@@ -124,7 +127,9 @@ def test_terminfo_and_bytecode_are_rewritten_at_the_same_length(built, dest_base
     sizes = (os.path.getsize(entry), os.path.getsize(pyc))
     relocate_tree(dest, built.prefix, dest)
     assert (os.path.getsize(entry), os.path.getsize(pyc)) == sizes
-    shown = subprocess.run(["infocmp", "-A", f"{dest}/share/terminfo", "ocikit-test"], capture_output=True, text=True)
+    shown = subprocess.run(
+        ["infocmp", "-A", f"{dest}/share/terminfo", "ocikit-test"], capture_output=True, text=True, check=False
+    )
     assert shown.returncode == 0, shown.stderr
     iprog = next(part for part in shown.stdout.replace(",", " ").split() if part.startswith("iprog="))
     assert normalize_path(iprog[len("iprog=") :]) == f"{dest}/bin/init-prog"
@@ -202,7 +207,7 @@ def test_a_file_list_cannot_escape_the_tree(built, dest_base):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ocikit_cli.main", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ocikit_cli.main", *args], capture_output=True, text=True, check=False)
 
 
 def test_cli_relocates_and_reports_json(built, dest_base):

@@ -60,7 +60,7 @@ def apply_plans(root: str, files: list[FilePlan], links: list[SymlinkPlan], prog
     progress.finish("relocate-write")
 
 
-def _stage_file(root: str, plan: FilePlan, dirs: "_WritableDirs") -> tuple[str, str]:
+def _stage_file(root: str, plan: FilePlan, dirs: _WritableDirs) -> tuple[str, str]:
     path = os.path.join(root, plan.path)
     try:
         with open(path, "rb") as source:
@@ -85,7 +85,7 @@ def _stage_file(root: str, plan: FilePlan, dirs: "_WritableDirs") -> tuple[str, 
     return temp, path
 
 
-def _stage_link(root: str, link: SymlinkPlan, dirs: "_WritableDirs") -> tuple[str, str]:
+def _stage_link(root: str, link: SymlinkPlan, dirs: _WritableDirs) -> tuple[str, str]:
     path = os.path.join(root, link.path)
     directory = os.path.dirname(path)
     try:
@@ -144,7 +144,7 @@ class _WritableDirs:
         os.chmod(directory, mode | stat.S_IRWXU)
         self._restore[directory] = mode
 
-    def __enter__(self) -> "_WritableDirs":
+    def __enter__(self) -> _WritableDirs:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

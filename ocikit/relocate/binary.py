@@ -18,7 +18,7 @@ A run after ``:`` is never reclaimed (``file:///opt``: the slashes are part of t
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .edits import Edit, StringProblem
 from .prefixes import PrefixMap

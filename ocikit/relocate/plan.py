@@ -7,8 +7,8 @@ logic for one in-memory file, for callers that stream files (push-view).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from ..errors import RelocationError
 from .binary import SUFFIX_SAFETY, plan_binary_edits
@@ -54,7 +54,9 @@ def plan_bytes(data: bytes, relpath: str, prefixes: PrefixMap, *, relative_rpath
         soft = (lambda _offset: "bytecode cache") if found.detail == "pyc" else None
         _plan_binary(data, prefixes, plan, soft_at=soft)
     elif mentions(data, prefixes):
-        plan.warnings.append(f"{relpath}: old prefix inside {found.detail} data (compressed or checksummed); left unchanged")
+        plan.warnings.append(
+            f"{relpath}: old prefix inside {found.detail} data (compressed or checksummed); left unchanged"
+        )
     return plan
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from ..errors import InvalidContentError
 
@@ -58,7 +58,7 @@ class PrefixMap:
     new_root: str
 
     @classmethod
-    def build(cls, old: str, new: str, extra: Mapping[str, str] | None = None) -> "PrefixMap":
+    def build(cls, old: str, new: str, extra: Mapping[str, str] | None = None) -> PrefixMap:
         old_root = _validated(old, "old")
         new_root = _validated(new, "new")
         mapping: dict[str, str] = {old_root: new_root}
@@ -74,7 +74,7 @@ class PrefixMap:
         return cls(pairs=pairs, old_root=old_root, new_root=new_root)
 
     @classmethod
-    def identity(cls, root: str) -> "PrefixMap":
+    def identity(cls, root: str) -> PrefixMap:
         """A map of ``root`` onto itself: used to make search paths relative without moving."""
         normalized = _validated(root, "root")
         return cls(pairs=((normalized.encode(), normalized.encode()),), old_root=normalized, new_root=normalized)

@@ -41,9 +41,8 @@ def continues_other_path(data: bytes, start: int) -> bool:
         first -= 1
     if first == 0 or data[first - 1] != _SLASH:
         return False
-    if first == start and first >= 2 and data[first - 2] == _SLASH:
-        return False
-    return True
+    url_slashes = first == start and first >= 2 and data[first - 2] == _SLASH  # file:///<prefix>
+    return not url_slashes
 
 
 def _plan_utf16(data: bytes, prefixes: PrefixMap) -> list[Edit]:

@@ -13,8 +13,8 @@ import os
 import posixpath
 import stat
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping
 
 from ..errors import LocalIOError, NotFoundError, UnsafeContentError
 from ..progress import NULL_PROGRESS, Progress

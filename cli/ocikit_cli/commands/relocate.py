@@ -85,8 +85,10 @@ def _render(doc: dict) -> str:
     lines = [
         f"relocated {doc['old']} -> {doc['new']}" if not doc["dryRun"] else f"plan {doc['old']} -> {doc['new']}",
         f"  examined {doc['filesExamined']} entries; files mentioning the old prefix: {kinds}",
-        f"  {verb} {len(doc['filesChanged'])} files ({doc['replacements']} edits), "
-        f"{len(doc['symlinksChanged'])} symlinks",
+        (
+            f"  {verb} {len(doc['filesChanged'])} files ({doc['replacements']} edits), "
+            f"{len(doc['symlinksChanged'])} symlinks"
+        ),
     ]
     if doc["maxNewLength"] is not None:
         lines.append(f"  binary strings allow destinations of up to {doc['maxNewLength']} characters")
