@@ -27,6 +27,12 @@ _LAZY: dict[str, str] = {
     "LayoutStore": "ocikit.content.layout",
     "MemoryStore": "ocikit.content.memory",
     "Progress": "ocikit.progress",
+    "attach": "ocikit.api",
+    "copy": "ocikit.api",
+    "discover": "ocikit.api",
+    "get_manifest": "ocikit.api",
+    "list_tags": "ocikit.api",
+    "resolve": "ocikit.api",
     "relocate_tree": "ocikit.relocate.tree",
     "RelocationReport": "ocikit.relocate.tree",
 }

@@ -62,6 +62,11 @@ class Authenticator:
     def scheme(self) -> str:
         return self._challenge.scheme if self._challenge else ""
 
+    def refresh_credential(self) -> None:
+        """Look credentials up again on the next use (config files and helpers may have changed)."""
+        with self._lock:
+            self._credential = None
+
     def learn(self, challenge: Challenge) -> None:
         """Remember the scheme and parameters from a 401 challenge."""
         with self._lock:

@@ -8,6 +8,7 @@ answers ``MANIFEST_UNKNOWN`` to an OCI manifest request without them).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -74,16 +75,15 @@ class RepositoryClient:
 
     def get_manifest(self, reference: str) -> tuple[bytes, str]:
         """The exact manifest bytes and media type; verified when ``reference`` is a digest."""
-        response = self.transport.request(
+        separator = "@" if ":" in reference else ":"
+        response, raw = self.transport.request_bytes(
             "GET",
             self._path("manifests", reference),
-            operation=f"fetch manifest {self.name}:{reference}" if ":" not in reference else f"fetch manifest {self.name}@{reference}",
+            limit=MAX_MANIFEST_BYTES,
+            operation=f"fetch manifest {self.name}{separator}{reference}",
             scopes=self.pull_scope,
             headers={"Accept": mt.MANIFEST_ACCEPT},
-            stream=True,
         )
-        with response:
-            raw = _read_capped(response, MAX_MANIFEST_BYTES, f"manifest {reference}")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if media_type not in mt.MANIFEST_OR_INDEX_TYPES:
             media_type = parse_manifest(raw).media_type
@@ -215,14 +215,14 @@ class RepositoryClient:
         path: str | None = self._path("tags", "list")
         params: dict[str, str] | None = {"n": "1000"}
         while path:
-            response = self.transport.request(
-                "GET", path, operation=f"list tags of {self.name}", scopes=self.pull_scope, params=params
+            response, body = self.transport.request_bytes(
+                "GET", path, limit=MAX_MANIFEST_BYTES, operation=f"list tags of {self.name}",
+                scopes=self.pull_scope, params=params,
             )
-            with response:
-                try:
-                    tags.extend(response.json().get("tags") or [])
-                except ValueError:
-                    raise InvalidContentError(f"tag list of {self.name} is not JSON") from None
+            try:
+                tags.extend(json.loads(body).get("tags") or [])
+            except (ValueError, AttributeError):
+                raise InvalidContentError(f"tag list of {self.name} is not JSON") from None
             path, params = _next_link(response), None
         return sorted(set(tags))
 
@@ -233,40 +233,34 @@ class RepositoryClient:
         path: str | None = self._path("referrers", digest)
         params: dict[str, str] | None = {"artifactType": artifact_type} if artifact_type else None
         while path:
-            response = self.transport.request(
+            response, body = self.transport.request_bytes(
                 "GET",
                 path,
+                limit=MAX_MANIFEST_BYTES,
                 operation=f"list referrers of {digest[:19]} in {self.name}",
                 scopes=self.pull_scope,
                 headers={"Accept": mt.OCI_INDEX},
                 params=params,
-                stream=True,
                 expected=(404, 400),
             )
-            with response:
-                content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-                if response.status_code == 404:
-                    if _is_name_unknown(response):
-                        raise RegistryNotFoundError(
-                            self.transport.registry, f"list referrers of {self.name}", status=404,
-                            reason="repository not found",
-                        )
-                    return None
-                if response.status_code == 400 or content_type != mt.OCI_INDEX:
-                    return None
-                page = parse_manifest(_read_capped(response, MAX_MANIFEST_BYTES, "referrers index"), mt.OCI_INDEX)
-                manifests.extend(page.manifests)
-                applied = response.headers.get("OCI-Filters-Applied", "")
-                filtered = filtered and "artifactType" in applied.split(",")
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            if response.status_code == 404:
+                if _is_name_unknown(body):
+                    raise RegistryNotFoundError(
+                        self.transport.registry,
+                        f"list referrers of {self.name}",
+                        status=404,
+                        reason="repository not found",
+                    )
+                return None
+            if response.status_code == 400 or content_type != mt.OCI_INDEX:
+                return None
+            page = parse_manifest(body, mt.OCI_INDEX)
+            manifests.extend(page.manifests)
+            applied = response.headers.get("OCI-Filters-Applied", "")
+            filtered = filtered and "artifactType" in applied.split(",")
             path, params = _next_link(response), None
         return ReferrersPage(manifests, filtered=filtered and bool(artifact_type))
-
-
-def _read_capped(response: requests.Response, limit: int, what: str) -> bytes:
-    data = response.raw.read(limit + 1, decode_content=True)
-    if len(data) > limit:
-        raise InvalidContentError(f"{what} is larger than {limit} bytes")
-    return data
 
 
 def _next_link(response: requests.Response) -> str | None:
@@ -274,10 +268,10 @@ def _next_link(response: requests.Response) -> str | None:
     return match.group(1) if match else None
 
 
-def _is_name_unknown(response: requests.Response) -> bool:
+def _is_name_unknown(body: bytes) -> bool:
     try:
-        body: Any = response.json()
+        document: Any = json.loads(body)
     except ValueError:
         return False
-    errors = body.get("errors", []) if isinstance(body, dict) else []
+    errors = document.get("errors", []) if isinstance(document, dict) else []
     return any(isinstance(e, dict) and e.get("code") == "NAME_UNKNOWN" for e in errors)

@@ -275,7 +275,9 @@ def _upload_offset(client: RepositoryClient, location: str) -> int:
     )
     response.close()
     match = re.match(r"(?:bytes=)?0-(\d+)", response.headers.get("Range", ""))
-    return int(match.group(1)) + 1 if match else 0
+    # distribution reports an empty session as "0-0" too (it clamps size-1 at zero), so
+    # "0-0" is read as empty: resending one byte fails loudly, skipping one would corrupt.
+    return int(match.group(1)) + 1 if match and match.group(1) != "0" else 0
 
 
 def _finish_upload(client: RepositoryClient, location: str, digest: str) -> None:

@@ -28,6 +28,7 @@ from requests.adapters import HTTPAdapter
 from ..errors import (
     AuthenticationError,
     ErrorDetail,
+    InvalidContentError,
     RegistryError,
     SizeMismatchError,
     TransportError,
@@ -179,11 +180,36 @@ class Transport:
                 continue
             raise self.error_from(response, operation)
 
+    def request_bytes(self, method: str, path: str, *, limit: int, **kwargs: Any) -> tuple[requests.Response, bytes]:
+        """Like :meth:`request`, then read the whole (small) body, retrying if the read breaks.
+
+        Raises :class:`InvalidContentError` when the body is larger than ``limit`` bytes.
+        """
+        operation = kwargs["operation"]
+        attempts = self.options.retry.attempts
+        for attempt in range(1, attempts + 1):
+            response = self.request(method, path, stream=True, **kwargs)
+            try:
+                with response:
+                    data = response.raw.read(limit + 1, decode_content=True) if method != "HEAD" else b""
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                if attempt == attempts:
+                    raise TransportError(
+                        self.registry, operation, method=method, url=self._url(path), reason=_describe_exception(exc)
+                    ) from None
+                self._sleep(attempt, None, operation, type(exc).__name__)
+                continue
+            if len(data) > limit:
+                raise InvalidContentError(f"{operation}: the response is larger than {limit} bytes")
+            return response, data
+        raise AssertionError("unreachable")
+
     def _answer_challenge(self, response: requests.Response, scopes: tuple[str, ...], operation: str) -> bool:
         """Learn the challenge; True if a resend with credentials or a token makes sense."""
         challenge = pick_challenge(response.headers.get("WWW-Authenticate", ""))
         if challenge is None:
             return False
+        self.auth.refresh_credential()  # a long-lived process must see rotated or new credentials
         if challenge.scheme == "basic" and self.auth.credential.is_empty:
             raise AuthenticationError(
                 self.registry, operation, status=401, reason="the registry requires credentials and none were found"
