@@ -66,6 +66,11 @@ _MAGICS: tuple[tuple[bytes, FileKind, str], ...] = (
     (b"BC\xc0\xde", FileKind.OPAQUE, "LLVM bitcode"),
 )
 
+# The table indexed by first byte, so most files are checked against no magic at all.
+_MAGICS_BY_FIRST: dict[int, tuple[tuple[bytes, FileKind, str], ...]] = {}
+for _entry in _MAGICS:
+    _MAGICS_BY_FIRST[_entry[0][0]] = _MAGICS_BY_FIRST.get(_entry[0][0], ()) + (_entry,)
+
 # Compiled terminfo: a little-endian 16-bit magic, 0o432 (legacy) or 0o1036 (32-bit numbers).
 _TERMINFO_MAGICS = (b"\x1a\x01", b"\x1e\x02")
 # PEP 552 flags: 0 = timestamp-based, 1 = unchecked hash, 3 = checked hash.
@@ -81,7 +86,7 @@ def classify(data: bytes) -> Classification:
     """Classify a whole file's bytes (see the module docstring for the rules)."""
     if data.startswith(b"\x7fELF"):
         return Classification(FileKind.ELF, "ELF")
-    for magic, kind, label in _MAGICS:
+    for magic, kind, label in _MAGICS_BY_FIRST.get(data[0], ()) if data else ():
         if data.startswith(magic):
             return Classification(kind, label)
     if _is_bzip2(data):

@@ -13,6 +13,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..errors import InvalidContentError
 
@@ -83,19 +84,24 @@ class PrefixMap:
     def is_noop(self) -> bool:
         return not self.pairs
 
-    @property
+    @cached_property
     def old_prefixes(self) -> tuple[bytes, ...]:
         return tuple(old for old, _ in self.pairs)
 
+    @cached_property
+    def _pattern(self) -> re.Pattern[bytes]:
+        return re.compile(b"|".join(re.escape(p) for p in self.old_prefixes))
+
     def pattern(self) -> re.Pattern[bytes]:
         """One alternation of every old prefix, longest first (regex alternation is ordered)."""
-        return _compiled(self.old_prefixes)
+        return self._pattern
+
+    @cached_property
+    def _by_old(self) -> dict[bytes, bytes]:
+        return dict(self.pairs)
 
     def lookup(self, old: bytes) -> bytes:
-        for key, value in self.pairs:
-            if key == old:
-                return value
-        raise KeyError(old)
+        return self._by_old[old]
 
     def occurs_in(self, data: bytes) -> bool:
         return any(old in data for old in self.old_prefixes)
@@ -115,17 +121,6 @@ class PrefixMap:
     def new_location(self, relpath: str) -> str:
         """Where the file at ``relpath`` (relative to the tree top) lives once relocated."""
         return posixpath.join(self.new_root, relpath) if relpath not in ("", ".") else self.new_root
-
-
-_PATTERNS: dict[tuple[bytes, ...], re.Pattern[bytes]] = {}
-
-
-def _compiled(prefixes: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    pattern = _PATTERNS.get(prefixes)
-    if pattern is None:
-        pattern = re.compile(b"|".join(re.escape(p) for p in prefixes))
-        _PATTERNS[prefixes] = pattern
-    return pattern
 
 
 def relative_link(target: str, link_dir: str) -> str:

@@ -90,7 +90,8 @@ def relocate_tree(
         return report
     listed = None if files is None else list(files)
     entries = _listed_entries(root, listed, report) if listed is not None else _walk(root)
-    plans, links = _plan_tree(root, entries, prefixes, relative_rpaths, report, progress, len(listed or ()) or None)
+    total = len(listed) if listed is not None else None
+    plans, links = _plan_tree(root, entries, prefixes, relative_rpaths, report, progress, total)
     if any(plan.problems for plan in plans):
         raise relocation_error(prefixes, plans)
     _summarize(plans, links, report)
@@ -198,19 +199,14 @@ def _walk(root: str) -> Iterator[tuple[str, bool]]:
 
 def _listed_entries(root: str, listed: list[str], report: RelocationReport) -> Iterator[tuple[str, bool]]:
     """The listed paths that exist, checked to stay inside ``root`` (no ``..``, no symlinked parent)."""
-    real_root = os.path.realpath(root)
-    safe_dirs: set[str] = set()
+    safe_dirs: set[str] = {""}
     for raw in listed:
         relpath = posixpath.normpath(raw)
         if raw.startswith("/") or relpath == ".." or relpath.startswith("../"):
             raise UnsafeContentError(raw, "relocation list entries must be relative paths inside the tree")
+        if not _parent_is_real_directory(root, posixpath.dirname(relpath), safe_dirs):
+            raise UnsafeContentError(raw, "a directory on its path is a symlink or not a directory")
         full = os.path.join(root, relpath)
-        parent = os.path.dirname(full)
-        if parent not in safe_dirs:
-            real_parent = os.path.realpath(parent)
-            if real_parent != real_root and not real_parent.startswith(real_root + os.sep):
-                raise UnsafeContentError(raw, "its directory resolves outside the tree")
-            safe_dirs.add(parent)
         try:
             info = os.lstat(full)
         except FileNotFoundError:
@@ -222,3 +218,19 @@ def _listed_entries(root: str, listed: list[str], report: RelocationReport) -> I
             yield relpath, False
         else:
             report.warnings.append(f"{relpath}: listed for relocation but not a regular file or symlink; skipped")
+
+
+def _parent_is_real_directory(root: str, rel_dir: str, safe: set[str]) -> bool:
+    """Whether every component of ``rel_dir`` is a directory, not a symlink (one lstat per directory)."""
+    if rel_dir in safe:
+        return True
+    if not _parent_is_real_directory(root, posixpath.dirname(rel_dir), safe):
+        return False
+    try:
+        mode = os.lstat(os.path.join(root, rel_dir)).st_mode
+    except FileNotFoundError:
+        return True  # nothing there to follow; the entry itself will be reported absent
+    if not stat.S_ISDIR(mode):
+        return False
+    safe.add(rel_dir)
+    return True
