@@ -24,9 +24,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corpus import baked_prefix, corpus_path  # noqa: E402
+from corpus import baked_prefix, corpus_path
 
-from ocikit.relocate import relocate_tree  # noqa: E402
+from ocikit.relocate import relocate_tree
 
 NEW = "/opt/relocated"  # 14 characters: shorter than the baked prefix by more than 7
 

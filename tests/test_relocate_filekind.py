@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import py_compile
 import shutil
 import subprocess
@@ -88,17 +87,3 @@ def test_opaque_files_are_reported_and_left_alone(tmp_path):
     assert report.files_changed == [] and report.kinds == {"opaque": 1}
     assert any("page.gz" in w and "gzip" in w for w in report.warnings)
     assert gzip.decompress(_read(root / "page.gz")) == b"MANPATH=/opt/view/share/man\n"
-
-
-def test_relocated_files_keep_mode_and_mtime(tmp_path):
-    root = tmp_path / "tree"
-    root.mkdir()
-    script = root / "run.sh"
-    script.write_text("#!/bin/sh\nexec /opt/view/bin/x\n")
-    os.chmod(script, 0o750)
-    os.utime(script, ns=(1_000_000_000, 2_000_000_000))
-    relocate_tree(str(root), "/opt/view", "/x")
-    info = os.stat(script)
-    assert script.read_text() == "#!/bin/sh\nexec /x/bin/x\n"
-    assert (info.st_mode & 0o7777, info.st_mtime_ns) == (0o750, 2_000_000_000)
-    assert [p for p in os.listdir(root) if "ocikit" in p] == []  # no temporary left behind

@@ -36,7 +36,8 @@ def apply_plans(root: str, files: list[FilePlan], links: list[SymlinkPlan], prog
     """Write ``files`` and ``links`` under ``root``; all or (short of a failed rename) nothing."""
     staged: list[tuple[str, str]] = []
     progress.start("relocate-write", "relocating", total=len(files) + len(links))
-    with _WritableDirs() as dirs:
+    dirs = _WritableDirs()
+    try:
         try:
             for plan in files:
                 staged.append(_stage_file(root, plan, dirs))
@@ -48,16 +49,22 @@ def apply_plans(root: str, files: list[FilePlan], links: list[SymlinkPlan], prog
             for temp, _ in staged:
                 _remove(temp)
             raise
-        for done, (temp, final) in enumerate(staged):
-            try:
-                os.replace(temp, final)
-            except OSError as exc:
-                for left, _ in staged[done:]:
-                    _remove(left)
-                raise LocalIOError(
-                    f"cannot replace {final}: {exc.strerror}; {done} of {len(staged)} files were already relocated"
-                ) from exc
+        _commit(staged)
+    finally:
+        dirs.restore()
     progress.finish("relocate-write")
+
+
+def _commit(staged: list[tuple[str, str]]) -> None:
+    for done, (temp, final) in enumerate(staged):
+        try:
+            os.replace(temp, final)
+        except OSError as exc:
+            for left, _ in staged[done:]:
+                _remove(left)
+            raise LocalIOError(
+                f"cannot replace {final}: {exc.strerror}; {done} of {len(staged)} files were already relocated"
+            ) from exc
 
 
 def _stage_file(root: str, plan: FilePlan, dirs: _WritableDirs) -> tuple[str, str]:
@@ -144,10 +151,7 @@ class _WritableDirs:
         os.chmod(directory, mode | stat.S_IRWXU)
         self._restore[directory] = mode
 
-    def __enter__(self) -> _WritableDirs:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
+    def restore(self) -> None:
         for directory, mode in self._restore.items():
             try:
                 os.chmod(directory, mode)
