@@ -137,7 +137,9 @@ def test_pull_flow_placeholder_to_destination_with_a_file_list(unpacked):
     assert len(listed) == 15
     before = snapshot(view)
 
-    report = relocate_tree(view, placeholder, view, files=listed)
+    with pytest.raises(RelocationError, match=f"mount the tree at {ROOT} so"):  # not at the placeholder
+        relocate_tree(view, placeholder, "/mnt/" + "v" * ROOM, files=listed, original_root=ROOT)
+    report = relocate_tree(view, placeholder, view, files=listed, original_root=ROOT)
 
     _assert_view_runs(view)
     assert report.files_examined == len(listed)

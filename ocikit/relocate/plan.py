@@ -99,8 +99,11 @@ def smallest(values: Iterable[int | None]) -> int | None:
     return min(present) if present else None
 
 
-def relocation_error(prefixes: PrefixMap, plans: list[FilePlan]) -> RelocationError:
-    """One error naming the files that do not fit, the room they have, and the fixes."""
+def relocation_error(prefixes: PrefixMap, plans: list[FilePlan], original_root: str | None = None) -> RelocationError:
+    """One error naming the files that do not fit, the room they have, and the fixes.
+
+    ``original_root`` is where the tree was built, when ``old`` is a placeholder standing in for it.
+    """
     failing = [plan for plan in plans if plan.problems]
     problems = [(plan.path, problem) for plan in failing for problem in plan.problems]
     shown = "; ".join(f"{path}: {problem.describe()}" for path, problem in problems[:3])
@@ -115,7 +118,7 @@ def relocation_error(prefixes: PrefixMap, plans: list[FilePlan]) -> RelocationEr
     else:
         limit = f"at most {cap} characters (this one has {len(new)})" if cap is not None else "shorter"
         fix = (
-            f"use a destination of {limit}, or mount the tree at {old} so nothing needs relocating, "
+            f"use a destination of {limit}, or mount the tree at {original_root or old} so nothing needs relocating, "
             "or rebuild with spack's config:install_tree:padded_length to leave room"
         )
     message = (

@@ -70,6 +70,7 @@ def relocate_tree(
     relative_rpaths: bool = True,
     dry_run: bool = False,
     progress: Progress | None = None,
+    original_root: str | None = None,
 ) -> RelocationReport:
     """Rewrite the tree at ``root_dir`` so that what referred to ``old`` refers to ``new``.
 
@@ -78,7 +79,8 @@ def relocate_tree(
     or symlinks); ``None`` scans the whole tree. ``extra_prefixes`` maps further old prefixes
     to new ones. ``relative_rpaths`` rewrites search-path entries inside the tree as
     ``$ORIGIN``-relative. Raises :class:`~ocikit.errors.RelocationError` before writing
-    anything when a binary string cannot take the new prefix.
+    anything when a binary string cannot take the new prefix. ``original_root``: the path the
+    tree was built at when ``old`` is a placeholder (used in that error's advice only).
     """
     progress = progress or NULL_PROGRESS
     prefixes = PrefixMap.build(old, new, extra_prefixes)
@@ -93,7 +95,7 @@ def relocate_tree(
     total = len(listed) if listed is not None else None
     plans, links = _plan_tree(root, entries, prefixes, relative_rpaths, report, progress, total)
     if any(plan.problems for plan in plans):
-        raise relocation_error(prefixes, plans)
+        raise relocation_error(prefixes, plans, original_root)
     _summarize(plans, links, report)
     if not dry_run:
         apply_plans(root, [p for p in plans if p.edits], links, progress)
