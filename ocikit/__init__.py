@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     "pull": "ocikit.puller",
     "wait_ready": "ocikit.ready",
     "NodeCache": "ocikit.nodecache",
+    "relocate_tree": "ocikit.relocate.tree",
+    "RelocationReport": "ocikit.relocate.tree",
 }
 
 __all__ = sorted(
