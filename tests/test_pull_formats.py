@@ -295,3 +295,71 @@ def test_ready_file_elsewhere(tmp_path):
     result = ocikit.pull(f"oci:{layout}:v1", dest, ready_file=ready)
     assert ocikit.wait_ready(dest, timeout=0, ready_file=ready)["digest"] == result.digest
     assert read_marker(dest)["digest"] == result.digest
+
+
+def _view_with_placeholder(tmp_path, root="/opt/views/app-env"):
+    from ocikit.spec.manifest import canonical_json  # noqa: F401  (documents the config shape)
+
+    placeholder = "/__ocikit_root_placeholder__"[: len(root)]
+    script = f"#!{placeholder}/bin/python3\nimport sys\n".encode()
+    pc = f"prefix={placeholder}\nlibdir=${{prefix}}/lib\n".encode()
+    tar = (
+        TarBuilder()
+        .file("bin/python3", b"\x7fELF-not-really", 0o755)
+        .file("bin/tool", script, 0o755)
+        .file("lib/pkgconfig/app.pc", pc)
+        .file("share/untouched.txt", b"no prefix here")
+        .bytes()
+    )
+    config = {
+        "schemaVersion": 1,
+        "relocation": {
+            "root": root,
+            "viewPath": root,
+            "placeholder": placeholder,
+            "files": ["bin/tool", "lib/pkgconfig/app.pc"],
+            "relativeRpaths": True,
+        },
+    }
+    layout = str(tmp_path / "layout")
+    push_view(layout, [tar], config)
+    return layout, placeholder
+
+
+def test_view_is_relocated_to_dest(tmp_path):
+    pytest.importorskip("ocikit.relocate")
+    layout, placeholder = _view_with_placeholder(tmp_path)
+    dest = str(tmp_path / "pods" / "a-much-longer-destination-path" / "view")
+    result = ocikit.pull(f"oci:{layout}:v1", dest)
+    assert result.relocated_to == dest and read_marker(dest)["relocatedTo"] == dest
+    assert open(os.path.join(dest, "bin/tool")).read().startswith(f"#!{dest}/bin/python3\n")
+    assert open(os.path.join(dest, "lib/pkgconfig/app.pc")).read() == f"prefix={dest}\nlibdir=${{prefix}}/lib\n"
+    assert stat.S_IMODE(os.stat(os.path.join(dest, "bin/tool")).st_mode) == 0o755
+    for dirpath, _, files in os.walk(dest):
+        for name in files:
+            assert placeholder.encode() not in open(os.path.join(dirpath, name), "rb").read()
+
+
+def test_view_without_relocation_restores_the_recorded_root(tmp_path):
+    pytest.importorskip("ocikit.relocate")
+    layout, placeholder = _view_with_placeholder(tmp_path)
+    dest = str(tmp_path / "dest")
+    result = ocikit.pull(f"oci:{layout}:v1", dest, relocate=False)
+    assert result.relocated_to == "/opt/views/app-env"
+    assert open(os.path.join(dest, "lib/pkgconfig/app.pc")).read().startswith("prefix=/opt/views/app-env\n")
+
+
+def test_view_published_from_the_node_cache_is_relocated_per_target(tmp_path):
+    pytest.importorskip("ocikit.relocate")
+    layout, placeholder = _view_with_placeholder(tmp_path)
+    cache = ocikit.NodeCache(str(tmp_path / "cache"))
+    entry = cache.ensure(f"oci:{layout}:v1")
+    target = str(tmp_path / "kubelet" / "pods" / "uid" / "volumes" / "vol")
+    published = cache.publish(entry, target, mode="hardlink", relocate_to="/opt/view")
+    assert published.relocated_to == "/opt/view"
+    assert open(os.path.join(target, "bin/tool")).read().startswith("#!/opt/view/bin/python3\n")
+    # relocation wrote new files: the cached tree still holds the placeholder, and the
+    # untouched file is still shared with the cache
+    assert placeholder in open(os.path.join(entry.path, "bin/tool")).read()
+    assert os.stat(os.path.join(target, "share/untouched.txt")).st_ino == os.stat(os.path.join(entry.path, "share/untouched.txt")).st_ino
+    assert os.stat(os.path.join(target, "bin/tool")).st_ino != os.stat(os.path.join(entry.path, "bin/tool")).st_ino
