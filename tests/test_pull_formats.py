@@ -46,9 +46,11 @@ def source_tree(tmp_path):
     os.chmod(src / "share" / "ro", 0o755)
 
 
-@pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
-@pytest.mark.parametrize("tar_format", ["gnu", "posix"])
-def test_roundtrip_gnu_tar(tmp_path, source_tree, compression, tar_format):
+@pytest.mark.parametrize(
+    "compression, tar_format, writers",
+    [("zstd", "gnu", 0), ("zstd", "posix", 3), ("gzip", "gnu", 3), ("gzip", "posix", 0), ("none", "gnu", 1), ("none", "posix", 0)],
+)
+def test_roundtrip_gnu_tar(tmp_path, source_tree, compression, tar_format, writers):
     tar = subprocess.run(
         ["tar", "-C", source_tree, f"--format={tar_format}", "--sort=name", "-cf", "-", "."],
         check=True,
@@ -56,7 +58,7 @@ def test_roundtrip_gnu_tar(tmp_path, source_tree, compression, tar_format):
     ).stdout
     layout, dest = str(tmp_path / "layout"), str(tmp_path / "dest")
     push_tar(layout, tar, compression)
-    result = ocikit.pull(f"oci:{layout}:v1", dest)
+    result = ocikit.pull(f"oci:{layout}:v1", dest, writer_threads=writers)
     snapshot = tree_snapshot(dest)
     snapshot.pop(".ocikit"), snapshot.pop(".ocikit/ready.json")
     assert snapshot == tree_snapshot(source_tree)

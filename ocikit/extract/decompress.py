@@ -86,7 +86,7 @@ class LayerStream:
         self._finished = False
         self.compression = ""
         self.uncompressed_size = 0
-        self.uncompressed_digest = ""
+        self.uncompressed_digest = ""  # set when an expected digest was given and matched
 
     def start(self) -> "LayerStream":
         self._thread.start()
@@ -136,11 +136,14 @@ class LayerStream:
         try:
             head = self._reader.read(4)
             self.compression = detect_compression(head)
-            hasher = new_hasher(self._expected or "sha256")
+            # Hash the uncompressed stream only when there is something to compare it with: the
+            # blob digest already covers every byte, this second digest is the artifact's own claim.
+            hasher = new_hasher(self._expected) if self._expected else None
             for chunk in self._decompressed(head):
                 if self._cancelled.is_set():
                     return
-                hasher.update(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
                 self.uncompressed_size += len(chunk)
                 self._budget.take(len(chunk), self.what)
                 if self._declared is not None and self.uncompressed_size > self._declared:
@@ -150,10 +153,10 @@ class LayerStream:
                 if not self._put(chunk):
                     return
             self._verify_blob()
-            algorithm = algorithm_of(self._expected) if self._expected else "sha256"
-            self.uncompressed_digest = f"{algorithm}:{hasher.hexdigest()}"
-            if self._expected and self.uncompressed_digest != self._expected:
-                raise DigestMismatchError(f"uncompressed {self.what}", self._expected, self.uncompressed_digest)
+            if hasher is not None and self._expected:
+                self.uncompressed_digest = f"{algorithm_of(self._expected)}:{hasher.hexdigest()}"
+                if self.uncompressed_digest != self._expected:
+                    raise DigestMismatchError(f"uncompressed {self.what}", self._expected, self.uncompressed_digest)
             if self._declared is not None and self.uncompressed_size != self._declared:
                 raise InvalidContentError(
                     f"{self.what}: uncompressed size {self.uncompressed_size} differs from the declared {self._declared}"

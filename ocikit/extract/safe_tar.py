@@ -126,7 +126,6 @@ class SafeExtractor:
         self.outcome = LayerOutcome()
         self._dirs: dict[str, int] = {}
         self._seen: set[str] = set()  # non-directory paths this layer created (duplicates replace)
-        self._since_barrier: set[str] = set()  # files queued since the last barrier
         self._batch: list[Job] = []
         self._batch_bytes = 0
         self._entry = ""
@@ -207,7 +206,6 @@ class SafeExtractor:
         pieces = stream.read_data(entry)
         self._batch.append((dir_fd, base, pieces, mode, entry.mtime_ns, entry.name))
         self._batch_bytes += entry.size
-        self._since_barrier.add(path)
         if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
             self._flush()
 
@@ -269,8 +267,7 @@ class SafeExtractor:
             raise UnsafeContentError(entry.name, "hardlink target outside destination")
         if target == path:
             raise UnsafeContentError(entry.name, "hardlink target missing (links to itself)")
-        if target in self._since_barrier:
-            self._barrier()  # the target may still be waiting for a writer
+        self._barrier()  # the target may still be waiting for a writer (hardlinks are rare: cheap)
         self._claim(path, parent, base)
         dir_fd = self._dir(parent)
         target_parent, _, target_base = target.rpartition("/")
@@ -438,7 +435,6 @@ class SafeExtractor:
         """Wait until every queued file exists (before links, replacements, closing descriptors)."""
         self._flush()
         self.tracker.wait_idle()
-        self._since_barrier.clear()
 
     def _abort_pending(self) -> None:
         """On failure, still wait for queued jobs: they use descriptors that are about to close."""
@@ -453,24 +449,52 @@ def apply_directory_records(root_fd: int, records: list[DirRecord]) -> None:
     """Set directory modes and times, deepest first (a read-only parent is fixed last).
 
     Later records for the same path win (a higher layer's directory entry overrides a lower
-    one). Paths are walked with ``O_NOFOLLOW``; a directory that no longer exists (hidden by
-    a whiteout) is skipped.
+    one). Each directory is reached through its parent's descriptor without following
+    symlinks; one that no longer exists (hidden by a whiteout) is skipped.
     """
     final: dict[str, DirRecord] = {}
     for record in records:
         final[record.path] = record
-    for path in sorted(final, key=lambda p: p.count("/"), reverse=True):
-        record = final[path]
+    parents: dict[str, int] = {}
+    try:
+        for path in sorted(final, key=lambda p: p.count("/"), reverse=True):
+            record = final[path]
+            parent, _, name = path.rpartition("/")
+            parent_fd = _cached_parent(root_fd, parent, parents)
+            if parent_fd is None:
+                continue
+            try:
+                st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if stat.S_IMODE(st.st_mode) != record.mode:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+                try:
+                    os.fchmod(fd, record.mode)
+                finally:
+                    os.close(fd)
+            os.utime(name, ns=(record.mtime_ns, record.mtime_ns), dir_fd=parent_fd, follow_symlinks=False)
+    finally:
+        for fd in parents.values():
+            if fd != root_fd:
+                os.close(fd)
+
+
+def _cached_parent(root_fd: int, path: str, cache: dict[str, int]) -> int | None:
+    if not path:
+        return root_fd
+    if path not in cache:
+        if len(cache) >= MAX_DIR_FDS:  # deepest-first order: earlier parents are rarely needed again
+            for fd in cache.values():
+                os.close(fd)
+            cache.clear()
         try:
-            fd = _open_path(root_fd, path)
+            cache[path] = _open_path(root_fd, path)
         except (FileNotFoundError, NotADirectoryError):
-            continue
-        try:
-            if stat.S_IMODE(os.fstat(fd).st_mode) != record.mode:
-                os.fchmod(fd, record.mode)
-            os.utime(fd, ns=(record.mtime_ns, record.mtime_ns))
-        finally:
-            os.close(fd)
+            return None
+    return cache[path]
 
 
 def _open_path(root_fd: int, path: str) -> int:

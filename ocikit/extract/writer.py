@@ -38,26 +38,26 @@ def _read_umask() -> int:
 
 
 UMASK = _read_umask()
+_KEEP_AFTER_UMASK = ~0o777 | UMASK  # mode bits open(2) would lose: set-id/sticky, and what the umask masks
 
 
 def write_all(fd: int, pieces: Sequence[memoryview | bytes]) -> None:
-    """Write every piece (``write``/``writev`` may write less than asked)."""
+    """Write every piece (``write`` may write less than asked)."""
     for piece in pieces:
-        view = memoryview(piece)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        written = os.write(fd, piece)
+        if written != len(piece):
+            view = memoryview(piece)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
 
 
 def create_file(dir_fd: int, name: str, pieces: Sequence[memoryview | bytes], mode: int, mtime_ns: int) -> None:
     """Create ``name`` in ``dir_fd`` exclusively (never following a symlink), write it, set mode and time."""
     fd = os.open(name, _CREATE_FLAGS, mode & 0o777, dir_fd=dir_fd)
     try:
-        if len(pieces) == 1:
+        if pieces:
             write_all(fd, pieces)
-        elif pieces:
-            write_all(fd, pieces)
-        if mode & ~0o777 or mode & UMASK:
+        if mode & _KEEP_AFTER_UMASK:
             os.fchmod(fd, mode)  # after the write: writing clears set-id bits
         os.utime(fd, ns=(mtime_ns, mtime_ns))
     finally:
@@ -162,8 +162,17 @@ def _run(jobs: list[Job], tracker: JobTracker, on_error: ErrorMapper) -> None:
 
 
 def default_threads() -> int:
-    """Writers for this machine: as many as cores, at least one, at most four."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """Writer threads for this machine (``OCIKIT_WRITER_THREADS`` overrides).
+
+    Decompression and hashing keep one core busy per streaming layer, so writers only pay
+    off with cores to spare: on two cores the parsing thread writes inline (measured with
+    ``benchmarks/pull.py``: extra writer threads only added GIL hand-offs there).
+    """
+    override = os.environ.get("OCIKIT_WRITER_THREADS", "")
+    if override.isdigit():
+        return int(override)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores <= 2 else min(4, cores - 2)
 
 
 def local_error(exc: OSError, what: str) -> LocalIOError:
