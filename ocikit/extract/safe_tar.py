@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InvalidContentError, LocalIOError, UnsafeContentError
 from .tarstream import BLOCKDEV, CHARDEV, DIRECTORY, FIFO, FILE, HARDLINK, SYMLINK, TarEntry, TarStream
-from .writer import BATCH_BYTES, BATCH_FILES, Job, JobTracker, WriterPool, write_all
+from .writer import BATCH_BYTES, BATCH_FILES, Job, JobTracker, WriterPool, create_file, write_all
 
 LARGE_FILE = 8 << 20  # files above this are streamed by the parser thread, not queued
 MAX_DIR_FDS = 256  # open directory descriptors per extraction before they are recycled
@@ -132,6 +132,7 @@ class SafeExtractor:
         self._prefix = policy.required_prefix.strip("/")
         self._prefix_slash = self._prefix + "/"
         self._strip = bool(self._prefix) and policy.strip_prefix
+        self._inline = pool.threads == 0  # no writer threads: create files right here
         self._rootfs = policy.rootfs
         self._special_modes = 0o7777 if policy.preserve_special_modes else 0o777
 
@@ -204,6 +205,12 @@ class SafeExtractor:
             self._write_large(entry, stream, dir_fd, base, mode)
             return
         pieces = stream.read_data(entry)
+        if self._inline:
+            try:
+                create_file(dir_fd, base, pieces, mode, entry.mtime_ns)
+            except OSError as exc:
+                raise self.map_error(exc, entry.name) from None
+            return
         self._batch.append((dir_fd, base, pieces, mode, entry.mtime_ns, entry.name))
         self._batch_bytes += entry.size
         if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:

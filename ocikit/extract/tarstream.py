@@ -140,7 +140,13 @@ class TarStream:
         pax: dict[str, str] = {}
         long_name = long_link = None
         while True:
-            block = self._read_exact(BLOCK, "a header")
+            pos = self._pos
+            if pos + BLOCK <= len(self._buf):  # the common case: the header is in this chunk
+                block = self._buf[pos : pos + BLOCK]
+                self._pos = pos + BLOCK
+                self.offset += BLOCK
+            else:
+                block = self._read_exact(BLOCK, "a header")
             if not block or block == _ZERO_BLOCK:
                 return None
             if block[257:262] != b"ustar" or self._verify_all:
@@ -161,7 +167,9 @@ class TarStream:
                 elif flag == b"K":
                     long_link = data.split(b"\x00", 1)[0]
                 continue  # 'V' (volume label) carries nothing for us
-            return self._entry(block, flag, size, {**self._globals, **pax}, long_name, long_link)
+            if self._globals:
+                pax = {**self._globals, **pax}
+            return self._entry(block, flag, size, pax, long_name, long_link)
 
     def _entry(
         self, block: bytes, flag: bytes, size: int, pax: dict[str, str], long_name: bytes | None, long_link: bytes | None
@@ -264,6 +272,11 @@ def _verify_checksum(block: bytes, offset: int) -> None:
 
 
 def _number(field: bytes, what: str) -> int:
+    if field[-1] in (0, 32):
+        try:  # the common case: octal digits and one terminating NUL or space
+            return int(field[:-1], 8)
+        except ValueError:
+            pass
     if field[0] & 0x80:  # base-256 (GNU/star), big-endian; 0xff lead byte means negative
         if field[0] == 0xFF:
             raise InvalidContentError(f"negative {what} in tar header")

@@ -55,7 +55,11 @@ def create_file(dir_fd: int, name: str, pieces: Sequence[memoryview | bytes], mo
     """Create ``name`` in ``dir_fd`` exclusively (never following a symlink), write it, set mode and time."""
     fd = os.open(name, _CREATE_FLAGS, mode & 0o777, dir_fd=dir_fd)
     try:
-        if pieces:
+        if len(pieces) == 1:  # the common case: one piece, usually written by one call
+            written = os.write(fd, pieces[0])
+            if written != len(pieces[0]):
+                write_all(fd, (memoryview(pieces[0])[written:],))
+        elif pieces:
             write_all(fd, pieces)
         if mode & _KEEP_AFTER_UMASK:
             os.fchmod(fd, mode)  # after the write: writing clears set-id bits
