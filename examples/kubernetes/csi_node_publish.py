@@ -1,0 +1,72 @@
+"""The node half of a CSI driver for ocikit views, on :class:`ocikit.NodeCache`.
+
+A real driver wraps these functions in the CSI gRPC ``Node`` service (``csi.v1``) and runs as
+a privileged DaemonSet with the cache on a hostPath; the gRPC plumbing is left out so the
+mapping stays visible. Volume attributes (``volumeAttributes`` of an inline CSI volume)::
+
+    reference: registry.example.com/views/flux@sha256:…   # what to mount
+    mountPath: /opt/view                                    # where the pod will see it (relocation)
+    linkMode:  hardlink                                     # hardlink | reflink | copy | auto
+
+Compared with oras-csi: the cache is keyed by manifest digest with a per-digest lock, so two
+pods starting together download once and neither sees a partial tree; trees are unpacked,
+verified and relocated; they survive plugin restarts; ``gc`` bounds the disk they use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import Mapping
+
+import ocikit
+
+CACHE = ocikit.NodeCache(os.environ.get("OCIKIT_CACHE", "/var/lib/ocikit"))
+
+
+def node_publish_volume(
+    volume_context: Mapping[str, str], target_path: str, readonly: bool, secrets: Mapping[str, str]
+) -> None:
+    """NodePublishVolume: make the view of ``volume_context["reference"]`` appear at ``target_path``."""
+    options = ocikit.Options(registry_config=_docker_config(secrets)) if secrets else ocikit.Options()
+    cache = ocikit.NodeCache(CACHE.root, options=options)
+    entry = cache.ensure(volume_context["reference"])  # downloads once per node, waits if another pod is
+    cache.publish(
+        entry,
+        target_path,
+        mode=volume_context.get("linkMode", "hardlink"),
+        read_only=readonly,
+        relocate_to=volume_context.get("mountPath"),  # the path inside the container, not target_path
+    )
+    if readonly:  # real protection: hardlinked files share inodes with the cache
+        subprocess.run(["mount", "--bind", target_path, target_path], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", target_path], check=True)
+
+
+def node_unpublish_volume(target_path: str) -> None:
+    """NodeUnpublishVolume: unmount and remove the pod's copy (the cached tree stays)."""
+    if os.path.ismount(target_path):
+        subprocess.run(["umount", target_path], check=True)
+    shutil.rmtree(target_path, ignore_errors=True)
+
+
+def garbage_collect() -> None:
+    """Run periodically (or on disk pressure): keep the cache under 200 GiB and 30 days."""
+    CACHE.gc(max_bytes=200 << 30, max_age=30 * 86400)
+
+
+def _docker_config(secrets: Mapping[str, str]) -> str:
+    """Write the pod's pull secret (``.dockerconfigjson``) where ocikit's credential lookup reads it."""
+    handle, path = tempfile.mkstemp(prefix="ocikit-auth-", suffix=".json")
+    with os.fdopen(handle, "w") as fh:
+        fh.write(secrets[".dockerconfigjson"])
+    return path
+
+
+if __name__ == "__main__":  # a local dry run: publish an OCI layout into a directory
+    import sys
+
+    node_publish_volume({"reference": sys.argv[1], "mountPath": sys.argv[2]}, sys.argv[2], False, {})
+    print(f"published {sys.argv[1]} at {sys.argv[2]}")

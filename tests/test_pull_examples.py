@@ -1,0 +1,55 @@
+"""The Kubernetes examples stay true to the CLI and the API they show."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ocikit.ready import read_marker
+from pull_support import TarBuilder, push_view
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "kubernetes")
+
+
+def _help(*command: str) -> str:
+    return subprocess.run([sys.executable, "-m", "ocikit_cli.main", *command, "--help"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("manifest", ["job-init-container.yaml", "pod-sidecar.yaml"])
+def test_manifests_use_existing_options(manifest):
+    text = open(os.path.join(EXAMPLES, manifest)).read()
+    helps = {"pull": _help("pull"), "wait": _help("wait"), "": _help()}
+    used = 0
+    for command in ("pull", "wait"):
+        for line in re.findall(rf"ocikit {command} [^\n\"&]*", text) + (
+            [" ".join(re.findall(r"- (--[\w-]+=?\S*)", text))] if command == "pull" else []
+        ):
+            for option in re.findall(r"(--[\w-]+)", line):
+                assert option in helps[command] or option in helps[""], f"{manifest}: {option} is not an option"
+                used += 1
+    assert used >= 1
+
+
+def test_csi_example_publishes_a_relocated_view(tmp_path, monkeypatch):
+    pytest.importorskip("ocikit.relocate")
+    monkeypatch.setenv("OCIKIT_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("csi_node_publish", os.path.join(EXAMPLES, "csi_node_publish.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    placeholder = "/__ocikit_root_placeholder__"[: len("/opt/views/app")]
+    tar = TarBuilder().file("etc/app.conf", f"home={placeholder}\n".encode()).bytes()
+    config = {"relocation": {"root": "/opt/views/app", "placeholder": placeholder, "files": ["etc/app.conf"]}}
+    layout = str(tmp_path / "layout")
+    push_view(layout, [tar], config)
+    target = str(tmp_path / "kubelet" / "pod-1" / "volume")
+    module.node_publish_volume({"reference": f"oci:{layout}:v1", "mountPath": "/opt/view"}, target, False, {})
+    assert open(os.path.join(target, "etc/app.conf")).read() == "home=/opt/view\n"
+    assert read_marker(target)["relocatedTo"] == "/opt/view"
+    module.node_unpublish_volume(target)
+    assert not os.path.exists(target)
+    assert len(module.CACHE.ls()) == 1  # the cached tree stays for the next pod
