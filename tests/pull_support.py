@@ -3,7 +3,6 @@ compress them with the real zstd/gzip, and store artifacts in OCI layouts."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import subprocess

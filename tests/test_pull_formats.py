@@ -7,7 +7,6 @@ import gzip
 import os
 import stat
 import subprocess
-import tarfile
 
 import pytest
 
@@ -19,7 +18,7 @@ from ocikit.ready import read_marker
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.descriptor import Platform
 from ocikit.spec.manifest import build_index, canonical_json
-from pull_support import MTIME, TarBuilder, gnu_tar, push_layers, push_tar, push_view, tree_snapshot
+from pull_support import MTIME, TarBuilder, push_layers, push_tar, push_view, tree_snapshot
 
 
 @pytest.fixture

@@ -9,12 +9,10 @@ import subprocess
 import pytest
 
 import ocikit
-from ocikit.content.layout import LayoutStore
-from ocikit.content.open import open_store
 from ocikit.digest import digest_bytes
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.manifest import canonical_json
-from pull_support import TarBuilder, compress, push_layers, tree_snapshot
+from pull_support import TarBuilder, push_layers, tree_snapshot
 
 
 def test_pull_what_oras_py_pushed(tmp_path, registry, monkeypatch):

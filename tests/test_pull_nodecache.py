@@ -17,7 +17,7 @@ from ocikit.content.layout import LayoutStore
 from ocikit.errors import UnsupportedError
 from ocikit.nodecache import NodeCache
 from ocikit.ready import read_marker
-from pull_support import TarBuilder, ThrottledProxy, push_tar, push_view, tree_snapshot
+from pull_support import TarBuilder, ThrottledProxy, push_tar, tree_snapshot
 
 
 class _SlowCountingStore:
