@@ -36,6 +36,8 @@ from .extract.whiteout import remove_tree
 from .ready import MARKER_DIR, MARKER_NAME, marker_path, read_marker, remove_marker, write_marker
 
 _RENAME_EXCHANGE = 2
+# Present on a freshly formatted ext4 volume (a PersistentVolume): not content, never moved.
+_FILESYSTEM_NAMES = frozenset({"lost+found"})
 _AT_FDCWD = -100
 
 
@@ -74,7 +76,7 @@ class Destination:
             return
         except NotADirectoryError:
             raise AlreadyExistsError(f"{self.path} exists and is not a directory") from None
-        if names and MARKER_DIR not in names:
+        if set(names) - _FILESYSTEM_NAMES and MARKER_DIR not in names:
             raise AlreadyExistsError(
                 f"{self.path} is not empty and was not created by ocikit; refusing to replace it (remove it or pick another)"
             )
@@ -152,7 +154,7 @@ class Destination:
         old = os.path.join(staging.base, "old")
         os.mkdir(old)
         for name in os.listdir(self.path):
-            if name != MARKER_DIR:
+            if name != MARKER_DIR and name not in _FILESYSTEM_NAMES:
                 _rename(os.path.join(self.path, name), os.path.join(old, name))
         for name in os.listdir(staging.tree):
             if name != MARKER_DIR:
