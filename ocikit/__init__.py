@@ -27,6 +27,9 @@ _LAZY: dict[str, str] = {
     "LayoutStore": "ocikit.content.layout",
     "MemoryStore": "ocikit.content.memory",
     "Progress": "ocikit.progress",
+    "similarity": "ocikit.similarity.api",
+    "SimilarityResult": "ocikit.similarity.api",
+    "plot_heatmap": "ocikit.similarity.plot",
 }
 
 __all__ = sorted(
