@@ -35,7 +35,7 @@ TABLE_LIMIT = 12
 @click.option("--no-cache", is_flag=True, help="Fetch every manifest, ignoring and not filling the cache.")
 @json_option
 @pass_cli
-def similarity(cli: CliContext, references: tuple[str, ...], **opts: Any) -> None:
+def similarity_cmd(cli: CliContext, references: tuple[str, ...], **opts: Any) -> None:
     """How much do images share? Exact pairwise Jaccard over their layers.
 
     REFERENCES are images (HOST/REPO:TAG, HOST/REPO@DIGEST, oci:PATH:TAG); indexes are
