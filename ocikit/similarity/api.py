@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
-from ..errors import LocalIOError, UnsupportedError
+from ..errors import LocalIOError, NotFoundError, UnsupportedError
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import NULL_PROGRESS, Progress
 from ..spec.descriptor import Platform
@@ -152,6 +152,8 @@ def compare(images: Sequence[ImageLayers], *, by: str = BY_DIGEST, weighted: boo
     """The similarity of already collected images (no I/O): matrix and summary."""
     if by not in MODES:
         raise UnsupportedError(f"unknown similarity mode {by!r} (choose {' or '.join(MODES)})")
+    if not images:
+        raise NotFoundError("no images to compare")
     size_rule = "min" if by == BY_DIFF_ID else "first"
     incidence = build_incidence([image.keys(by) for image in images], [image.sizes for image in images], size_rule)
     matrix = jaccard(incidence, weighted=weighted)

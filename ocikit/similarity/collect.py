@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
 from ..content.base import Store, SupportsTagList, read_all
@@ -48,6 +49,9 @@ BY_DIFF_ID = "diff-id"
 MODES = (BY_DIGEST, BY_DIFF_ID)
 
 PROGRESS_TASK = "similarity:manifests"
+
+# distribution-spec referrers tag schema: <alg>-<hex>, pointing at an index of referrers.
+_REFERRERS_FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128}")
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ def collect_images(
     if workers < 1:
         raise UnsupportedError(f"concurrency must be at least 1, not {workers}")
     wanted = Platform.parse(platform) if isinstance(platform, str) else (platform or Platform.host())
-    pool = _StorePool(options)
+    # The registry connection pool is sized from options.concurrency: match it to the workers.
+    pool = _StorePool(replace(options, concurrency=workers))
     named = _parse_all(references) + _expand_repositories(repositories, pool)
     named = list({name: ref for name, ref in named}.items())  # drop repeats, keep first position
     if not named:
@@ -126,6 +131,8 @@ def _expand_repositories(repositories: Iterable[str], pool: "_StorePool") -> lis
         if not isinstance(store, SupportsTagList):
             raise UnsupportedError(f"{store.describe()} cannot list its tags")
         for tag in store.tags():
+            if _REFERRERS_FALLBACK_TAG.fullmatch(tag):
+                continue  # an index of referrers (signatures, SBOMs), not an image
             ref = repo.with_tag(tag)
             named.append((str(ref), ref))
     return named
