@@ -1,7 +1,7 @@
 """Build real images whose layers overlap in known ways (helper for the similarity tests).
 
-A layer is a real tar archive (Python's tarfile, fixed mtime/owner so the bytes are
-reproducible) holding one text file, gzip-compressed at a chosen level with mtime 0. The
+A layer is a real tar archive (``ocikit.testing.images.tar_bytes``, fixed mtime so the
+bytes are reproducible) holding one text file, gzip-compressed at a chosen level with mtime 0. The
 config lists the true ``diff_ids`` (sha256 of the uncompressed tar). The same layer name
 compressed at level 1 and level 9 gives two different blobs with one diff_id — the case
 ``by="diff-id"`` exists for.
@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
-import tarfile
 from dataclasses import dataclass
 
 from ocikit.content.base import Store, push_bytes, push_manifest
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.descriptor import Descriptor, Platform
 from ocikit.spec.manifest import build_index, build_manifest
+from ocikit.testing.images import tar_bytes
 
 
 @dataclass(frozen=True)
@@ -33,12 +32,7 @@ def layer_tar(name: str) -> bytes:
     """A tar with ``<name>.txt``; the text differs in content and length from name to name."""
     words = [hashlib.sha256(f"{name}/{i}".encode()).hexdigest()[:6] for i in range(40)]
     text = (" ".join(words) + "\n").encode() * (20 + 7 * len(name))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(f"{name}.txt")
-        info.size, info.mtime, info.mode, info.uid, info.gid = len(text), 0, 0o644, 0, 0
-        tar.addfile(info, io.BytesIO(text))
-    return buffer.getvalue()
+    return tar_bytes({f"{name}.txt": text}, mtime=0)
 
 
 def make_layer(store: Store, name: str, level: int = 6) -> Layer:
