@@ -1,6 +1,6 @@
 """Benchmark: layer Jaccard over 10,000 generated images, and concurrent manifest fetching.
 
-Run:  python benchmarks/similarity.py            (everything, ~1–2 minutes)
+Run:  python benchmarks/similarity.py            (everything, ~2 minutes)
       python benchmarks/similarity.py --skip-registry --images 10000
 
 1. Generates ``--images`` image manifests with realistic sharing in one OCI layout (a
@@ -13,9 +13,12 @@ Run:  python benchmarks/similarity.py            (everything, ~1–2 minutes)
 3. Baseline: naive pairwise Python-set Jaccard on the first ``--subset`` images, timed,
    and extrapolated quadratically to all images; ocikit's matrix step on the same subset
    and on all images is timed alongside, and the ratios printed.
-4. With Debian's docker-registry: pushes ``--registry-images`` images to a local
-   registry and fetches them with concurrency 1 and with the default, without the cache;
-   the ratio shows fetching is bounded by the concurrency, not by sequential round trips.
+4. With Debian's docker-registry: pushes ``--registry-images`` small image manifests to a
+   local registry and fetches them (tag HEAD + manifest GET each, no cache) with
+   concurrency 1 and with the default (16), directly on loopback and through a relay that
+   adds ``--latency-ms`` to every request. On loopback the round trip is ~0, so both are
+   bound by CPU (two cores shared by client and registry); with latency the sequential run
+   pays every round trip one after another and the concurrent one ~1/16 of them.
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from ocikit.spec import mediatypes as mt  # noqa: E402
-from ocikit.spec.descriptor import Descriptor  # noqa: E402
-from ocikit.spec.manifest import build_index, build_manifest, canonical_json  # noqa: E402
+from ocikit.spec import mediatypes as mt
+from ocikit.spec.descriptor import Descriptor
+from ocikit.spec.manifest import build_index, build_manifest, canonical_json
 
 GOAL_SECONDS = 10.0
 GOAL_BYTES = 2 << 30
@@ -60,9 +63,7 @@ def synthetic_images(n: int, seed: int = 7) -> list[list[tuple[str, str, int]]]:
     (lognormal ~2 MB).
     """
     rng = random.Random(seed)
-    bases = [
-        [(f"base{b}-{i}", rng.randint(30, 80) * MIB) for i in range(rng.randint(1, 3))] for b in range(4)
-    ]
+    bases = [[(f"base{b}-{i}", rng.randint(30, 80) * MIB) for i in range(rng.randint(1, 3))] for b in range(4)]
     toolchains = [(f"toolchain{t}", int(rng.lognormvariate(18, 0.8))) for t in range(12)]
     families = []
     for f in range(max(1, n // 30)):
@@ -171,6 +172,7 @@ def baseline(layout: str, subset: int) -> dict[str, Any]:
 
     images = collect_images(repositories=[f"oci:{layout}"])
     part = images[:subset]
+    compare(images[:3])  # import numpy/scipy outside the timed region
     sets = [set(image.layers) for image in part]
     t0 = time.perf_counter()
     naive = naive_jaccard(sets)
@@ -196,55 +198,102 @@ def baseline(layout: str, subset: int) -> dict[str, Any]:
 # -- registry fetch concurrency ------------------------------------------------------------
 
 
-def registry_fetch(images: list[list[tuple[str, str, int]]], count: int) -> dict[str, Any] | None:
-    from ocikit.testing.registry import RegistryServer, registry_available
+class LatencyProxy:
+    """A TCP relay that holds every client→registry chunk for ``delay`` seconds.
 
-    try:
-        from ocikit.registry.store import RegistryStore  # noqa: F401
-    except ImportError:
-        print("registry: skipped (ocikit.registry.store is not available yet)")
-        return None
-    if not registry_available():
-        print("registry: skipped (docker-registry is not installed)")
-        return None
+    Loopback has no round-trip time, so on it a sequential fetch is bound by CPU, not by
+    waiting; this relay adds a fixed delay to each request (a request is one chunk) to
+    show what concurrency buys against a registry that is 10 ms away. A benchmark device,
+    not a test fake: no local tool adds latency to one port without root.
+    """
+
+    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
+        import socket
+        import threading
+
+        self.upstream, self.delay = upstream, delay
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self._threading.Thread(target=self._pump, args=(client, server, self.delay), daemon=True).start()
+            self._threading.Thread(target=self._pump, args=(server, client, 0.0), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: Any, target: Any, delay: float) -> None:
+        try:
+            while chunk := source.recv(1 << 16):
+                if delay:
+                    time.sleep(delay)
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def push_fetch_images(host: str, count: int) -> list[str]:
+    """``count`` distinct small image manifests (they differ by an annotation), tagged."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ocikit.content.base import push_bytes, push_manifest
     from ocikit.content.open import open_store
-    from ocikit.options import Options
-    from ocikit.similarity.collect import collect_images
 
+    repo = f"{host}/bench/similarity"
+    store, _ = open_store(repo)
+    layers = [push_bytes(store, mt.OCI_LAYER_GZIP, f"layer {i}".encode()) for i in range(10)]
+    config = push_bytes(store, mt.OCI_CONFIG, canonical_json({"rootfs": {"diff_ids": [], "type": "layers"}}))
+
+    def push_one(i: int) -> None:
+        raw = build_manifest(layers, config=config, annotations={"n": str(i)})
+        push_manifest(store, raw, tag=f"img{i:05d}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(push_one, range(count)))
+    return [f"{repo}:img{i:05d}" for i in range(count)]
+
+
+def registry_fetch(count: int, latency: float) -> dict[str, Any] | None:
+    from ocikit.testing.registry import RegistryServer, registry_available
+
+    if not registry_available():
+        print("registry: skipped (docker-registry is not installed)")
+        return None
+    from ocikit.similarity.collect import DEFAULT_CONCURRENCY, collect_images
+
+    default = DEFAULT_CONCURRENCY
+    timings: dict[str, float] = {}
     with RegistryServer() as server:
-        repo = f"{server.host}/bench/similarity"
-        store, _ = open_store(repo)
-        blobs: dict[str, Descriptor] = {}
-        for layers in images[:count]:  # tiny real blobs stand in for the layers: the registry checks they exist
-            for name, _, _ in layers:
-                if name not in blobs:
-                    blobs[name] = Descriptor.from_bytes(mt.OCI_LAYER_GZIP, name.encode())
-
-        def push_blob(desc_and_data: tuple[Descriptor, bytes]) -> None:
-            store.push(*desc_and_data)
-
-        def push_one(i: int) -> None:
-            layers = images[i]
-            config = push_bytes(store, mt.OCI_CONFIG, canonical_json({"rootfs": {"diff_ids": [], "type": "layers"}, "n": i}))
-            push_manifest(store, build_manifest([blobs[name] for name, _, _ in layers], config=config), tag=f"img{i:05d}")
-
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(push_blob, [(d, n.encode()) for n, d in blobs.items()]))
-            list(pool.map(push_one, range(count)))
-        print(f"registry: pushed {count} images ({len(blobs)} blobs) in {time.perf_counter() - t0:.1f} s")
-        refs = [f"{repo}:img{i:05d}" for i in range(count)]
-        timings = {}
-        default = Options().concurrency
-        for workers in (1, default):
-            t0 = time.perf_counter()
-            got = collect_images(refs, concurrency=workers, use_cache=False)
-            timings[workers] = time.perf_counter() - t0
-            assert len(got) == count
-        return {"count": count, "sequential_s": timings[1], "default_concurrency": default, "concurrent_s": timings[default]}
+        refs = push_fetch_images(server.host, count)
+        proxy = LatencyProxy(("127.0.0.1", server.port), latency)
+        try:
+            for label, host in (("loopback", server.host), ("latency", proxy.host)):
+                for workers in (1, default):
+                    names = [ref.replace(server.host, host, 1) for ref in refs]
+                    t0 = time.perf_counter()
+                    got = collect_images(names, concurrency=workers, use_cache=False)
+                    timings[f"{label}_{workers}"] = time.perf_counter() - t0
+                    assert len(got) == count
+        finally:
+            proxy.close()
+    return {"count": count, "default": default, "latency": latency, **timings}
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -256,6 +305,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=1_000)
     parser.add_argument("--registry-images", type=int, default=1_000)
     parser.add_argument("--skip-registry", action="store_true")
+    parser.add_argument("--latency-ms", type=float, default=10.0, help="round trip added by the relay")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--by", default="digest", help=argparse.SUPPRESS)
     parser.add_argument("--weighted", action="store_true", help=argparse.SUPPRESS)
@@ -264,6 +314,7 @@ def main() -> None:
         print(json.dumps(child_run(args.child, args.by, args.weighted)))
         return
 
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (timings scale with it)")
     workdir = tempfile.mkdtemp(prefix="ocikit-bench-similarity-")
     try:
         layout = os.path.join(workdir, "layout")
@@ -277,11 +328,12 @@ def main() -> None:
         base = baseline(layout, args.subset)
         report_baseline(base)
         if not args.skip_registry:
-            fetch = registry_fetch(images, args.registry_images)
+            fetch = registry_fetch(args.registry_images, args.latency_ms / 1000)
             if fetch:
                 report_fetch(fetch)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
 def report_run(by: str, weighted: bool, run: dict[str, Any]) -> None:
@@ -309,11 +361,19 @@ def report_baseline(base: dict[str, Any]) -> None:
 
 
 def report_fetch(fetch: dict[str, Any]) -> None:
-    print(
-        f"registry fetch of {fetch['count']} manifests (no cache): concurrency 1 {fetch['sequential_s']:.2f} s, "
-        f"concurrency {fetch['default_concurrency']} {fetch['concurrent_s']:.2f} s "
-        f"(ratio {fetch['sequential_s'] / fetch['concurrent_s']:.1f}x)"
-    )
+    default, count = fetch["default"], fetch["count"]
+    for label, what in (("loopback", "loopback"), ("latency", f"+{fetch['latency'] * 1000:.0f} ms per request")):
+        one, many = fetch[f"{label}_1"], fetch[f"{label}_{default}"]
+        print(
+            f"registry fetch of {count} manifests ({what}, no cache): concurrency 1 {one:.2f} s, "
+            f"concurrency {default} (default) {many:.2f} s: ratio {one / many:.1f}x"
+        )
+    if "latency_1" in fetch:
+        floor = 2 * count * fetch["latency"]  # HEAD + GET per image, one after another
+        print(
+            f"  sequential round-trip floor {floor:.1f} s; with {default} workers it is "
+            f"{floor / default:.1f} s, measured {fetch[f'latency_{default}']:.2f} s"
+        )
 
 
 if __name__ == "__main__":

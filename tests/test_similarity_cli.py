@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from similarity_images import make_layer, push_image
 
 from ocikit.content.layout import LayoutStore
-from similarity_images import make_layer, push_image
 
 
 def run(*args: str, cache: str = "") -> subprocess.CompletedProcess:
@@ -19,6 +19,7 @@ def run(*args: str, cache: str = "") -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
 
 
@@ -117,8 +118,15 @@ def test_registry_images_by_diff_id_weighted(registry, tmp_path) -> None:
     base9 = make_layer(store, "base", level=9)
     push_image(store, [base, top], tag="fast")
     push_image(store, [base9], tag="slow")
-    result = run(f"{registry}/similarity-cli/app:fast", f"{registry}/similarity-cli/app:slow",
-                 "--by", "diff-id", "--weighted", "--json", cache=str(tmp_path))
+    result = run(
+        f"{registry}/similarity-cli/app:fast",
+        f"{registry}/similarity-cli/app:slow",
+        "--by",
+        "diff-id",
+        "--weighted",
+        "--json",
+        cache=str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     matrix = json.loads(result.stdout)["matrix"]
     smallest = min(base.desc.size, base9.desc.size)

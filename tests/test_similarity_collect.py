@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+from similarity_images import make_layer, push_image, push_index
 
 import ocikit
 from ocikit.content.base import push_bytes, push_manifest
@@ -17,7 +18,6 @@ from ocikit.similarity.collect import collect_images, read_reference_file
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.descriptor import Descriptor, Platform
 from ocikit.spec.manifest import build_index, build_manifest
-from similarity_images import make_layer, push_image, push_index
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_reference_file(tmp_path, layout) -> None:
 
 
 def test_errors_name_the_image(layout) -> None:
-    root, store, built = layout
+    root, _, _ = layout
     with pytest.raises(NotFoundError, match=r":nope.*not found"):
         collect_images([f"oci:{root}:one", f"oci:{root}:nope"])
     with pytest.raises(InvalidReferenceError, match="without tag"):
@@ -98,9 +98,15 @@ def test_config_with_wrong_number_of_diff_ids(layout) -> None:
 
 def test_index_platform_choice_and_nested_index(layout) -> None:
     root, store, built = layout
-    index = push_index(store, {"linux/amd64": built["manifests"]["one"], "linux/arm64": built["manifests"]["two"]}, "multi")
+    index = push_index(
+        store, {"linux/amd64": built["manifests"]["one"], "linux/arm64": built["manifests"]["two"]}, "multi"
+    )
     image = collect_images([f"oci:{root}:multi"], platform="linux/arm64")[0]
-    assert (image.digest, image.index_digest, image.platform) == (built["manifests"]["two"].digest, index.digest, "linux/arm64")
+    assert (image.digest, image.index_digest, image.platform) == (
+        built["manifests"]["two"].digest,
+        index.digest,
+        "linux/arm64",
+    )
     entry = Descriptor(index.media_type, index.digest, index.size, platform=Platform.parse("linux/amd64"))
     push_manifest(store, build_index([entry]), tag="nested")
     with pytest.raises(UnsupportedError, match="nested index"):

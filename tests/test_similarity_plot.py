@@ -25,7 +25,9 @@ def families(n: int) -> list[ImageLayers]:
     images = []
     for i in range(n):
         layers = ["base", f"family{i % 7}", f"mid{i % 3}", f"top{i}"]
-        images.append(ImageLayers(f"registry.example/apps/app-{i:03d}:v1", "sha256:" + "0" * 64, tuple(layers), (90, 50, 20, 5)))
+        images.append(
+            ImageLayers(f"registry.example/apps/app-{i:03d}:v1", "sha256:" + "0" * 64, tuple(layers), (90, 50, 20, 5))
+        )
     return images
 
 
@@ -67,7 +69,7 @@ def test_200_images_get_readable_labels(tmp_path) -> None:
     assert layout.side * 72 / 200 >= layout.font
     path = str(tmp_path / "big.png")
     plot_heatmap(result, path, dendrogram=True)
-    width, height = png_size(path)
+    _, height = png_size(path)
     assert height >= 100 * layout.side  # dpi 100
 
 

@@ -15,6 +15,7 @@ import uuid
 from fractions import Fraction
 
 import pytest
+from similarity_images import Layer, make_layer, push_image, push_index
 
 import ocikit
 from ocikit.content.base import ensure_empty_blob, push_manifest
@@ -23,7 +24,6 @@ from ocikit.errors import NotFoundError, RegistryError
 from ocikit.options import Options, RetryPolicy
 from ocikit.spec.manifest import build_manifest
 from ocikit.testing.fault_proxy import FaultProxy
-from similarity_images import Layer, make_layer, push_image, push_index
 
 pytestmark = pytest.mark.registry
 
@@ -85,7 +85,9 @@ def test_jaccard_by_digest_matches_hand_counts(images, tmp_path) -> None:
     assert summary["fraction_unique"] == pytest.approx(9 / 14)
     off_diagonal = sum(BY_DIGEST.values()) * 2 / 20
     assert summary["mean_similarity"]["without_diagonal"] == pytest.approx(float(off_diagonal), abs=1e-6)
-    assert summary["mean_similarity"]["with_diagonal"] == pytest.approx(float((sum(BY_DIGEST.values()) * 2 + 5) / 25), abs=1e-6)
+    assert summary["mean_similarity"]["with_diagonal"] == pytest.approx(
+        float((sum(BY_DIGEST.values()) * 2 + 5) / 25), abs=1e-6
+    )
 
 
 def test_most_shared_layers_and_unique_bytes(images, tmp_path) -> None:
@@ -110,7 +112,9 @@ def test_diff_id_mode_sees_through_recompression(images, tmp_path) -> None:
     result = ocikit.similarity(refs(images), by="diff-id", cache_dir=str(tmp_path))
     # e has a's content: it scores like a against everyone, and 1 against a.
     pairs = dict(BY_DIGEST)
-    pairs.update({("a", "e"): Fraction(1), ("b", "e"): Fraction(2, 5), ("c", "e"): Fraction(1, 4), ("d", "e"): Fraction(2, 3)})
+    pairs.update(
+        {("a", "e"): Fraction(1), ("b", "e"): Fraction(2, 5), ("c", "e"): Fraction(1, 4), ("d", "e"): Fraction(2, 3)}
+    )
     assert_matrix(result, expected_matrix(pairs))
     assert result.summary["unique_layers"] == 6
 
@@ -159,7 +163,10 @@ def test_index_resolves_to_the_chosen_platform(images, tmp_path) -> None:
 def test_repository_expansion_skips_referrer_fallback_tags(images, tmp_path) -> None:
     store = images["store"]
     empty = ensure_empty_blob(store)
-    push_manifest(store, build_manifest([empty], config=empty, artifact_type="application/x.sig", subject=images["manifests"]["a"]))
+    push_manifest(
+        store,
+        build_manifest([empty], config=empty, artifact_type="application/x.sig", subject=images["manifests"]["a"]),
+    )
     assert any(tag.startswith("sha256-") for tag in store.tags())  # the OCI 1.1 fallback index exists
     result = ocikit.similarity(repositories=[images["repo"]], cache_dir=str(tmp_path))
     assert sorted(result.names) == sorted(refs(images) + [f"{images['repo']}:multi"])

@@ -19,30 +19,36 @@ def numpy() -> ModuleType:
     try:
         import numpy as np
     except ImportError:
-        raise UnsupportedError(f"similarity needs numpy and scipy, which are not installed: {SIMILARITY_EXTRA}") from None
+        raise UnsupportedError(
+            f"similarity needs numpy and scipy, which are not installed: {SIMILARITY_EXTRA}"
+        ) from None
     return np
 
 
 def scipy_sparse() -> ModuleType:
     try:
-        import scipy.sparse as sparse
+        from scipy import sparse
     except ImportError:
-        raise UnsupportedError(f"similarity needs numpy and scipy, which are not installed: {SIMILARITY_EXTRA}") from None
+        raise UnsupportedError(
+            f"similarity needs numpy and scipy, which are not installed: {SIMILARITY_EXTRA}"
+        ) from None
     return sparse
 
 
 def scipy_hierarchy() -> ModuleType:
     try:
-        import scipy.cluster.hierarchy as hierarchy
+        from scipy.cluster import hierarchy
     except ImportError:
-        raise UnsupportedError(f"similarity needs numpy and scipy, which are not installed: {SIMILARITY_EXTRA}") from None
+        raise UnsupportedError(
+            f"similarity needs numpy and scipy, which are not installed: {SIMILARITY_EXTRA}"
+        ) from None
     return hierarchy
 
 
 def matplotlib_agg() -> tuple[ModuleType, type]:
     """``matplotlib.figure`` and the Agg canvas class (no pyplot: no global state, no display)."""
     try:
-        import matplotlib.figure as figure
+        from matplotlib import figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError:
         raise UnsupportedError(f"the heatmap needs matplotlib, which is not installed: {PLOT_EXTRA}") from None

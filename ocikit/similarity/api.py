@@ -13,8 +13,9 @@ import csv
 import io
 import os
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence, TextIO
+from typing import Any, TextIO
 
 from ..errors import LocalIOError, NotFoundError, UnsupportedError
 from ..options import DEFAULT_OPTIONS, Options
@@ -107,12 +108,12 @@ def _csv_rows(names: Sequence[str], matrix: Any, order: Sequence[int] | None) ->
 
 
 def similarity(
-    references: "Iterable[str] | str" = (),
+    references: Iterable[str] | str = (),
     *,
-    repositories: "Iterable[str] | str" = (),
+    repositories: Iterable[str] | str = (),
     by: str = BY_DIGEST,
     weighted: bool = False,
-    platform: "Platform | str | None" = None,
+    platform: Platform | str | None = None,
     options: Options = DEFAULT_OPTIONS,
     concurrency: int | None = None,
     cache_dir: str | None = None,
@@ -126,8 +127,8 @@ def similarity(
     ``by="diff-id"`` compares the uncompressed ``rootfs.diff_ids`` of the configs, so the
     same content compressed differently still matches. ``weighted`` scores intersection
     bytes over union bytes. ``platform`` (``"linux/arm64"``) picks from indexes, the
-    host's by default. Manifests are fetched by ``concurrency`` workers (default
-    ``options.concurrency``) and cached in ``cache_dir`` (default
+    host's by default. Manifests are fetched by ``concurrency`` workers (default 16:
+    small, latency-bound requests) and cached in ``cache_dir`` (default
     ``$XDG_CACHE_HOME/ocikit/manifests``; ``use_cache=False`` bypasses it). ``top`` is the
     number of most shared layers listed in the summary.
     """
@@ -148,7 +149,9 @@ def similarity(
     return compare(images, by=by, weighted=weighted, top=top)
 
 
-def compare(images: Sequence[ImageLayers], *, by: str = BY_DIGEST, weighted: bool = False, top: int = 10) -> SimilarityResult:
+def compare(
+    images: Sequence[ImageLayers], *, by: str = BY_DIGEST, weighted: bool = False, top: int = 10
+) -> SimilarityResult:
     """The similarity of already collected images (no I/O): matrix and summary."""
     if by not in MODES:
         raise UnsupportedError(f"unknown similarity mode {by!r} (choose {' or '.join(MODES)})")

@@ -19,9 +19,10 @@ import json
 import os
 import re
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..content.base import Store, SupportsTagList, read_all
 from ..content.layout import LayoutStore
@@ -49,6 +50,10 @@ BY_DIFF_ID = "diff-id"
 MODES = (BY_DIGEST, BY_DIFF_ID)
 
 PROGRESS_TASK = "similarity:manifests"
+
+# Manifest fetches are small requests whose cost is the round trip, not bandwidth, so
+# more of them run at once than blob transfers (Options.concurrency, 4 by default).
+DEFAULT_CONCURRENCY = 16
 
 # distribution-spec referrers tag schema: <alg>-<hex>, pointing at an index of referrers.
 _REFERRERS_FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128}")
@@ -88,7 +93,7 @@ def collect_images(
     repositories: Iterable[str] = (),
     *,
     by: str = BY_DIGEST,
-    platform: "Platform | str | None" = None,
+    platform: Platform | str | None = None,
     options: Options = DEFAULT_OPTIONS,
     concurrency: int | None = None,
     cache_dir: str | None = None,
@@ -102,7 +107,7 @@ def collect_images(
     """
     if by not in MODES:
         raise UnsupportedError(f"unknown similarity mode {by!r} (choose {' or '.join(MODES)})")
-    workers = concurrency or options.concurrency
+    workers = DEFAULT_CONCURRENCY if concurrency is None else concurrency
     if workers < 1:
         raise UnsupportedError(f"concurrency must be at least 1, not {workers}")
     wanted = Platform.parse(platform) if isinstance(platform, str) else (platform or Platform.host())
@@ -120,7 +125,7 @@ def _parse_all(references: Iterable[str]) -> list[tuple[str, Reference]]:
     return [(text, parse_reference(text)) for text in references]
 
 
-def _expand_repositories(repositories: Iterable[str], pool: "_StorePool") -> list[tuple[str, Reference]]:
+def _expand_repositories(repositories: Iterable[str], pool: _StorePool) -> list[tuple[str, Reference]]:
     """Every tag of each repository, as ``REPO:TAG`` references."""
     named: list[tuple[str, Reference]] = []
     for text in repositories:
@@ -139,7 +144,7 @@ def _expand_repositories(repositories: Iterable[str], pool: "_StorePool") -> lis
 
 
 def _run_pool(
-    collector: "_Collector", named: Sequence[tuple[str, Reference]], workers: int, progress: Progress
+    collector: _Collector, named: Sequence[tuple[str, Reference]], workers: int, progress: Progress
 ) -> list[ImageLayers]:
     progress.start(PROGRESS_TASK, "manifests", total=len(named))
 
@@ -254,13 +259,13 @@ class _Collector:
         diff_ids = self._diff_ids(ref, manifest) if self.by == BY_DIFF_ID else ()
         return ImageLayers(name, manifest.digest, manifest.layers, manifest.sizes, diff_ids, index_digest, chosen)
 
-    def _top_document(self, ref: Reference) -> "ImageManifest | ParsedManifest":
+    def _top_document(self, ref: Reference) -> ImageManifest | ParsedManifest:
         if ref.digest:  # pinned: the cache can answer without touching the store
             return self._document(ref, ref.digest, None)
         desc = self.pool.resolve_tag(ref)
         return self._document(ref, desc.digest, desc)
 
-    def _document(self, ref: Reference, digest: str, desc: Descriptor | None) -> "ImageManifest | ParsedManifest":
+    def _document(self, ref: Reference, digest: str, desc: Descriptor | None) -> ImageManifest | ParsedManifest:
         media_type = desc.media_type if desc and desc.media_type in mt.MANIFEST_OR_INDEX_TYPES else ""
         return read_document(self._raw(ref, digest, desc), digest, media_type)
 

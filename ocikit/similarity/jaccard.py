@@ -21,8 +21,9 @@ layers) are identical in what is measured and score 1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from . import _deps
 
@@ -77,9 +78,7 @@ def build_incidence(
     sparse = _deps.scipy_sparse()
     columns: dict[str, int] = {}
     # Column numbers in order of first appearance (setdefault: one dict probe per layer).
-    codes = np.fromiter(
-        (columns.setdefault(key, len(columns)) for keys in key_lists for key in keys), dtype=np.int64
-    )
+    codes = np.fromiter((columns.setdefault(key, len(columns)) for keys in key_lists for key in keys), dtype=np.int64)
     all_sizes = np.fromiter((size for sizes in size_lists for size in sizes), dtype=np.int64, count=len(codes))
     indptr = np.zeros(len(key_lists) + 1, dtype=np.int64)
     np.cumsum([len(keys) for keys in key_lists], out=indptr[1:])

@@ -34,7 +34,7 @@ class ImageManifest:
     config: Descriptor
 
 
-def read_document(raw: bytes, digest: str, media_type: str = "") -> "ImageManifest | ParsedManifest":
+def read_document(raw: bytes, digest: str, media_type: str = "") -> ImageManifest | ParsedManifest:
     """An :class:`ImageManifest`, or the parsed index when ``raw`` is an index."""
     try:
         document = json.loads(raw)

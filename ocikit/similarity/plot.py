@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import LocalIOError
 from . import _deps
@@ -63,7 +64,7 @@ def _middle_ellipsis(label: str, limit: int = MAX_LABEL_CHARS) -> str:
     if len(label) <= limit:
         return label
     keep = (limit - 1) // 2
-    return f"{label[:keep]}…{label[-(limit - 1 - keep):]}"
+    return f"{label[:keep]}…{label[-(limit - 1 - keep) :]}"
 
 
 def plot_heatmap(

@@ -14,7 +14,8 @@ In ``diff-id`` mode a layer's size is the smallest compressed size it was seen w
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from . import _deps
 from .collect import ImageLayers
@@ -50,7 +51,7 @@ def summarize(
     distinct = len(incidence.keys)
     single = holders == 1
     distinct_bytes = int(incidence.sizes.sum())
-    unshared_bytes = int(round(float(incidence.image_bytes().sum())))
+    unshared_bytes = round(float(incidence.image_bytes().sum()))
     return {
         "images": len(images),
         "by": by,
@@ -107,9 +108,9 @@ def per_image(images: Sequence[ImageLayers], incidence: Incidence, single: Any) 
             "name": image.name,
             "digest": image.digest,
             "layers": int(set_sizes[i]),
-            "bytes": int(round(total_bytes[i])),
+            "bytes": round(float(total_bytes[i])),
             "unique_layers": int(unique_layers[i]),
-            "unique_bytes": int(round(unique_bytes[i])),
+            "unique_bytes": round(float(unique_bytes[i])),
         }
         for i, image in enumerate(images)
     ]

@@ -31,7 +31,9 @@ TABLE_LIMIT = 12
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Write a clustered heatmap PNG.")
 @click.option("--dendrogram", is_flag=True, help="Draw the dendrogram next to the heatmap.")
 @click.option("--top", type=click.IntRange(0, 1000), default=10, show_default=True, help="Most shared layers to list.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Manifest cache (default $XDG_CACHE_HOME/ocikit/manifests).")
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False), help="Manifest cache (default $XDG_CACHE_HOME/ocikit/manifests)."
+)
 @click.option("--no-cache", is_flag=True, help="Fetch every manifest, ignoring and not filling the cache.")
 @json_option
 @pass_cli
@@ -62,6 +64,7 @@ def similarity_cmd(cli: CliContext, references: tuple[str, ...], **opts: Any) ->
             weighted=opts["weighted"],
             platform=opts["platform"],
             options=cli.options,
+            concurrency=_explicit_concurrency(cli),
             cache_dir=opts["cache_dir"],
             use_cache=not opts["no_cache"],
             progress=progress,
@@ -76,6 +79,15 @@ def similarity_cmd(cli: CliContext, references: tuple[str, ...], **opts: Any) ->
         sys.stdout.write(result.to_csv(ordered=True))
         return
     emit(json_output, result.to_dict() if json_output else result, _render)
+
+
+def _explicit_concurrency(cli: CliContext) -> int | None:
+    """The global --concurrency if the user gave it; else None (the library's manifest default)."""
+    root = click.get_current_context().find_root()
+    source = root.get_parameter_source("concurrency")
+    if source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
+        return cli.options.concurrency
+    return None
 
 
 def _write_files(result: Any, opts: dict[str, Any]) -> None:
@@ -100,9 +112,7 @@ def _render(result: Any) -> str:
 def _matrix_table(result: Any, labels: list[str]) -> str:
     order = result.order
     headers = ["#", "image"] + [str(k + 1) for k in range(len(order))]
-    rows = [
-        [str(k + 1), labels[i]] + [f"{result.matrix[i, j]:.3f}" for j in order] for k, i in enumerate(order)
-    ]
+    rows = [[str(k + 1), labels[i]] + [f"{result.matrix[i, j]:.3f}" for j in order] for k, i in enumerate(order)]
     return table(rows, headers)
 
 
@@ -111,12 +121,18 @@ def _summary_text(summary: dict[str, Any]) -> str:
     mode = f"by {summary['by']}" + (", weighted by bytes" if summary["weighted"] else "")
     lines = [
         f"{summary['images']} images, Jaccard {mode}",
-        f"mean similarity: {mean['without_diagonal']:.3f} over distinct pairs, "
-        f"{mean['with_diagonal']:.3f} with the diagonal",
-        f"layers: {summary['layer_references']} references, {summary['unique_layers']} distinct "
-        f"(fraction unique {summary['fraction_unique']:.3f}), {summary['single_image_layers']} in one image only",
-        f"bytes: {human_bytes(summary['bytes']['distinct'])} distinct, "
-        f"{human_bytes(summary['bytes']['if_unshared'])} if nothing were shared",
+        (
+            f"mean similarity: {mean['without_diagonal']:.3f} over distinct pairs, "
+            f"{mean['with_diagonal']:.3f} with the diagonal"
+        ),
+        (
+            f"layers: {summary['layer_references']} references, {summary['unique_layers']} distinct "
+            f"(fraction unique {summary['fraction_unique']:.3f}), {summary['single_image_layers']} in one image only"
+        ),
+        (
+            f"bytes: {human_bytes(summary['bytes']['distinct'])} distinct, "
+            f"{human_bytes(summary['bytes']['if_unshared'])} if nothing were shared"
+        ),
     ]
     if summary["most_shared"]:
         lines += ["", "most shared layers:"]
