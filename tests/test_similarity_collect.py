@@ -139,3 +139,18 @@ def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path) -> None:
     assert default_cache_dir() == os.path.join(str(tmp_path), "ocikit", "manifests")
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "ocikit", "manifests")
+
+
+def test_ocikit_similarity_is_callable_whichever_import_came_first(layout) -> None:
+    import subprocess
+    import sys
+
+    root, _, _ = layout
+    # Importing a submodule first binds the *package* to ocikit.similarity; it must still be callable.
+    code = (
+        "import ocikit.similarity.plot, ocikit\n"
+        f"result = ocikit.similarity(['oci:{root}:one', 'oci:{root}:two'])\n"
+        "print(type(result).__name__, result.matrix.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "SimilarityResult (2, 2)"

@@ -167,16 +167,17 @@ def _run_pool(
 
 
 def _in_threads(one: Any, named: Sequence[tuple[str, Reference]], workers: int) -> list[ImageLayers]:
-    """Run ``one`` over ``named`` on ``workers`` threads; the first failure cancels what has not started."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocikit-similarity") as executor:
+    """Run ``one`` over ``named`` on ``workers`` threads; the first failure (or Ctrl-C) cancels the rest."""
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocikit-similarity")
+    try:
         futures = [executor.submit(one, name, ref) for name, ref in named]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in futures if f in done and f.exception() is not None), None)
         if failed is not None:
-            for future in futures:
-                future.cancel()
             raise failed.exception()  # type: ignore[misc]
         return [future.result() for future in futures]
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)  # waits only for the few already running
 
 
 def _name_in_error(exc: OcikitError, name: str) -> OcikitError:

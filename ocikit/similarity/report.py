@@ -97,7 +97,10 @@ def most_shared_layers(
 
 
 def per_image(images: Sequence[ImageLayers], incidence: Incidence, single: Any) -> list[dict[str, Any]]:
-    """Per image: distinct layers and bytes, and the layers and bytes no other image holds."""
+    """Per image: distinct layers and bytes, and the layers and bytes no other image holds.
+
+    ``index_digest`` and ``platform`` say which index entry was chosen ("" for a plain manifest).
+    """
     np = _deps.numpy()
     total_bytes = incidence.image_bytes()
     unique_bytes = incidence.image_bytes(single)
@@ -107,6 +110,8 @@ def per_image(images: Sequence[ImageLayers], incidence: Incidence, single: Any) 
         {
             "name": image.name,
             "digest": image.digest,
+            "index_digest": image.index_digest,
+            "platform": image.platform,
             "layers": int(set_sizes[i]),
             "bytes": round(float(total_bytes[i])),
             "unique_layers": int(unique_layers[i]),

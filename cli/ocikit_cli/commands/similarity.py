@@ -102,10 +102,11 @@ def _write_files(result: Any, opts: dict[str, Any]) -> None:
 def _render(result: Any) -> str:
     from ocikit.similarity.plot import short_labels
 
+    labels = short_labels(result.names)
     parts = []
     if len(result.names) <= TABLE_LIMIT:
-        parts.append(_matrix_table(result, short_labels(result.names)))
-    parts.append(_summary_text(result.summary))
+        parts.append(_matrix_table(result, labels))
+    parts.append(_summary_text(result.summary, dict(zip(result.names, labels))))
     return "\n\n".join(parts)
 
 
@@ -116,7 +117,7 @@ def _matrix_table(result: Any, labels: list[str]) -> str:
     return table(rows, headers)
 
 
-def _summary_text(summary: dict[str, Any]) -> str:
+def _summary_text(summary: dict[str, Any], label: dict[str, str]) -> str:
     mean = summary["mean_similarity"]
     mode = f"by {summary['by']}" + (", weighted by bytes" if summary["weighted"] else "")
     lines = [
@@ -137,20 +138,20 @@ def _summary_text(summary: dict[str, Any]) -> str:
     if summary["most_shared"]:
         lines += ["", "most shared layers:"]
         rows = [
-            [entry["layer"][:19], human_bytes(entry["size"]), str(entry["image_count"]), _names(entry)]
+            [entry["layer"][:19], human_bytes(entry["size"]), str(entry["image_count"]), _names(entry, label)]
             for entry in summary["most_shared"]
         ]
         lines.append(table(rows, ["layer", "size", "images", "held by"]))
     per_image = sorted(summary["per_image"], key=lambda e: -e["unique_bytes"])[:TABLE_LIMIT]
     lines += ["", "unique bytes per image (what a node pulls for it beyond the others):"]
-    rows = [[e["name"], human_bytes(e["unique_bytes"]), human_bytes(e["bytes"])] for e in per_image]
+    rows = [[label[e["name"]], human_bytes(e["unique_bytes"]), human_bytes(e["bytes"])] for e in per_image]
     lines.append(table(rows, ["image", "unique", "total"]))
     if len(summary["per_image"]) > len(per_image):
         lines.append(f"… {len(summary['per_image']) - len(per_image)} more (use --json)")
     return "\n".join(lines)
 
 
-def _names(entry: dict[str, Any], limit: int = 3) -> str:
-    names = entry["images"][:limit]
+def _names(entry: dict[str, Any], label: dict[str, str], limit: int = 3) -> str:
+    names = [label[name] for name in entry["images"][:limit]]
     more = entry["image_count"] - len(names)
     return ", ".join(names) + (f" and {more} more" if more > 0 else "")
