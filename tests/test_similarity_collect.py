@@ -154,3 +154,13 @@ def test_ocikit_similarity_is_callable_whichever_import_came_first(layout) -> No
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "SimilarityResult (2, 2)"
+
+
+def test_progress_counts_manifests(layout) -> None:
+    from ocikit.progress import CountingProgress
+
+    root, _, _ = layout
+    progress = CountingProgress()
+    collect_images(repositories=[f"oci:{root}"], progress=progress)
+    assert progress.started == {"similarity:manifests": ("manifests", 2)}
+    assert progress.done == {"similarity:manifests": 2}
