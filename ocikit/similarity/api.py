@@ -55,8 +55,9 @@ class SimilarityResult:
 
     def ordered(self) -> tuple[list[str], Any]:
         """Names and matrix permuted into cluster order."""
+        np = _deps.numpy()
         order = self.order
-        return [self.names[i] for i in order], self.matrix[order][:, order]
+        return [self.names[i] for i in order], self.matrix[np.ix_(order, order)]
 
     def to_dict(self, include_matrix: bool = True) -> dict[str, Any]:
         """A JSON-ready document: names, matrix (6 decimals), order and summary."""
