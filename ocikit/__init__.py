@@ -27,6 +27,13 @@ _LAZY: dict[str, str] = {
     "LayoutStore": "ocikit.content.layout",
     "MemoryStore": "ocikit.content.memory",
     "Progress": "ocikit.progress",
+    "build_ztoc_file": "ocikit.ztoc.api",
+    "build_ztocs": "ocikit.ztoc.api",
+    "index_image": "ocikit.ztoc.api",
+    "list_ztocs": "ocikit.ztoc.api",
+    "ztoc_info": "ocikit.ztoc.api",
+    "get_file": "ocikit.ztoc.api",
+    "extract_matching": "ocikit.ztoc.extract",
 }
 
 __all__ = sorted(

@@ -42,17 +42,6 @@ def detect_compression(head: bytes) -> str:
     return UNCOMPRESSED
 
 
-def compression_of_media_type(media_type: str) -> str | None:
-    """The compression a layer media type declares (None when it does not say)."""
-    if media_type.endswith(("+gzip", ".gzip")):
-        return GZIP
-    if media_type.endswith(("+zstd", ".zstd")):
-        return ZSTD
-    if media_type.endswith((".tar", "layer.v1.tar")):
-        return UNCOMPRESSED
-    return None
-
-
 def build_ztoc(
     reader: BinaryIO,
     span_size: int = DEFAULT_SPAN_SIZE,

@@ -33,6 +33,8 @@ _I32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 _ZEROS = bytes(8)
+_SIZES = {"o": 4, "q": 8, "i": 4, "I": 4, "b": 1}
+_PACKERS = {"q": _I64, "i": _I32, "I": _U32, "b": struct.Struct("<b")}
 
 
 class Builder:
@@ -47,44 +49,65 @@ class Builder:
         self._vtables: dict[tuple[int, ...], int] = {}
 
     # -- low level ---------------------------------------------------------------------
+    # Each method appends one chunk in memory order; padding added by ``prep`` sits after
+    # the value in memory because the buffer grows towards lower addresses.
 
     def _put(self, data: bytes) -> None:
         self._parts.append(data)
         self.offset += len(data)
 
-    def prep(self, size: int, additional: int) -> None:
+    def _pad(self, size: int, additional: int) -> int:
         if size > self._minalign:
             self._minalign = size
-        pad = (-(self.offset + additional)) & (size - 1)
+        return (-(self.offset + additional)) & (size - 1)
+
+    def prep(self, size: int, additional: int) -> None:
+        pad = self._pad(size, additional)
         if pad:
-            self._put(_ZEROS[:pad] if pad <= 8 else bytes(pad))
+            self._put(bytes(pad))
 
     def prepend_uoffset(self, target: int) -> None:
-        self.prep(4, 0)
-        self._put(_U32.pack(self.offset - target + 4))
+        pad = self._pad(4, 0)
+        self._put(_U32.pack(self.offset + pad - target + 4) + _ZEROS[:pad])
 
     # -- strings and vectors -----------------------------------------------------------
 
     def create_string(self, text: "str | bytes") -> int:
         data = text.encode() if isinstance(text, str) else text
-        self.prep(4, len(data) + 1)
-        self._put(b"\0")
-        self._put(data)
-        self._put(_U32.pack(len(data)))
+        n = len(data)
+        pad = self._pad(4, n + 1)
+        self._parts.append(_U32.pack(n) + data + _ZEROS[: pad + 1])
+        self.offset += 5 + n + pad
         return self.offset
+
+    def create_strings(self, texts: Sequence[bytes]) -> list[int]:
+        """Several ``create_string`` calls in a row, appended as one chunk (same bytes)."""
+        offset, pieces, result = self.offset, [], []
+        for data in texts:
+            n = len(data)
+            pad = (-(offset + n + 1)) & 3
+            pieces.append(_U32.pack(n) + data + _ZEROS[: pad + 1])
+            offset += 5 + n + pad
+            result.append(offset)
+        pieces.reverse()
+        self._parts.append(b"".join(pieces))
+        self.offset = offset
+        if self._minalign < 4:
+            self._minalign = 4
+        return result
 
     def create_byte_vector(self, data: bytes) -> int:
         self.prep(4, len(data))
-        self._put(data)
-        self._put(_U32.pack(len(data)))
+        self._put(_U32.pack(len(data)) + data)
         return self.offset
 
     def create_offset_vector(self, offsets: Sequence[int]) -> int:
         """A vector of table/string offsets, in the given order (Go prepends in reverse)."""
         self.prep(4, 4 * len(offsets))
-        for target in reversed(offsets):
-            self._put(_U32.pack(self.offset - target + 4))
-        self._put(_U32.pack(len(offsets)))
+        base, n = self.offset, len(offsets)
+        # element i sits at base + 4*(n - i) after writing; its value is that minus the target
+        values = [base + 4 * (n - i) - target for i, target in enumerate(offsets)]
+        self._put(struct.pack(f"<{n + 1}I", n, *values))
         return self.offset
 
     # -- tables ------------------------------------------------------------------------
@@ -93,28 +116,27 @@ class Builder:
         self._fields = [0] * num_fields
         self._object_end = self.offset
 
+    def _scalar(self, slot: int, packed: bytes, size: int) -> None:
+        pad = self._pad(size, 0)
+        self._parts.append(packed + _ZEROS[:pad])
+        self.offset += size + pad
+        self._fields[slot] = self.offset
+
     def add_int64(self, slot: int, value: int, default: int = 0) -> None:
         if value != default:
-            self.prep(8, 0)
-            self._put(_I64.pack(value))
-            self._fields[slot] = self.offset
+            self._scalar(slot, _I64.pack(value), 8)
 
     def add_int32(self, slot: int, value: int, default: int = 0) -> None:
         if value != default:
-            self.prep(4, 0)
-            self._put(_I32.pack(value))
-            self._fields[slot] = self.offset
+            self._scalar(slot, _I32.pack(value), 4)
 
     def add_uint32(self, slot: int, value: int, default: int = 0) -> None:
         if value != default:
-            self.prep(4, 0)
-            self._put(_U32.pack(value))
-            self._fields[slot] = self.offset
+            self._scalar(slot, _U32.pack(value), 4)
 
     def add_int8(self, slot: int, value: int, default: int = 0) -> None:
         if value != default:
-            self._put(struct.pack("<b", value))
-            self._fields[slot] = self.offset
+            self._scalar(slot, struct.pack("<b", value), 1)
 
     def add_offset(self, slot: int, target: int) -> None:
         if target:
@@ -122,8 +144,8 @@ class Builder:
             self._fields[slot] = self.offset
 
     def end_table(self) -> int:
-        self.prep(4, 0)
-        object_offset = self.offset + 4  # where the soffset to the vtable will sit
+        pad = self._pad(4, 0)
+        object_offset = self.offset + pad + 4  # where the soffset to the vtable will sit
         fields = self._fields
         last = len(fields)
         while last and not fields[last - 1]:
@@ -131,15 +153,46 @@ class Builder:
         relative = tuple(object_offset - f if f else 0 for f in fields[:last])
         existing = self._vtables.get(relative)
         if existing is not None:
-            self._put(_I32.pack(existing - object_offset))
+            self._parts.append(_I32.pack(existing - object_offset) + _ZEROS[:pad])
+            self.offset = object_offset
             return object_offset
         vtable_size = 2 * (last + 2)
-        self._put(_I32.pack(vtable_size))  # the vtable is written right before the object
-        chunks = [_U16.pack(vtable_size), _U16.pack(object_offset - self._object_end)]
-        chunks += [_U16.pack(r) for r in relative]
-        self._put(b"".join(chunks))
+        # the vtable is written right before the object: soffset = its size
+        vtable = struct.pack(f"<{last + 2}H", vtable_size, object_offset - self._object_end, *relative)
+        self._parts.append(vtable + _I32.pack(vtable_size) + _ZEROS[:pad])
+        self.offset = object_offset + vtable_size
         self._vtables[relative] = self.offset
         return object_offset
+
+    def table(self, num_fields: int, fields: Sequence[tuple[int, str, int]]) -> int:
+        """A whole table in one call: ``(slot, kind, value)`` in the order Go adds them.
+
+        ``kind`` is ``"o"`` (offset; 0 = absent), ``"q"`` int64, ``"i"`` int32, ``"I"`` uint32
+        or ``"b"`` int8; zero scalars are omitted (defaults other than 0 go through the
+        ``add_*`` methods). Produces the same bytes as start_table/add_*/end_table.
+        """
+        self._object_end = offset = self.offset
+        slots = [0] * num_fields
+        pieces = []
+        for slot, kind, value in fields:
+            if not value:
+                continue
+            size = _SIZES[kind]
+            pad = (-offset) & (size - 1)
+            if size > self._minalign:
+                self._minalign = size
+            if kind == "o":
+                packed = _U32.pack(offset + pad - value + 4)
+            else:
+                packed = _PACKERS[kind].pack(value)
+            pieces.append(packed + _ZEROS[:pad])
+            offset += size + pad
+            slots[slot] = offset
+        pieces.reverse()
+        self._parts.append(b"".join(pieces))
+        self.offset = offset
+        self._fields = slots
+        return self.end_table()
 
     def finish(self, root: int) -> bytes:
         self.prep(self._minalign, 4)

@@ -19,10 +19,25 @@ after the two zero blocks. Names are kept as stored (bytes decoded with
 from __future__ import annotations
 
 import re
+import struct
+from zlib import adler32
 from dataclasses import dataclass, field
 
 from ..errors import InvalidContentError, UnsupportedError
 from .gotime import unix_to_rfc3339
+
+_TIMES: dict[tuple[int, int], str] = {}
+
+
+def _mod_time(seconds: int, nanos: int) -> str:
+    # Files of one install share a handful of times: formatting each once saves most of the work.
+    key = (seconds, nanos)
+    text = _TIMES.get(key)
+    if text is None:
+        if len(_TIMES) > 100_000:
+            _TIMES.clear()
+        text = _TIMES[key] = unix_to_rfc3339(seconds, nanos)
+    return text
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -80,6 +95,8 @@ def _text(raw: bytes) -> str:
 
 def _octal(raw: bytes) -> int:
     digits = raw.strip(b" \0")
+    if digits and not digits.translate(None, b"01234567"):
+        return int(digits, 8)  # the common case; fields of ≤ 12 bytes cannot overflow
     cut = digits.find(b"\0")
     if cut >= 0:
         digits = digits[:cut]
@@ -112,16 +129,27 @@ def _numeric(raw: bytes) -> int:
     return _octal(raw)
 
 
-def _checksum_ok(block: bytes) -> bool:
+def _byte_sum(data: bytes) -> int:
+    """Sum of the bytes of a 512-byte block, fast.
+
+    The low half of Adler-32 is 1 + the byte sum modulo 65521; 256 bytes sum to at most
+    65280, so for each half of the block it is exact. (``sum(block)`` costs ~10 µs per
+    header, which is a visible share of a zTOC build over 60k files.)
+    """
+    return (adler32(data[:256]) & 0xFFFF) + (adler32(data[256:]) & 0xFFFF) - 2
+
+
+def _checksum_ok(block: bytes, field: bytes) -> bool:
+    """Go accepts the unsigned or the signed sum, with the checksum field counted as spaces."""
     try:
-        stored = _octal(block[148:156])
+        stored = _octal(field)
     except InvalidContentError:
         return False
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    unsigned = _byte_sum(block) - sum(field) + 8 * 32
     if stored == unsigned:
         return True
     high = BLOCK - len(block.translate(None, _HIGH_BYTES))
-    high -= 8 - len(block[148:156].translate(None, _HIGH_BYTES))
+    high -= 8 - len(field.translate(None, _HIGH_BYTES))
     return stored == unsigned - 256 * high
 
 
@@ -186,31 +214,32 @@ class _Header:
     devminor: int = 0
 
 
+# name mode uid gid size mtime chksum type linkname magic version uname gname devmajor devminor prefix
+_FIELDS = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
+
+
 def parse_header(block: bytes) -> _Header:
     """Go's ``readHeader`` for one non-zero 512-byte block."""
-    if not _checksum_ok(block):
+    (name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic, version, uname, gname, major, minor,
+     prefix) = _FIELDS.unpack(block)
+    if not _checksum_ok(block, chksum):
         raise InvalidContentError("not a tar archive: header checksum mismatch")
-    magic, version = block[257:263], block[263:265]
-    hdr = _Header(
-        typeflag=block[156:157],
-        name=_text(block[0:100]),
-        linkname=_text(block[157:257]),
-        size=_numeric(block[124:136]),
-        mode=_numeric(block[100:108]),
-        uid=_numeric(block[108:116]),
-        gid=_numeric(block[116:124]),
-        mtime=_numeric(block[136:148]),
+    # plain octal is the common case: parse inline, leave the rest to Go's full rules
+    size_, mode_, uid_, gid_, mtime_ = (
+        int(d, 8) if (d := raw.strip(b" \0")) and not d.translate(None, b"01234567") else _numeric(raw)
+        for raw in (size, mode, uid, gid, mtime)
     )
+    hdr = _Header(typeflag, _text(name), _text(linkname), size_, mode_, uid_, gid_, mtime_)
     ustar = magic == b"ustar\0"
     if ustar or (magic == b"ustar " and version == b" \0"):
-        hdr.uname = _text(block[265:297])
-        hdr.gname = _text(block[297:329])
-        hdr.devmajor = _numeric(block[329:337])
-        hdr.devminor = _numeric(block[337:345])
-        if ustar:  # USTAR/PAX prefix (155 bytes); star archives keep a 131-byte prefix
-            prefix = _text(block[345:476] if block[508:512] == b"tar\0" else block[345:500])
-            if prefix:
-                hdr.name = f"{prefix}/{hdr.name}"
+        hdr.uname = _text(uname)
+        hdr.gname = _text(gname)
+        hdr.devmajor = _numeric(major)
+        hdr.devminor = _numeric(minor)
+        if ustar and prefix[0]:  # USTAR/PAX prefix; star archives keep a 131-byte prefix
+            text = _text(prefix[:131] if block[508:512] == b"tar\0" else prefix)
+            if text:
+                hdr.name = f"{text}/{hdr.name}"
     return hdr
 
 
@@ -333,7 +362,7 @@ class TarScanner:
                 gid=hdr.gid & 0xFFFFFFFF,
                 uname=hdr.uname,
                 gname=hdr.gname,
-                mod_time=unix_to_rfc3339(hdr.mtime, nanos),
+                mod_time=_mod_time(hdr.mtime, nanos),
                 devmajor=hdr.devmajor,
                 devminor=hdr.devminor,
                 pax=pax,

@@ -110,8 +110,12 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _to_flatbuffer(ztoc: Ztoc) -> bytes:
-    """Serialize in ``ztoc_marshaler.go``'s order: strings, TOC (last entry first), zinfo, root."""
+def _to_flatbuffer(ztoc: Ztoc, max_span_id: int | None = None) -> bytes:
+    """Serialize in ``ztoc_marshaler.go``'s order: strings, TOC (last entry first), zinfo, root.
+
+    ``max_span_id`` overrides the count derived from the digests (SOCI's own unit test
+    writes a zTOC with no digests and ``MaxSpanID`` 3).
+    """
     b = Builder()
     version = b.create_string(ztoc.version)
     build_tool = b.create_string(ztoc.build_tool_identifier)
@@ -125,7 +129,7 @@ def _to_flatbuffer(ztoc: Ztoc) -> bytes:
     checkpoints = b.create_byte_vector(ztoc.checkpoints)
     digests = b.create_offset_vector([b.create_string(d) for d in ztoc.span_digests])
     b.start_table(4)
-    b.add_int32(1, ztoc.max_span_id)
+    b.add_int32(1, ztoc.max_span_id if max_span_id is None else max_span_id)
     b.add_offset(2, digests)
     b.add_offset(3, checkpoints)
     b.add_int8(0, _ALGORITHMS[ztoc.compression], default=1)
@@ -141,33 +145,33 @@ def _to_flatbuffer(ztoc: Ztoc) -> bytes:
 
 
 def _metadata(b: Builder, e: FileMetadata) -> int:
-    name, kind, link = b.create_string(_encode(e.name)), b.create_string(e.type), b.create_string(_encode(e.linkname))
-    uname, gname = b.create_string(_encode(e.uname)), b.create_string(_encode(e.gname))
-    mod_time = b.create_string(e.mod_time)
+    name, kind, link, uname, gname, mod_time = b.create_strings(
+        [_encode(e.name), e.type.encode(), _encode(e.linkname), _encode(e.uname), _encode(e.gname), e.mod_time.encode()]
+    )
     xattrs = []
     for key in sorted(e.pax, key=_encode):
-        k, v = b.create_string(_encode(key)), b.create_string(_encode(e.pax[key]))
-        b.start_table(2)
-        b.add_offset(0, k)
-        b.add_offset(1, v)
-        xattrs.append(b.end_table())
+        k, v = b.create_strings([_encode(key), _encode(e.pax[key])])
+        xattrs.append(b.table(2, ((0, "o", k), (1, "o", v))))
     xattr_vector = b.create_offset_vector(xattrs)
-    b.start_table(14)
-    b.add_offset(0, name)
-    b.add_offset(1, kind)
-    b.add_int64(2, e.offset)
-    b.add_int64(3, e.size)
-    b.add_offset(4, link)
-    b.add_int64(5, e.mode)
-    b.add_uint32(6, e.uid)
-    b.add_uint32(7, e.gid)
-    b.add_offset(8, uname)
-    b.add_offset(9, gname)
-    b.add_offset(10, mod_time)
-    b.add_int64(11, e.devmajor)
-    b.add_int64(12, e.devminor)
-    b.add_offset(13, xattr_vector)
-    return b.end_table()
+    return b.table(
+        14,
+        (
+            (0, "o", name),
+            (1, "o", kind),
+            (2, "q", e.offset),
+            (3, "q", e.size),
+            (4, "o", link),
+            (5, "q", e.mode),
+            (6, "I", e.uid),
+            (7, "I", e.gid),
+            (8, "o", uname),
+            (9, "o", gname),
+            (10, "o", mod_time),
+            (11, "q", e.devmajor),
+            (12, "q", e.devminor),
+            (13, "o", xattr_vector),
+        ),
+    )
 
 
 def _decode(raw: bytes) -> str:
