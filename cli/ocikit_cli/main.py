@@ -21,7 +21,10 @@ from ocikit.errors import OcikitError, exit_code_for
 from .context import CliContext, build_options
 
 # name -> "module:attribute"; one module per command (or command group) in commands/.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "ztoc": "ocikit_cli.commands.ztoc:ztoc",
+    "get-file": "ocikit_cli.commands.get_file:get_file",
+}
 
 
 class LazyGroup(click.Group):
