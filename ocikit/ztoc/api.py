@@ -28,6 +28,10 @@ DEFAULT_MIN_LAYER_SIZE = 10 << 20  # SOCI's default, compared with the compresse
 _COMPRESSION_NAMES = {"gzip": "gzip", "zstd": "zstd", "none": "uncompressed"}
 
 
+def _platform(platform: "Platform | str | None") -> Platform | None:
+    return Platform.parse(platform) if isinstance(platform, str) else platform
+
+
 def _open_image(reference: str, options: Options) -> tuple[Store, Descriptor]:
     store, ref = open_store(reference, options, create=False)
     return store, store.resolve(ref.reference)
@@ -55,6 +59,7 @@ class ZtocFileResult:
 def build_ztoc_file(
     layer_path: str,
     output: str,
+    *,
     span_size: int = DEFAULT_SPAN_SIZE,
     build_tool_id: str = DEFAULT_BUILD_TOOL,
 ) -> ZtocFileResult:
@@ -105,11 +110,12 @@ class BuildReport:
 def index_image(
     store: Store,
     manifest_desc: Descriptor,
+    *,
     span_size: int = DEFAULT_SPAN_SIZE,
     min_layer_size: int = DEFAULT_MIN_LAYER_SIZE,
     force: bool = False,
     build_tool_id: str = DEFAULT_BUILD_TOOL,
-    platform: Platform | None = None,
+    platform: "Platform | str | None" = None,
     progress: Progress = NULL_PROGRESS,
 ) -> BuildReport:
     """zTOC every eligible layer of an image and attach SOCI (and ocikit zstd) indexes.
@@ -118,7 +124,7 @@ def index_image(
     already have a zTOC with the same span size (unless ``force``), zstd layers that are a
     single frame (not seekable) and layers that are not tar archives.
     """
-    manifest_desc, manifest = image_manifest(store, manifest_desc, platform)
+    manifest_desc, manifest = image_manifest(store, manifest_desc, _platform(platform))
     existing = {r.layer_digest: r for r in attached_ztocs(store, manifest_desc) if r.span_size == span_size}
     report = BuildReport(manifest_desc.digest, span_size)
     soci: list[Descriptor] = []
@@ -155,26 +161,30 @@ def index_image(
 
 def build_ztocs(
     reference: str,
-    options: Options = DEFAULT_OPTIONS,
+    *,
     span_size: int = DEFAULT_SPAN_SIZE,
     min_layer_size: int = DEFAULT_MIN_LAYER_SIZE,
     force: bool = False,
     build_tool_id: str = DEFAULT_BUILD_TOOL,
-    platform: Platform | None = None,
+    platform: "Platform | str | None" = None,
+    options: Options = DEFAULT_OPTIONS,
     progress: Progress = NULL_PROGRESS,
 ) -> BuildReport:
     """:func:`index_image` for a reference (``oci:DIR:TAG`` or ``host/repo:tag``)."""
     store, desc = _open_image(reference, options)
-    return index_image(store, desc, span_size, min_layer_size, force, build_tool_id, platform, progress)
+    return index_image(store, desc, span_size=span_size, min_layer_size=min_layer_size, force=force,
+                       build_tool_id=build_tool_id, platform=platform, progress=progress)
 
 
 # -- list and inspect -------------------------------------------------------------------
 
 
-def list_ztocs(reference: str, options: Options = DEFAULT_OPTIONS, platform: Platform | None = None) -> list[ZtocRecord]:
-    """The zTOCs attached to the image ``reference`` names (one per layer and span size)."""
+def list_ztocs(
+    reference: str, *, platform: "Platform | str | None" = None, options: Options = DEFAULT_OPTIONS
+) -> list[ZtocRecord]:
+    """The zTOCs attached to the image ``reference`` names."""
     store, desc = _open_image(reference, options)
-    desc, _ = image_manifest(store, desc, platform)
+    desc, _ = image_manifest(store, desc, _platform(platform))
     return attached_ztocs(store, desc)
 
 
@@ -216,7 +226,9 @@ def describe_ztoc(ztoc: Ztoc, digest: str = "", layer: str = "") -> ZtocInfo:
                     spans.span_count, files)
 
 
-def ztoc_info(source: str, options: Options = DEFAULT_OPTIONS, platform: Platform | None = None) -> list[ZtocInfo]:
+def ztoc_info(
+    source: str, *, platform: "Platform | str | None" = None, options: Options = DEFAULT_OPTIONS
+) -> list[ZtocInfo]:
     """Describe a local ``.ztoc`` file, or every zTOC attached to the image ``source`` names."""
     from ..digest import digest_bytes
 
@@ -225,7 +237,7 @@ def ztoc_info(source: str, options: Options = DEFAULT_OPTIONS, platform: Platfor
             data = fh.read()
         return [describe_ztoc(parse_ztoc(data), digest_bytes(data))]
     store, desc = _open_image(source, options)
-    desc, _ = image_manifest(store, desc, platform)
+    desc, _ = image_manifest(store, desc, _platform(platform))
     return [describe_ztoc(load_ztoc(store, r.ztoc), r.ztoc.digest, r.layer_digest)
             for r in attached_ztocs(store, desc)]
 
@@ -237,27 +249,29 @@ def get_file(
     reference: str,
     path: str,
     output: str | None = None,
+    *,
+    platform: "Platform | str | None" = None,
     options: Options = DEFAULT_OPTIONS,
-    platform: Platform | None = None,
     progress: Progress = NULL_PROGRESS,
 ) -> FileResult:
     """Fetch one file of an image with range reads of only its spans (default output: its basename)."""
     store, desc = _open_image(reference, options)
     target = output or os.path.basename(path.rstrip("/")) or "file"
-    return fetch_file(store, desc, path, target, platform, progress)
+    return fetch_file(store, desc, path, target, _platform(platform), progress)
 
 
 def get_file_stream(
     reference: str,
     path: str,
     write: Callable[[bytes], None],
+    *,
+    platform: "Platform | str | None" = None,
     options: Options = DEFAULT_OPTIONS,
-    platform: Platform | None = None,
     progress: Progress = NULL_PROGRESS,
 ) -> int:
     """Like :func:`get_file` but hand the bytes to ``write`` (e.g. stdout); returns the size."""
     store, desc = _open_image(reference, options)
-    image = load_image_ztocs(store, desc, platform, progress)
+    image = load_image_ztocs(store, desc, _platform(platform), progress)
     _, data, _ = stream_file(store, image, path, write)
     return data.size
 

@@ -185,7 +185,8 @@ def extract_matching(
     patterns: list[str],
     dest_dir: str,
     progress: Progress | None = None,
-    platform: Platform | None = None,
+    *,
+    platform: "Platform | str | None" = None,
 ) -> ExtractReport:
     """Extract the entries matching any glob (and everything under matching directories).
 
@@ -193,7 +194,8 @@ def extract_matching(
     root-relative paths (``usr/lib/*.so``; a leading ``/`` or ``./`` is ignored).
     """
     progress = progress or NULL_PROGRESS
-    image = load_image_ztocs(store, manifest_desc, platform, progress)
+    wanted_platform = Platform.parse(platform) if isinstance(platform, str) else platform
+    image = load_image_ztocs(store, manifest_desc, wanted_platform, progress)
     tree = ImageTree(image.entries())
     wanted = [normalize(p) for p in patterns if normalize(p)]
     selected = sorted(path for path in tree.nodes if matches(path, wanted))

@@ -204,9 +204,10 @@ class FrameWalker:
             else:
                 raise InvalidContentError(f"not a zstd frame (magic {magic:#010x})")
         elif self._state == "skip_size":
-            yield "start", FrameHeader(True, None, _U32.unpack_from(head)[0])
+            magic, size = struct.unpack_from("<II", head)
+            yield "start", FrameHeader(True, None, magic)
             yield from self._flush_head()
-            self._state, self._left = "skip_body", _U32.unpack_from(head, 4)[0]
+            self._state, self._left = "skip_body", size
             if not self._left:
                 yield from self._body_done()
         elif self._state == "descriptor":

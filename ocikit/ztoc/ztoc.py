@@ -8,7 +8,7 @@ read (one sha256 digest per compressed span). Two encodings exist:
   version ``0.9``), written in the exact call order of soci-snapshotter's
   ``ztoc_marshaler.go`` so the bytes — and the digest — equal what SOCI produces;
 * zstd layers: ocikit's JSON document ``application/vnd.ocikit.ztoc.zstd.v1+json``
-  (``schemas/ztoc-zstd.v1.json``), whose spans are the layer's zstd frames.
+  (``schemas/ocikit.ztoc.zstd.v1.schema.json``), whose spans are the layer's zstd frames.
 
 :func:`parse_ztoc` reads either and validates the span bookkeeping, so a corrupted zTOC
 fails here with :class:`~ocikit.errors.InvalidContentError` rather than during a read.

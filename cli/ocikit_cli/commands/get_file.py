@@ -23,9 +23,9 @@ def get_file(cli: CliContext, reference: str, path: str, output: str | None, jso
     progress = cli.progress(json_output)
     try:
         if output == "-":
-            get_file_stream(reference, path, sys.stdout.buffer.write, cli.options, progress=progress)
+            get_file_stream(reference, path, sys.stdout.buffer.write, options=cli.options, progress=progress)
             return
-        result = fetch(reference, path, output, cli.options, progress=progress)
+        result = fetch(reference, path, output, options=cli.options, progress=progress)
     finally:
         getattr(progress, "close", lambda: None)()
     emit(json_output, result.to_dict(), lambda d: (

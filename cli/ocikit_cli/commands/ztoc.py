@@ -49,7 +49,8 @@ def build(cli: CliContext, reference: str, span_size: int, min_layer_size: int, 
 
     progress = cli.progress(json_output)
     try:
-        report = build_ztocs(reference, cli.options, span_size, min_layer_size, force, progress=progress)
+        report = build_ztocs(reference, span_size=span_size, min_layer_size=min_layer_size, force=force,
+                             options=cli.options, progress=progress)
     finally:
         getattr(progress, "close", lambda: None)()
     emit(json_output, report.to_dict(), _render_build)
@@ -74,7 +75,7 @@ def build_file(layer: str, output: str, span_size: int, build_tool_id: str | Non
     from ocikit.ztoc.api import build_ztoc_file
     from ocikit.ztoc.build import DEFAULT_BUILD_TOOL
 
-    result = build_ztoc_file(layer, output, span_size, build_tool_id or DEFAULT_BUILD_TOOL)
+    result = build_ztoc_file(layer, output, span_size=span_size, build_tool_id=build_tool_id or DEFAULT_BUILD_TOOL)
     emit(json_output, result.to_dict(), lambda d: (
         f"wrote {d['output']} ({d['digest']}, {human_bytes(d['size'])}): {d['compression']}, "
         f"{d['entries']} entries, {d['spans']} spans of {human_bytes(d['span_size'])}"))
@@ -88,7 +89,7 @@ def ls(cli: CliContext, reference: str, json_output: bool) -> None:
     """List the zTOCs attached to REFERENCE."""
     from ocikit.ztoc.api import list_ztocs
 
-    records = [r.to_dict() for r in list_ztocs(reference, cli.options)]
+    records = [r.to_dict() for r in list_ztocs(reference, options=cli.options)]
     emit(json_output, records, lambda rs: table(
         [[r["layer"][7:19], human_bytes(r["spanSize"]), r["kind"], r["ztoc"][7:19], human_bytes(r["ztocSize"])]
          for r in rs], ["LAYER", "SPAN", "KIND", "ZTOC", "SIZE"]) if rs else "no zTOCs attached")
@@ -102,7 +103,7 @@ def info(cli: CliContext, source: str, json_output: bool) -> None:
     """Describe a .ztoc file, or the zTOCs attached to the image SOURCE."""
     from ocikit.ztoc.api import ztoc_info
 
-    infos = [i.to_dict() for i in ztoc_info(source, cli.options)]
+    infos = [i.to_dict() for i in ztoc_info(source, options=cli.options)]
     emit(json_output, infos if len(infos) != 1 else infos[0], _render_info)
 
 
