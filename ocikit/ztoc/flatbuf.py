@@ -33,8 +33,13 @@ _I32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 _ZEROS = bytes(8)
-_SIZES = {"o": 4, "q": 8, "i": 4, "I": 4, "b": 1}
-_PACKERS = {"q": _I64, "i": _I32, "I": _U32, "b": struct.Struct("<b")}
+
+Field = tuple[int, "struct.Struct | None"]  # (size, packer); no packer = an offset field
+OFFSET: Field = (4, None)
+INT64: Field = (8, _I64)
+INT32: Field = (4, _I32)
+UINT32: Field = (4, _U32)
+INT8: Field = (1, struct.Struct("<b"))
 
 
 class Builder:
@@ -150,7 +155,7 @@ class Builder:
         last = len(fields)
         while last and not fields[last - 1]:
             last -= 1
-        relative = tuple(object_offset - f if f else 0 for f in fields[:last])
+        relative = tuple([object_offset - f if f else 0 for f in fields[:last]])
         existing = self._vtables.get(relative)
         if existing is not None:
             self._parts.append(_I32.pack(existing - object_offset) + _ZEROS[:pad])
@@ -164,30 +169,29 @@ class Builder:
         self._vtables[relative] = self.offset
         return object_offset
 
-    def table(self, num_fields: int, fields: Sequence[tuple[int, str, int]]) -> int:
+    def table(self, num_fields: int, fields: Sequence[tuple[int, "Field", int]]) -> int:
         """A whole table in one call: ``(slot, kind, value)`` in the order Go adds them.
 
-        ``kind`` is ``"o"`` (offset; 0 = absent), ``"q"`` int64, ``"i"`` int32, ``"I"`` uint32
-        or ``"b"`` int8; zero scalars are omitted (defaults other than 0 go through the
-        ``add_*`` methods). Produces the same bytes as start_table/add_*/end_table.
+        ``kind`` is one of :data:`OFFSET`, :data:`INT64`, :data:`INT32`, :data:`UINT32`,
+        :data:`INT8`; zero values (and 0 offsets) are omitted, as Go omits defaults (use the
+        ``add_*`` methods for other defaults). Same bytes as start_table/add_*/end_table,
+        in one pass (this is the hot loop of serializing 60 000 TOC entries).
         """
         self._object_end = offset = self.offset
         slots = [0] * num_fields
         pieces = []
-        for slot, kind, value in fields:
+        minalign = self._minalign
+        for slot, (size, packer), value in fields:
             if not value:
                 continue
-            size = _SIZES[kind]
-            pad = (-offset) & (size - 1)
-            if size > self._minalign:
-                self._minalign = size
-            if kind == "o":
-                packed = _U32.pack(offset + pad - value + 4)
-            else:
-                packed = _PACKERS[kind].pack(value)
-            pieces.append(packed + _ZEROS[:pad])
+            pad = -offset & (size - 1)
+            packed = _U32.pack(offset + pad - value + 4) if packer is None else packer.pack(value)
+            pieces.append(packed + _ZEROS[:pad] if pad else packed)
             offset += size + pad
             slots[slot] = offset
+            if size > minalign:
+                minalign = size
+        self._minalign = minalign
         pieces.reverse()
         self._parts.append(b"".join(pieces))
         self.offset = offset

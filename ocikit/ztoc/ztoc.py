@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
 from ..errors import InvalidContentError
-from .flatbuf import Builder, Table
+from .flatbuf import INT64, OFFSET, UINT32, Builder, Table
 from .toc import FileMetadata
 from .zstd_frames import Frame
 
@@ -151,25 +151,25 @@ def _metadata(b: Builder, e: FileMetadata) -> int:
     xattrs = []
     for key in sorted(e.pax, key=_encode):
         k, v = b.create_strings([_encode(key), _encode(e.pax[key])])
-        xattrs.append(b.table(2, ((0, "o", k), (1, "o", v))))
+        xattrs.append(b.table(2, ((0, OFFSET, k), (1, OFFSET, v))))
     xattr_vector = b.create_offset_vector(xattrs)
     return b.table(
         14,
         (
-            (0, "o", name),
-            (1, "o", kind),
-            (2, "q", e.offset),
-            (3, "q", e.size),
-            (4, "o", link),
-            (5, "q", e.mode),
-            (6, "I", e.uid),
-            (7, "I", e.gid),
-            (8, "o", uname),
-            (9, "o", gname),
-            (10, "o", mod_time),
-            (11, "q", e.devmajor),
-            (12, "q", e.devminor),
-            (13, "o", xattr_vector),
+            (0, OFFSET, name),
+            (1, OFFSET, kind),
+            (2, INT64, e.offset),
+            (3, INT64, e.size),
+            (4, OFFSET, link),
+            (5, INT64, e.mode),
+            (6, UINT32, e.uid),
+            (7, UINT32, e.gid),
+            (8, OFFSET, uname),
+            (9, OFFSET, gname),
+            (10, OFFSET, mod_time),
+            (11, INT64, e.devmajor),
+            (12, INT64, e.devminor),
+            (13, OFFSET, xattr_vector),
         ),
     )
 
