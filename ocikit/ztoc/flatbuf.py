@@ -204,6 +204,21 @@ class Builder:
         return b"".join(reversed(self._parts))
 
 
+def string_at(buf: "bytes | memoryview", at: int) -> bytes:
+    """The string or byte vector referenced by the offset field at ``at`` (b'' if ``at`` is 0)."""
+    if not at:
+        return b""
+    start = at + _U32.unpack_from(buf, at)[0]
+    length = _U32.unpack_from(buf, start)[0]
+    if start + 4 + length > len(buf):
+        raise InvalidContentError("corrupted FlatBuffer: vector runs past the end")
+    return bytes(buf[start + 4 : start + 4 + length])
+
+
+def int_at(buf: "bytes | memoryview", at: int, fmt: struct.Struct) -> int:
+    return int(fmt.unpack_from(buf, at)[0]) if at else 0
+
+
 class Table:
     """Read access to one table of a finished buffer (no schema; slots by number)."""
 
@@ -225,6 +240,13 @@ class Table:
         if len(buf) < 8:
             raise InvalidContentError("corrupted FlatBuffer: too short")
         return cls(buf, _U32.unpack_from(buf, 0)[0])
+
+    def positions(self, count: int) -> list[int]:
+        """Absolute positions of slots ``0..count-1`` (0 = absent), read in one go."""
+        present = min(count, (self._vlen - 4) // 2)
+        relative = struct.unpack_from(f"<{present}H", self.buf, self._vtable + 4) if present else ()
+        pos = self.pos
+        return [pos + r if r else 0 for r in relative] + [0] * (count - present)
 
     def _field(self, slot: int) -> int:
         entry = 4 + 2 * slot

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
 from ..errors import InvalidContentError
-from .flatbuf import INT64, OFFSET, UINT32, Builder, Table
+from .flatbuf import INT64, OFFSET, UINT32, Builder, Table, int_at, string_at
 from .toc import FileMetadata
 from .zstd_frames import Frame
 
@@ -34,6 +34,7 @@ GZIP, UNCOMPRESSED, ZSTD = "gzip", "uncompressed", "zstd"
 _ALGORITHMS = {GZIP: 1, UNCOMPRESSED: 2}
 _ALGORITHM_NAMES = {v: k for k, v in _ALGORITHMS.items()}
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_I64, _U32 = struct.Struct("<q"), struct.Struct("<I")
 
 
 class SpanIndex(Protocol):
@@ -204,21 +205,23 @@ def _from_flatbuffer(data: bytes) -> Ztoc:
 
 
 def _entry(t: Table) -> FileMetadata:
-    pax = {_decode(x.bytes_(0)): _decode(x.bytes_(1)) for x in t.tables(13)}
+    buf = t.buf
+    p = t.positions(14)
+    pax = {_decode(x.bytes_(0)): _decode(x.bytes_(1)) for x in t.tables(13)} if p[13] else {}
     return FileMetadata(
-        name=_decode(t.bytes_(0)),
-        type=t.string(1),
-        offset=t.int64(2),
-        size=t.int64(3),
-        linkname=_decode(t.bytes_(4)),
-        mode=t.int64(5),
-        uid=t.uint32(6),
-        gid=t.uint32(7),
-        uname=_decode(t.bytes_(8)),
-        gname=_decode(t.bytes_(9)),
-        mod_time=t.string(10),
-        devmajor=t.int64(11),
-        devminor=t.int64(12),
+        name=_decode(string_at(buf, p[0])),
+        type=_decode(string_at(buf, p[1])),
+        offset=int_at(buf, p[2], _I64),
+        size=int_at(buf, p[3], _I64),
+        linkname=_decode(string_at(buf, p[4])),
+        mode=int_at(buf, p[5], _I64),
+        uid=int_at(buf, p[6], _U32),
+        gid=int_at(buf, p[7], _U32),
+        uname=_decode(string_at(buf, p[8])),
+        gname=_decode(string_at(buf, p[9])),
+        mod_time=_decode(string_at(buf, p[10])),
+        devmajor=int_at(buf, p[11], _I64),
+        devminor=int_at(buf, p[12], _I64),
         pax=pax,
     )
 
