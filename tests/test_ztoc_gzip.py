@@ -96,3 +96,15 @@ def test_gzip_of_something_that_is_not_tar(tmp_path):
 
     with pytest.raises(InvalidContentError, match="not a tar"):
         build_ztoc(io.BytesIO(gzip.compress(os.urandom(10000))), SPAN)
+
+
+def test_builds_from_a_pipe_without_seeking_or_temporary_files(layers):
+    proc = subprocess.Popen(["cat", layers["pigz"]], stdout=subprocess.PIPE)
+    try:
+        from_pipe = build_ztoc(proc.stdout, SPAN)  # a pipe cannot seek: one pass is the only option
+    finally:
+        proc.stdout.close()
+        proc.wait()
+    with open(layers["pigz"], "rb") as fh:
+        from_file = build_ztoc(fh, SPAN)
+    assert from_pipe.to_bytes() == from_file.to_bytes()

@@ -216,3 +216,18 @@ def test_layer_that_is_not_tar_is_reported_not_indexed(tmp_path):
     report = build_ztocs(f"oci:{tmp_path / 'l'}:v1", span_size=SPAN, min_layer_size=0)
     assert report.layers[0].status == "skipped" and "not a tar" in report.layers[0].reason
     assert report.indexes == []
+
+
+def test_info_does_not_count_the_next_span_for_a_file_ending_on_a_boundary():
+    import io
+
+    from ocikit.ztoc.api import describe_ztoc
+    from ocikit.ztoc.build import build_ztoc
+    from ztoc_helpers import tar_with
+
+    data = tar_with([("a", b"x" * 3584, {}), ("b", b"y" * 5000, {})])  # a's data is bytes 512..4096
+    info = describe_ztoc(build_ztoc(io.BytesIO(data), 4096))
+    a, b = info.files
+    assert (a["offset"], a["size"]) == (512, 3584)
+    assert (a["start_span"], a["end_span"]) == (0, 0)  # soci ztoc info would say end span 1
+    assert (b["start_span"], b["end_span"]) == (1, 2)

@@ -109,6 +109,8 @@ def info(cli: CliContext, source: str, json_output: bool) -> None:
 
 def _render_info(doc: Any) -> str:
     docs = doc if isinstance(doc, list) else [doc]
+    if not docs:
+        return "no zTOCs attached"
     out = []
     for d in docs:
         out.append(
@@ -119,4 +121,4 @@ def _render_info(doc: Any) -> str:
         )
         rows = [[f["name"], f["type"], str(f["size"]), str(f["start_span"]), str(f["end_span"])] for f in d["files"]]
         out.append(table(rows, ["NAME", "TYPE", "SIZE", "START SPAN", "END SPAN"]))
-    return "\n\n".join(out) if docs else "no zTOCs attached"
+    return "\n\n".join(out)
