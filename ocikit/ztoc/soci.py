@@ -112,7 +112,11 @@ def attached_ztocs(store: Store, subject: Descriptor) -> list[ZtocRecord]:
                 ZtocRecord(digest, layer.annotations.get(mt.SOCI_ANNOTATION_LAYER_MEDIATYPE, ""), span, layer,
                            referrer.digest)
             )
-    return records
+    # a rebuild lists reused zTOCs again in its new index: report each zTOC once
+    unique: dict[tuple[str, int, str], ZtocRecord] = {}
+    for record in records:
+        unique.setdefault((record.layer_digest, record.span_size, record.ztoc.digest), record)
+    return list(unique.values())
 
 
 def load_ztoc(store: Store, desc: Descriptor) -> Ztoc:
