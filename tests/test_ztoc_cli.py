@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, push_image, soci_vectors_dir
 
 from ocikit.content.layout import LayoutStore
 from ocikit.spec import mediatypes as mt
-from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, push_image, soci_vectors_dir
 
 OCIKIT = os.path.join(os.path.dirname(sys.executable), "ocikit")
 

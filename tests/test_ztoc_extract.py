@@ -5,6 +5,7 @@ import os
 import subprocess
 
 import pytest
+from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, push_image, tar_with, write
 
 from ocikit.content.base import fetch_manifest
 from ocikit.content.layout import LayoutStore
@@ -12,7 +13,6 @@ from ocikit.errors import NotFoundError, UnsafeContentError
 from ocikit.spec import mediatypes as mt
 from ocikit.ztoc.api import build_ztocs, get_file
 from ocikit.ztoc.extract import extract_matching, matches
-from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, push_image, tar_with, write
 
 
 @pytest.fixture(scope="module")

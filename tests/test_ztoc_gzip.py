@@ -5,11 +5,11 @@ import os
 import subprocess
 
 import pytest
+from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, multi_member_gzip, require
 
 from ocikit.errors import InvalidContentError
 from ocikit.ztoc.build import build_ztoc
 from ocikit.ztoc.gzip_index import GzipSpans
-from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, multi_member_gzip, require
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,10 @@ def test_one_pass_toc_matches_the_uncompressed_tar(layers):
     with open(layers["tar"], "rb") as fh:
         from_tar = build_ztoc(fh, SPAN)
     assert from_tar.compression == "uncompressed" and from_gzip.compression == "gzip"
-    assert [(e.name, e.offset, e.size) for e in from_gzip.entries] == [(e.name, e.offset, e.size) for e in from_tar.entries]
+    def shape(ztoc):
+        return [(e.name, e.offset, e.size) for e in ztoc.entries]
+
+    assert shape(from_gzip) == shape(from_tar)
     assert from_gzip.uncompressed_archive_size == from_tar.uncompressed_archive_size
 
 

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, push_image, zstd_frames
 
 from ocikit.content.base import fetch_manifest
 from ocikit.content.open import open_store
@@ -11,7 +12,6 @@ from ocikit.spec import mediatypes as mt
 from ocikit.ztoc.api import build_ztocs, get_file, list_ztocs
 from ocikit.ztoc.extract import extract_matching, fetch_file
 from ocikit.ztoc.soci import load_ztoc
-from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, push_image, zstd_frames
 
 pytestmark = pytest.mark.registry
 

@@ -4,14 +4,6 @@ import json
 import os
 
 import pytest
-
-from ocikit.content.base import fetch_manifest, read_all
-from ocikit.content.layout import LayoutStore
-from ocikit.errors import DigestMismatchError, InvalidContentError, NotFoundError, UnsupportedError
-from ocikit.spec import mediatypes as mt
-from ocikit.ztoc.api import build_ztocs, get_file, list_ztocs, ztoc_info
-from ocikit.ztoc.extract import fetch_file
-from ocikit.ztoc.soci import load_ztoc
 from ztoc_helpers import (
     SPAN,
     gnu_tar,
@@ -21,6 +13,14 @@ from ztoc_helpers import (
     push_image,
     zstd_frames,
 )
+
+from ocikit.content.base import fetch_manifest, read_all
+from ocikit.content.layout import LayoutStore
+from ocikit.errors import DigestMismatchError, InvalidContentError, NotFoundError, UnsupportedError
+from ocikit.spec import mediatypes as mt
+from ocikit.ztoc.api import build_ztocs, get_file, list_ztocs, ztoc_info
+from ocikit.ztoc.extract import fetch_file
+from ocikit.ztoc.soci import load_ztoc
 
 
 class CountingStore(LayoutStore):
@@ -222,9 +222,10 @@ def test_layer_that_is_not_tar_is_reported_not_indexed(tmp_path):
 def test_info_does_not_count_the_next_span_for_a_file_ending_on_a_boundary():
     import io
 
+    from ztoc_helpers import tar_with
+
     from ocikit.ztoc.api import describe_ztoc
     from ocikit.ztoc.build import build_ztoc
-    from ztoc_helpers import tar_with
 
     data = tar_with([("a", b"x" * 3584, {}), ("b", b"y" * 5000, {})])  # a's data is bytes 512..4096
     info = describe_ztoc(build_ztoc(io.BytesIO(data), 4096))

@@ -6,11 +6,11 @@ import os
 import tarfile
 
 import pytest
+from ztoc_helpers import LONG_NAME, gnu_tar, make_tree, tar_with
 
 from ocikit.errors import InvalidContentError, UnsupportedError
 from ocikit.ztoc.gotime import unix_to_rfc3339
 from ocikit.ztoc.toc import TarScanner
-from ztoc_helpers import LONG_NAME, gnu_tar, make_tree, tar_with
 
 TYPES = {tarfile.REGTYPE: "reg", tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink"}
 

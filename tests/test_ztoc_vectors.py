@@ -5,14 +5,12 @@ import json
 import os
 
 import pytest
+from ztoc_helpers import soci_vectors_dir
 
 from ocikit.errors import InvalidContentError
 from ocikit.ztoc.build import build_ztoc
 from ocikit.ztoc.toc import FileMetadata
 from ocikit.ztoc.ztoc import Ztoc, _to_flatbuffer, parse_ztoc
-from ztoc_helpers import soci_vectors_dir
-
-
 
 VECTORS = soci_vectors_dir()
 

@@ -23,7 +23,9 @@ from .ztoc import GZIP, ZSTD, Ztoc
 _DECLARED = {"gzip": GZIP, "zstd": ZSTD}
 
 
-def image_manifest(store: Store, desc: Descriptor, platform: Platform | None = None) -> tuple[Descriptor, ParsedManifest]:
+def image_manifest(
+    store: Store, desc: Descriptor, platform: Platform | None = None
+) -> tuple[Descriptor, ParsedManifest]:
     """The image manifest for ``desc``; an index is narrowed to ``platform`` (default: this host)."""
     parsed = fetch_manifest(store, desc)
     if parsed.is_index:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..content.base import SupportsReferrers, Store, ensure_empty_blob, fetch_manifest, push_bytes, push_manifest
+from ..content.base import Store, SupportsReferrers, ensure_empty_blob, fetch_manifest, push_bytes, push_manifest
 from ..errors import InvalidContentError, UnsupportedError
 from ..spec import mediatypes as mt
 from ..spec.descriptor import EMPTY_DESCRIPTOR, Descriptor

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 import struct
-from zlib import adler32
 from dataclasses import dataclass, field
+from zlib import adler32
 
 from ..errors import InvalidContentError, UnsupportedError
 from .gotime import unix_to_rfc3339

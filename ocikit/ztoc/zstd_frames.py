@@ -349,6 +349,7 @@ class FrameDecoder:
         import zstandard
 
         self._dctx = zstandard.ZstdDecompressor()
+        self._error = zstandard.ZstdError
         self._frames = iter(frames)
 
     def feed(self, data: bytes) -> Iterator[bytes]:
@@ -359,7 +360,7 @@ class FrameDecoder:
             while piece := reader.read(1 << 20):
                 produced += len(piece)
                 yield piece
-        except Exception as exc:  # zstandard.ZstdError: corrupt frame
+        except self._error as exc:
             raise InvalidContentError(f"corrupt zstd frame: {exc}") from None
         if produced != frame.uncompressed_size:
             raise InvalidContentError(

@@ -18,7 +18,8 @@ from ..output import emit, human_bytes, json_option
 @pass_cli
 def get_file(cli: CliContext, reference: str, path: str, output: str | None, json_output: bool) -> None:
     """Fetch PATH from the image REFERENCE using its zTOCs (verified span by span)."""
-    from ocikit.ztoc.api import get_file as fetch, get_file_stream
+    from ocikit.ztoc.api import get_file as fetch
+    from ocikit.ztoc.api import get_file_stream
 
     progress = cli.progress(json_output)
     try:
