@@ -7,8 +7,9 @@ from ``gzip_zinfo.c`` — with the bit offset and the last 32 KiB of output. Blo
 only looked for (``inflate(Z_BLOCK)``) once a span is full; before that the output is
 capped at the span's end and inflate runs with ``Z_NO_FLUSH`` in long calls, which gives
 the same checkpoints with far fewer round trips through Python. Concatenated members
-(pigz) continue after ``inflateReset2``; counters run on across members. Every byte consumed also goes to the span hasher, so the span
-digests are ready when the stream ends: no second read, no temporary file.
+(pigz) continue after ``inflateReset2``; counters run on across members. Every byte
+consumed also goes to the span hasher, so the span digests are ready when the stream
+ends: no second read, no temporary file.
 
 The output buffer keeps 32 KiB of history in front of the write position, so the
 window of a checkpoint is a slice of it (zeros before the first 32 KiB, as in SOCI).
