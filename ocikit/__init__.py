@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "get_manifest": "ocikit.api",
     "list_tags": "ocikit.api",
     "resolve": "ocikit.api",
+    "relocate_tree": "ocikit.relocate.tree",
+    "RelocationReport": "ocikit.relocate.tree",
     "build_ztoc_file": "ocikit.ztoc.api",
     "build_ztocs": "ocikit.ztoc.api",
     "index_image": "ocikit.ztoc.api",

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "copy": "ocikit_cli.commands.copy:copy_cmd",
     "discover": "ocikit_cli.commands.attach:discover_cmd",
     "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
+    "relocate": "ocikit_cli.commands.relocate:command",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
     "tags": "ocikit_cli.commands.tags:tags_cmd",
     "ztoc": "ocikit_cli.commands.ztoc:ztoc",
