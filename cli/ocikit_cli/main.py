@@ -26,8 +26,11 @@ COMMANDS: dict[str, str] = {
     "copy": "ocikit_cli.commands.copy:copy_cmd",
     "discover": "ocikit_cli.commands.attach:discover_cmd",
     "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
+    "relocate": "ocikit_cli.commands.relocate:command",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
     "tags": "ocikit_cli.commands.tags:tags_cmd",
+    "ztoc": "ocikit_cli.commands.ztoc:ztoc",
+    "get-file": "ocikit_cli.commands.get_file:get_file",
     "similarity": "ocikit_cli.commands.similarity:similarity_cmd",
 }
 

@@ -1,0 +1,32 @@
+"""The standard benchmark corpus: a copy of the running Python installation's prefix.
+
+``corpus_path()`` copies ``sys.base_prefix`` (about 50k files) into a cache directory once with
+``cp -a`` and returns the copy's path. Set ``OCIKIT_BENCH_CORPUS`` to use another directory.
+The copy keeps every file's bytes, so files still embed the original prefix: ``baked_prefix()``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def baked_prefix() -> str:
+    """The prefix the corpus's scripts, ``.pc`` files and bytecode caches were built for."""
+    return os.path.realpath(sys.base_prefix)
+
+
+def corpus_path() -> str:
+    override = os.environ.get("OCIKIT_BENCH_CORPUS")
+    if override:
+        return override
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ocikit-bench")
+    target = os.path.join(cache, "python-prefix")
+    if not os.path.isdir(target):
+        os.makedirs(cache, exist_ok=True)
+        partial = target + ".partial"
+        subprocess.run(["rm", "-rf", partial], check=True)
+        subprocess.run(["cp", "-a", baked_prefix(), partial], check=True)
+        os.rename(partial, target)
+    return target
