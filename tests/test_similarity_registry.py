@@ -194,7 +194,7 @@ def test_pinned_rerun_makes_no_request_and_tags_are_resolved_each_run(images, tm
     assert (result.matrix == first.matrix).all()
 
 
-def test_pinned_rerun_works_with_the_registry_gone(tmp_path) -> None:
+def test_pinned_rerun_works_with_the_registry_gone(registry, tmp_path) -> None:  # registry: skip without the binary
     from ocikit.testing.registry import RegistryServer
 
     cache = str(tmp_path / "cache")
