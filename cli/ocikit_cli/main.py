@@ -21,7 +21,10 @@ from ocikit.errors import OcikitError, exit_code_for
 from .context import CliContext, build_options
 
 # name -> "module:attribute"; one module per command (or command group) in commands/.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "compat": "ocikit_cli.commands.compat:compat",
+    "label": "ocikit_cli.commands.label:label",
+}
 
 
 class LazyGroup(click.Group):
