@@ -368,12 +368,20 @@ def _cuda_requirements(report: ScanReport, external, in_runtime) -> list[Require
                         why="; ".join(reasons), sources=("scan",) if not spack_runtime else spack_runtime.sources)]
 
 
+# An interpreter at one of these absolute paths is the host's, whatever the view contains.
+_SYSTEM_PREFIXES = ("/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/", "/usr/local/bin/", "/lib/", "/usr/lib/")
+
+
 def _interpreter_requirements(report: ScanReport) -> list[Requirement]:
     out = []
     for interpreter, users in sorted(report.interpreters.items()):
         program = interpreter.removeprefix("env:").rsplit("/", 1)[-1]
-        if not program or program in report.program_names:
-            continue  # the view ships it (bin/python3 next to the scripts)
-        why = f"{len(users)} script(s) start with #!{interpreter.replace('env:', '/usr/bin/env ')}: {_examples(users)}"
+        if not program:
+            continue
+        host_path = interpreter.startswith(_SYSTEM_PREFIXES)
+        if not host_path and program in report.program_names:
+            continue  # env:python3 or a (relocated) path into the view: the view's bin/python3 runs it
+        shown = interpreter.replace("env:", "/usr/bin/env ")
+        why = f"{len(users)} script(s) start with #!{shown}: {_examples(users)}"
         out.append(Requirement("interpreter", interpreter, required=False, why=why))
     return out

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..errors import IncompatibleError
+from ..spec import mediatypes as mt
 from . import microarch
 from .host import HostInfo, normalize_machine
 from .requirements import Requirement
@@ -75,6 +76,7 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            "mediaType": mt.OCIKIT_COMPAT_CHECK_REPORT,
             "subject": self.subject,
             "compatible": self.compatible,
             "host": self.host.to_dict(),

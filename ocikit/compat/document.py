@@ -138,7 +138,8 @@ def _requirements_from_labels(groups: Mapping[str, Any]) -> list[Requirement]:
                                sources=source))
     mpi = str(labels.get("mpi.implementation", "") or "")
     for family in [m for m in mpi.split(",") if m in _MPI_SONAME]:
-        out.append(Requirement("library", _MPI_SONAME[family], category="mpi",
+        # Advisory: the label names the MPI the image uses, not whether the host must supply it.
+        out.append(Requirement("library", _MPI_SONAME[family], category="mpi", required=False,
                                why=f"org.supercontainers mpi.implementation={mpi}", sources=source))
     target = str((groups.get(ARCHSPEC_GROUP) or {}).get("target", "") or "")
     if target:

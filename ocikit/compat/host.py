@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from ..errors import InvalidContentError
+from ..spec import mediatypes as mt
 from . import cuda, libraries, microarch
 from .elf import VERSION_FAMILIES, defined_versions
 from .versions import max_version
@@ -114,7 +115,8 @@ class HostInfo:
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:
         """JSON form; ``full`` adds every CPU flag and library so ``from_dict`` can rebuild the host."""
-        out: dict[str, Any] = {"machine": self.machine, "libc": self.libc, "glibc": self.glibc}
+        out: dict[str, Any] = {"mediaType": mt.OCIKIT_COMPAT_HOST, "machine": self.machine, "libc": self.libc,
+                               "glibc": self.glibc}
         out["libstdcxx"] = {"GLIBCXX": self.glibcxx, "CXXABI": self.cxxabi}
         if self.cpu_flags is not None:
             out["cpu"] = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ocikit.errors import InvalidContentError
+
 from ..context import CliContext, pass_cli
 from ..output import emit, json_option
 
@@ -22,7 +24,10 @@ def label(cli: CliContext, reference: str, labels: tuple[str, ...], json_output:
         found = labels_of_reference(reference, cli.options)
         emit(json_output, found, lambda d: "\n".join(f"{k}={v}" for k, v in sorted(d.items())))
         return
-    parsed = parse_label_arguments(labels)
+    try:
+        parsed = parse_label_arguments(labels)
+    except InvalidContentError as exc:
+        raise click.BadParameter(str(exc), param_hint="LABELS") from None
     descriptor = label_reference(reference, parsed, cli.options)
     emit(json_output, descriptor.to_dict(),
          lambda d: f"labelled {reference} with {len(parsed)} label(s): {d['digest']}")
