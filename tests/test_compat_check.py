@@ -6,8 +6,8 @@ import os
 import subprocess
 
 import pytest
-
 from compat_support import spack_view_fixture  # noqa: F401
+
 from ocikit.compat import cuda, microarch
 from ocikit.compat.check import MISSING, OK, TOO_OLD, UNKNOWN, check_host
 from ocikit.compat.host import HostInfo, parse_cpuinfo, parse_ldconfig

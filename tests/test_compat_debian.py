@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from compat_support import (  # noqa: F401
     copy_into,
     debian_libs,
@@ -15,6 +14,7 @@ from compat_support import (  # noqa: F401
     package_files,
     readelf_runtime_closure,
 )
+
 from ocikit.compat.check import MISSING, OK, check_host
 from ocikit.compat.host import HostInfo
 from ocikit.compat.libraries import GLIBC_SONAMES

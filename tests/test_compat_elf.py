@@ -6,14 +6,14 @@ import os
 import shutil
 
 import pytest
-
-from compat_support import (
+from compat_support import (  # noqa: F401
     is_elf,
     objdump_max_versions,
     readelf_dynamic,
     readelf_interpreter,
     readelf_machine,
 )
+
 from ocikit.compat.elf import defined_versions, read_elf
 
 pytestmark = pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils not installed")
@@ -86,3 +86,23 @@ def test_defined_versions_of_libstdcxx_match_objdump():
     expected = {line.split()[-1] for line in section.splitlines() if line.strip() and line.split()[-1][0].isalpha()}
     assert {"GLIBCXX_3.4", "CXXABI_1.3"} <= set(defined_versions(path))
     assert set(defined_versions(path)) == expected
+
+
+def test_scan_survives_broken_elf_fifos_and_counts_progress(tmp_path):
+    from ocikit.compat.scan import scan
+    from ocikit.progress import CountingProgress
+
+    root = tmp_path / "view"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2("/usr/bin/ls", root / "bin" / "ls")
+    with open("/usr/bin/ls", "rb") as stream:
+        (root / "bin" / "broken").write_bytes(stream.read(200))
+    os.mkfifo(root / "bin" / "pipe")  # opening it for reading would block
+    (root / "bin" / "ll").symlink_to("ls")
+    progress = CountingProgress()
+    report = scan(str(root), progress=progress)
+    assert report.regular_files == 2 and report.symlinks == 1
+    assert progress.total_advanced == 2
+    assert [e.path for e in report.elf_files if e.error] == ["bin/broken"]
+    assert report.to_dict()["unparsableElf"][0]["path"] == "bin/broken"
+    assert report.fact("glibc.minimum") == objdump_max_versions("/usr/bin/ls")["GLIBC"]

@@ -7,8 +7,8 @@ import re
 import subprocess
 
 import pytest
-
 from compat_support import is_elf, objdump_max_versions, readelf_dynamic, spack_view_fixture, validator  # noqa: F401
+
 from ocikit.compat.document import compat_document
 from ocikit.compat.scan import scan
 from ocikit.spec import mediatypes as mt
@@ -79,7 +79,7 @@ def test_counts_match_readme(whole, spack_view_fixture):  # noqa: F811
     assert len(table) == 42
     assert len(whole.elf_files) == len(table)
     # README counts table: 169 + 174 regular files, 126 + 126 symlinks plus the opt/view link
-    counts = re.findall(r"^\| `opt/[^`]+` \| (\d+|–)[^|]* \| (\d+)", _readme(spack_view_fixture), re.M)
+    counts = re.findall(r"^\| `opt/[^`]+` \| (\d+|–)[^|]* \| (\d+)", _readme(spack_view_fixture), re.MULTILINE)
     assert whole.regular_files == sum(int(f) for f, _ in counts if f != "–")
     assert whole.symlinks == sum(int(s) for _, s in counts)
 

@@ -220,7 +220,7 @@ def _roles(report: ScanReport):  # type: ignore[no-untyped-def]
             yield role, soname, f"{users[0]} needs {soname} (not in the view)"
 
 
-def _soname_roles(report: ScanReport, category: str, primary: "re.Pattern[str] | None" = None):  # type: ignore[no-untyped-def]
+def _soname_roles(report: ScanReport, category: str, primary: re.Pattern[str] | None = None):  # type: ignore[no-untyped-def]
     names: set[str] = set()
     sonames: set[str] = set()
     evidence: list[str] = []

@@ -18,9 +18,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from ..content.base import Store, SupportsReferrers, ensure_empty_blob, fetch_manifest, push_bytes, push_manifest, read_all
+from ..content.base import (
+    Store,
+    SupportsReferrers,
+    ensure_empty_blob,
+    fetch_manifest,
+    push_bytes,
+    push_manifest,
+    read_all,
+)
 from ..errors import InvalidContentError
 from ..spec import mediatypes as mt
 from ..spec.descriptor import EMPTY_DESCRIPTOR, Descriptor
@@ -38,7 +47,7 @@ def now_rfc3339() -> str:
 
 
 def attach_compat(
-    store: Store, subject: Descriptor, report: "ScanReport | Mapping[str, Any]", nfd: bool = False
+    store: Store, subject: Descriptor, report: ScanReport | Mapping[str, Any], nfd: bool = False
 ) -> Descriptor:
     """Push the compatibility artifact for ``subject`` (and the NFD one if ``nfd``); return its descriptor.
 
@@ -52,7 +61,7 @@ def attach_compat(
     return descriptor
 
 
-def attach_nfd(store: Store, subject: Descriptor, report: "ScanReport | Mapping[str, Any]") -> Descriptor | None:
+def attach_nfd(store: Store, subject: Descriptor, report: ScanReport | Mapping[str, Any]) -> Descriptor | None:
     """Push the NFD image-compatibility artifact; None when no NFD rule expresses the requirements."""
     document = nfd_document(report)
     if document is None:

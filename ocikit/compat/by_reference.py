@@ -42,7 +42,7 @@ def load_host(path: str) -> HostInfo:
     return HostInfo.from_dict(load_json(path))
 
 
-def scan_or_load(source: str, progress: Progress | None = None) -> "ScanReport | dict[str, Any]":
+def scan_or_load(source: str, progress: Progress | None = None) -> ScanReport | dict[str, Any]:
     """Scan a directory, or load a saved ``compat scan --json`` report file."""
     if os.path.isdir(source):
         return scan(source, progress=progress)

@@ -8,8 +8,9 @@ without library list); it does not block either, and says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import IncompatibleError
 from ..spec import mediatypes as mt

@@ -16,7 +16,8 @@ JSON Schema: ``schemas/image-compatibility.spec.v1.schema.json``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import __version__
 from ..errors import InvalidContentError
@@ -33,7 +34,7 @@ DOCUMENT_VERSION = 1
 _MPI_SONAME = {"openmpi": "libmpi.so.40", "mpich": "libmpi.so.12"}
 
 
-def compat_document(report: "ScanReport | Mapping[str, Any]") -> dict[str, Any]:
+def compat_document(report: ScanReport | Mapping[str, Any]) -> dict[str, Any]:
     """The spec-layer body for a scan report, or for its JSON form (``compat scan --json``)."""
     data = report.to_dict() if isinstance(report, ScanReport) else scan_report_dict(report)
     facts = {k: Fact.from_dict(k, v) for k, v in (data.get("facts") or {}).items()}
@@ -88,7 +89,7 @@ def scan_report_dict(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return data
 
 
-def annotations_of(report: "ScanReport | Mapping[str, Any]") -> dict[str, str]:
+def annotations_of(report: ScanReport | Mapping[str, Any]) -> dict[str, str]:
     """The supercontainers labels of a report or of its JSON form."""
     if isinstance(report, ScanReport):
         return report.annotations()

@@ -13,8 +13,9 @@ import platform
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import InvalidContentError
 from ..spec import mediatypes as mt
@@ -62,7 +63,7 @@ class HostInfo:
     live: bool = field(default=False, compare=False)  # probed from this machine: look up programs live
 
     @classmethod
-    def probe(cls) -> "HostInfo":
+    def probe(cls) -> HostInfo:
         """Describe the machine this process runs on."""
         machine = normalize_machine(platform.machine())
         libc, glibc = _probe_libc()
@@ -84,7 +85,7 @@ class HostInfo:
             live=True,
         )
 
-    def with_changes(self, **changes: Any) -> "HostInfo":
+    def with_changes(self, **changes: Any) -> HostInfo:
         return replace(self, **changes)
 
     def library_path(self, soname: str) -> str | None:
@@ -133,7 +134,7 @@ class HostInfo:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "HostInfo":
+    def from_dict(cls, data: Mapping[str, Any]) -> HostInfo:
         """Rebuild a host saved with ``to_dict(full=True)`` (``ocikit compat host --json``)."""
         if not isinstance(data, Mapping) or not data.get("machine"):
             raise InvalidContentError("host description needs at least 'machine'")

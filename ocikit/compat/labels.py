@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from ..content.base import Store, SupportsReferrers, fetch_manifest, read_all
 from ..errors import InvalidContentError

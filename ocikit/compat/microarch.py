@@ -117,7 +117,7 @@ def features(name: str) -> frozenset[str]:
     return frozenset(collected)
 
 
-def missing_features(required: "frozenset[str] | set[str] | tuple[str, ...]", host_flags: frozenset[str]) -> list[str]:
+def missing_features(required: frozenset[str] | set[str] | tuple[str, ...], host_flags: frozenset[str]) -> list[str]:
     """Required features the host lacks, honouring :data:`FEATURE_ALTERNATIVES`."""
     missing = []
     for feature in sorted(required):

@@ -10,7 +10,8 @@ Flags without a known NFD name are left out rather than guessed.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .report import ScanReport
 from .requirements import Requirement
@@ -55,7 +56,7 @@ def nfd_name(flag: str) -> str:
     return flag.upper() if flag in _X86_SAME else ""
 
 
-def nfd_document(report: "ScanReport | Mapping[str, Any]") -> dict[str, Any] | None:
+def nfd_document(report: ScanReport | Mapping[str, Any]) -> dict[str, Any] | None:
     """The NFD spec for ``report`` (or its JSON form), or None when no requirement has an NFD form."""
     if isinstance(report, ScanReport):
         requirements, gpu = report.requirements, report.fact("gpu")

@@ -36,7 +36,7 @@ class Fact:
         return {"value": self.value, "sources": list(self.sources), "evidence": list(self.evidence)}
 
     @classmethod
-    def from_dict(cls, key: str, data: dict[str, Any]) -> "Fact":
+    def from_dict(cls, key: str, data: dict[str, Any]) -> Fact:
         return cls(key, str(data.get("value", "")), tuple(data.get("sources") or ()), tuple(data.get("evidence") or ()))
 
 

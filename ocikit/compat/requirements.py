@@ -7,8 +7,9 @@ the compatibility artifact (``to_dict``) and read back on the pulling side
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import InvalidContentError
 
@@ -68,7 +69,7 @@ class Requirement:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Requirement":
+    def from_dict(cls, data: Mapping[str, Any]) -> Requirement:
         try:
             kind = str(data["kind"])
             name = str(data["name"])

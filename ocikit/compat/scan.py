@@ -53,7 +53,7 @@ def scan(path: str, progress: Progress | None = None, workers: int | None = None
     return report
 
 
-def _walk(root: str, report: ScanReport, parser: "_ElfParser", progress: Progress, use_libmagic: bool) -> list[str]:
+def _walk(root: str, report: ScanReport, parser: _ElfParser, progress: Progress, use_libmagic: bool) -> list[str]:
     spec_files: list[str] = []
     pending = 0
     stack = [root]
@@ -100,13 +100,17 @@ def _walk(root: str, report: ScanReport, parser: "_ElfParser", progress: Progres
     return spec_files
 
 
-def _classify_file(path: str, name: str, relative: str, report: ScanReport, parser: "_ElfParser",
+# O_NONBLOCK: should a FIFO replace a file between listing and opening, do not hang on it.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def _classify_file(path: str, name: str, relative: str, report: ScanReport, parser: _ElfParser,
                    use_libmagic: bool) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0))
+        fd = os.open(path, _OPEN_FLAGS | getattr(os, "O_NOATIME", 0))
     except PermissionError:
         try:  # O_NOATIME is refused for files we do not own
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, _OPEN_FLAGS)
         except OSError as exc:
             report.unreadable.append(f"{relative}: {exc.strerror or exc}")
             return
@@ -154,7 +158,7 @@ class _ElfParser:
         self._done: list[ElfInfo] = []
         self._pool: ProcessPoolExecutor | None = None
 
-    def __enter__(self) -> "_ElfParser":
+    def __enter__(self) -> _ElfParser:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

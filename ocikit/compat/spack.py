@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 # deptypes that put a package into the running view (build-only deps are not needed at run time)
 _RUNTIME_DEPTYPES = frozenset({"link", "run"})

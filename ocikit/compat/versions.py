@@ -36,6 +36,6 @@ def version_at_least(have: str, need: str) -> bool:
     return version_key(have) >= version_key(need)
 
 
-def max_version(versions: "list[str] | tuple[str, ...] | set[str]") -> str:
+def max_version(versions: list[str] | tuple[str, ...] | set[str]) -> str:
     """The highest of ``versions`` by numeric order (``""`` when empty)."""
     return max(versions, key=version_key, default="")

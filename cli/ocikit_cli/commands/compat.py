@@ -90,8 +90,10 @@ def _close(progress: Any) -> None:
 def _render_scan(report: dict[str, Any]) -> str:
     counts = report["counts"]
     lines = [
-        f"{report['root']}: {counts['regularFiles']} files, {counts['symlinks']} symlinks, "
-        f"{counts['elfFiles']} ELF ({report['seconds']:.2f} s)"
+        (
+            f"{report['root']}: {counts['regularFiles']} files, {counts['symlinks']} symlinks, "
+            f"{counts['elfFiles']} ELF ({report['seconds']:.2f} s)"
+        )
     ]
     for key, fact in report["facts"].items():
         lines.append(f"  {key:<18} {fact['value']}  [{'+'.join(fact['sources'])}]")
