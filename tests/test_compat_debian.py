@@ -155,9 +155,20 @@ def test_scripts_and_perl(debian_libs):  # noqa: F811
     assert not perl.required
 
 
-def test_parallel_scan_of_many_elf_files_matches_serial(debian_libs):  # noqa: F811
+def test_parallel_scan_of_many_elf_files_matches_serial(debian_libs, monkeypatch):  # noqa: F811
+    import ocikit.compat.scan as scan_module
+
+    submitted = []
+
+    class CountingPool(scan_module.ProcessPoolExecutor):
+        def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            submitted.append(len(args[2]))
+            return super().submit(*args, **kwargs)
+
     serial = scan(debian_libs, workers=1).to_dict(files=True)
+    monkeypatch.setattr(scan_module, "_BATCH", 16)  # the tree is smaller than one default batch
+    monkeypatch.setattr(scan_module, "ProcessPoolExecutor", CountingPool)
     parallel = scan(debian_libs, workers=2).to_dict(files=True)
-    assert len(serial["elfFiles"]) > 64  # more than two batches went to the pool
+    assert len(submitted) > 10 and sum(submitted) == serial["counts"]["regularFiles"]
     serial.pop("seconds"), parallel.pop("seconds")
     assert serial == parallel
