@@ -1,8 +1,8 @@
 """The standard benchmark corpus: a copy of the running Python installation's prefix.
 
-About 50k files and ~1 GB of real software (shared libraries, byte code, headers, text):
-the shape of an HPC software stack. The copy is made once with ``cp -a`` into a cache
-directory and reused; set ``OCIKIT_BENCH_CORPUS`` to use another directory instead.
+``corpus_path()`` copies ``sys.base_prefix`` (about 50k files) into a cache directory once with
+``cp -a`` and returns the copy's path. Set ``OCIKIT_BENCH_CORPUS`` to use another directory.
+The copy keeps every file's bytes, so files still embed the original prefix: ``baked_prefix()``.
 """
 
 from __future__ import annotations
@@ -11,29 +11,22 @@ import os
 import subprocess
 import sys
 
-DEFAULT_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ocikit-bench")
+
+def baked_prefix() -> str:
+    """The prefix the corpus's scripts, ``.pc`` files and bytecode caches were built for."""
+    return os.path.realpath(sys.base_prefix)
 
 
 def corpus_path() -> str:
-    """Return the corpus directory, creating the copy on first use."""
-    explicit = os.environ.get("OCIKIT_BENCH_CORPUS")
-    if explicit:
-        if not os.path.isdir(explicit):
-            raise SystemExit(f"OCIKIT_BENCH_CORPUS={explicit} is not a directory")
-        return explicit
-    target = os.path.join(DEFAULT_CACHE, "corpus")
-    if os.path.isfile(os.path.join(DEFAULT_CACHE, "corpus.done")):
-        return target
-    os.makedirs(DEFAULT_CACHE, exist_ok=True)
-    partial = target + ".partial"
-    subprocess.run(["rm", "-rf", partial], check=True)
-    print(f"copying {sys.base_prefix} to {target} (once)...", file=sys.stderr)
-    subprocess.run(["cp", "-a", sys.base_prefix, partial], check=True)
-    subprocess.run(["rm", "-rf", target], check=True)
-    os.rename(partial, target)
-    open(os.path.join(DEFAULT_CACHE, "corpus.done"), "w").close()
+    override = os.environ.get("OCIKIT_BENCH_CORPUS")
+    if override:
+        return override
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ocikit-bench")
+    target = os.path.join(cache, "python-prefix")
+    if not os.path.isdir(target):
+        os.makedirs(cache, exist_ok=True)
+        partial = target + ".partial"
+        subprocess.run(["rm", "-rf", partial], check=True)
+        subprocess.run(["cp", "-a", baked_prefix(), partial], check=True)
+        os.rename(partial, target)
     return target
-
-
-if __name__ == "__main__":
-    print(corpus_path())

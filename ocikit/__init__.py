@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "get_manifest": "ocikit.api",
     "list_tags": "ocikit.api",
     "resolve": "ocikit.api",
+    "relocate_tree": "ocikit.relocate.tree",
+    "RelocationReport": "ocikit.relocate.tree",
     "scan": "ocikit.compat.scan",
     "ScanReport": "ocikit.compat.report",
     "attach_compat": "ocikit.compat.artifact",

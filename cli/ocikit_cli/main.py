@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "discover": "ocikit_cli.commands.attach:discover_cmd",
     "label": "ocikit_cli.commands.label:label",
     "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
+    "relocate": "ocikit_cli.commands.relocate:command",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
     "tags": "ocikit_cli.commands.tags:tags_cmd",
 }
