@@ -35,7 +35,13 @@ for name in $names; do
 done
 if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
-    apt-get download -q $missing >/dev/null
+    if ! apt-get download -q $missing >/dev/null 2>&1; then
+        # A fresh container has no package lists yet: fetch them once and retry.
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        # shellcheck disable=SC2086
+        apt-get download -q $missing >/dev/null
+    fi
 fi
 for deb in *.deb; do
     marker="$dest/root/.unpacked-$deb"
