@@ -63,8 +63,14 @@ class _Facts:
         known = self.facts.get(key)
         if known is None:
             self.facts[key] = Fact(key, value, (source,), tuple(e for e in evidence if e))
-        elif known.value == value and source not in known.sources:
-            self.facts[key] = Fact(key, value, known.sources + (source,), known.evidence + evidence)
+        elif known.value == value:
+            self.confirm(key, source, *evidence)
+
+    def confirm(self, key: str, source: str, *evidence: str) -> None:
+        """``source`` agrees with the recorded fact (in its own, possibly coarser, terms)."""
+        known = self.facts.get(key)
+        if known is not None and source not in known.sources:
+            self.facts[key] = Fact(key, known.value, known.sources + (source,), known.evidence + evidence)
 
 
 def runtime_files(report: ScanReport) -> set[str] | None:
@@ -160,24 +166,23 @@ def _mpi(report: ScanReport, facts: _Facts) -> None:
 
 def _gpu(report: ScanReport, facts: _Facts) -> None:
     stacks, _, evidence = _soname_roles(report, "gpu")
-    spack_stacks = []
     cuda_node = report.spack.node("cuda")
     hip_node = report.spack.node("hip")
-    if cuda_node:
-        spack_stacks.append("cuda")
-    if hip_node:
-        spack_stacks.append("rocm")
-    if stacks:
-        facts.add("gpu", ",".join(sorted(stacks)), "scan", *evidence)
-    if spack_stacks:
-        facts.add("gpu", ",".join(sorted(spack_stacks)), "spack",
-                  *(f"spack package {n.spec}" for n in (cuda_node, hip_node) if n))
+    spack_stacks = {name for name, node in (("cuda", cuda_node), ("rocm", hip_node)) if node}
+    if stacks or spack_stacks:
+        origin = "scan" if stacks else "spack"
+        facts.add("gpu", ",".join(sorted(stacks | spack_stacks)), origin, *evidence)
+        if stacks and spack_stacks:
+            facts.confirm("gpu", "spack", *(f"spack package {n.spec}" for n in (cuda_node, hip_node) if n))
     runtime, where = cuda_runtime_from_scan(report)
-    if runtime:
-        facts.add("cuda.runtime", runtime, "scan", where)
     if cuda_node:
+        # spack knows the full version; libcudart.so.N only the major
         short = ".".join(str(p) for p in parse_version(cuda_node.version)[:2])
         facts.add("cuda.runtime", short, "spack", f"spack package {cuda_node.spec}")
+        if runtime and short.split(".")[0] == runtime.split(".")[0]:
+            facts.confirm("cuda.runtime", "scan", where)
+    elif runtime:
+        facts.add("cuda.runtime", runtime, "scan", where)
     facts.add("cuda.arch", ",".join(report.spack.variant_values("cuda_arch")), "spack", "spack variant cuda_arch")
     hip_major = sorted({r.major for r, _, _ in _roles(report) if r.name == "rocm" and r.major})
     if hip_major:
@@ -347,25 +352,24 @@ def _cxx_requirements(report: ScanReport, external, in_runtime) -> list[Requirem
 
 def _cuda_requirements(report: ScanReport, external, in_runtime) -> list[Requirement]:  # type: ignore[no-untyped-def]
     driver_users = external.get("libcuda.so.1", [])
-    runtime, where = cuda_runtime_from_scan(report)
-    spack_runtime = report.facts.get("cuda.runtime")
-    if spack_runtime is not None and "spack" in spack_runtime.sources:
-        runtime = runtime if "." in runtime else spack_runtime.value
-    if not driver_users and not runtime:
+    runtime_fact = report.facts.get("cuda.runtime")
+    if not driver_users and runtime_fact is None:
         return []
-    minimum = cuda.minimum_driver(runtime) if runtime else ""
     reasons = []
     if driver_users:
         reasons.append(f"{_examples(driver_users)} need(s) libcuda.so.1 from the NVIDIA driver")
-    if runtime:
-        reasons.append(f"CUDA runtime {runtime} ({where})")
-    if minimum:
-        major = runtime.split(".")[0]
-        reasons.append(f"CUDA {major}.x runs on drivers >= {minimum} (minor-version compatibility)")
+    minimum = ""
+    if runtime_fact is not None:
+        minimum = cuda.minimum_driver(runtime_fact.value)
+        reasons.append(f"CUDA runtime {runtime_fact.value} ({'; '.join(runtime_fact.evidence)})")
+        if minimum:
+            major = runtime_fact.value.split(".")[0]
+            reasons.append(f"CUDA {major}.x runs on drivers >= {minimum} (minor-version compatibility)")
     cudart_users = [u for s, us in report.needed_by().items() if s.startswith("libcudart.so.") for u in us]
-    required = in_runtime(driver_users + cudart_users) if (driver_users or cudart_users) else True
-    return [Requirement("cuda-driver", "nvidia", minimum=minimum, category="gpu", required=required,
-                        why="; ".join(reasons), sources=("scan",) if not spack_runtime else spack_runtime.sources)]
+    users = driver_users + cudart_users
+    sources = runtime_fact.sources if runtime_fact is not None else ("scan",)
+    return [Requirement("cuda-driver", "nvidia", minimum=minimum, category="gpu",
+                        required=in_runtime(users) if users else True, why="; ".join(reasons), sources=sources)]
 
 
 # An interpreter at one of these absolute paths is the host's, whatever the view contains.

@@ -95,10 +95,11 @@ def check_host(report_or_requirements: Any, host: HostInfo | None = None, subjec
     :class:`Requirement`, or a document: the compatibility spec body of an artifact or a
     scan report's JSON.
     """
-    from .document import requirements_from_document  # late: avoids an import cycle
+    from .document import requirements_from_document  # late: document imports the package version
+    from .report import ScanReport
 
     host = host or HostInfo.probe()
-    if hasattr(report_or_requirements, "requirements") and hasattr(report_or_requirements, "elf_files"):
+    if isinstance(report_or_requirements, ScanReport):
         requirements = list(report_or_requirements.requirements)
         subject = subject or report_or_requirements.root
     elif isinstance(report_or_requirements, Mapping):
