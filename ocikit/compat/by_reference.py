@@ -11,14 +11,13 @@ import json
 import os
 from typing import Any
 
-from ..content.base import Store, fetch_manifest
+from ..content.base import Store
 from ..content.open import open_store
 from ..errors import LocalIOError, NotFoundError
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import Progress
 from ..reference import parse_reference
-from ..spec.descriptor import Descriptor, Platform
-from ..spec.manifest import select_platform
+from ..spec.descriptor import Descriptor
 from .artifact import attach_compat
 from .check import CheckReport, check_host, check_reference
 from .host import HostInfo
@@ -76,21 +75,10 @@ def check_target(target: str, options: Options = DEFAULT_OPTIONS, host: HostInfo
         return check_host(report, host, subject=target)
     store, subject = resolve_subject(target, options)
     result = check_reference(store, subject, host)
-    if result is None and subject.is_index:
-        # A multi-platform index: the metadata may hang on this host's manifest instead.
-        wanted = Platform.host() if host is None else Platform("linux", _goarch(host.machine))
-        child = select_platform(fetch_manifest(store, subject), wanted)
-        result = check_reference(store, child, host)
     if result is None:
         raise NotFoundError(f"{target}: no compatibility metadata attached (run 'ocikit compat attach')")
     result.subject = target
     return result
-
-
-def _goarch(machine: str) -> str:
-    from ..spec.descriptor import _GOARCH  # the one uname -> GOARCH table
-
-    return _GOARCH.get(machine, (machine, ""))[0]
 
 
 def label_reference(reference: str, labels: dict[str, str], options: Options = DEFAULT_OPTIONS) -> Descriptor:

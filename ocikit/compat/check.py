@@ -228,15 +228,33 @@ def check_reference(store: Any, subject: Any, host: HostInfo | None = None) -> C
 
     Reads only the newest ``application/vnd.oci.image-compatibility.v1`` referrer and its
     spec layer — never the image's layers — so ``pull`` can refuse before downloading.
-    Returns None when the artifact carries no compatibility metadata (or the store cannot
-    list referrers).
+    For an index without its own metadata, the manifest for the host's platform is tried.
+    Returns None when there is no compatibility metadata (or the store cannot list referrers).
     """
+    from ..content.base import fetch_manifest
+    from ..errors import NotFoundError
+    from ..spec.descriptor import Platform
+    from ..spec.manifest import select_platform
     from .artifact import read_compat_document
     from .document import requirements_from_document
 
     document = read_compat_document(store, subject)
+    checked = subject
+    if document is None and subject.is_index:
+        wanted = Platform.host() if host is None else _platform_of(host)
+        try:
+            checked = select_platform(fetch_manifest(store, subject), wanted)
+        except NotFoundError:
+            return None
+        document = read_compat_document(store, checked)
     if document is None:
         return None
     requirements = requirements_from_document(document)
-    report = check_host(requirements, host, subject=f"{store.describe()}@{subject.digest}")
-    return report
+    return check_host(requirements, host, subject=f"{store.describe()}@{checked.digest}")
+
+
+def _platform_of(host: HostInfo) -> Any:
+    from ..spec.descriptor import _GOARCH, Platform  # the one uname -> GOARCH table
+
+    architecture, variant = _GOARCH.get(host.machine, (host.machine, ""))
+    return Platform("linux", architecture, variant)
