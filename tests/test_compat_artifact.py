@@ -44,6 +44,10 @@ def test_compat_artifact_is_a_wg_referrer(store, view_report):
 
     found = store.referrers(image, artifact_type=mt.IMAGE_COMPAT_ARTIFACT)
     assert [d.digest for d in found] == [descriptor.digest]
+    if hasattr(store, "referrers_mode"):  # docker-registry 2.8 has no referrers API
+        assert store.referrers_mode == "tag-schema"
+        fallback_tag = image.digest.replace(":", "-")
+        assert fallback_tag in store.tags()
     assert found[0].annotations[mt.SUPERCONTAINERS_GLIBC] == "2.36.0"
     assert mt.ANNOTATION_CREATED in found[0].annotations
 
@@ -61,8 +65,18 @@ def test_check_reference_reads_only_the_referrer(store, view_report):
     image = make_artifact(store)
     assert check_reference(store, image) is None  # nothing attached yet
     attach_compat(store, image, view_report)
+    image_layers = {d.digest for d in fetch_manifest(store, image).layers}
+    fetched: list[str] = []
+    real_fetch = store.fetch
+
+    def recording_fetch(desc):  # type: ignore[no-untyped-def]
+        fetched.append(desc.digest)
+        return real_fetch(desc)
+
+    store.fetch = recording_fetch  # type: ignore[method-assign]
     old = HostInfo(machine="x86_64", libc="glibc", glibc="2.31", cpu_flags=frozenset(), libraries={})
     result = check_reference(store, image, old)
+    assert fetched and not image_layers.intersection(fetched)  # the image's layers were never read
     assert result is not None and not result.compatible
     libc = next(i for i in result.items if i.requirement.kind == "libc")
     assert libc.status == TOO_OLD and "GLIBC_2.36" in libc.why
