@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -24,13 +25,21 @@ from ocikit.compat.scan import scan
 GOAL_SECONDS = 3.0
 
 
-def time_best(run, repeat: int) -> float:
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # pool workers and find/xargs/file, once reaped
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_best(run, repeat: int) -> tuple[float, float]:
+    """(best wall seconds, CPU seconds of that run). CPU time stays meaningful on a busy machine."""
     run()  # warm-up: page cache, imports, process pool start-up code paths
-    best = float("inf")
+    best = (float("inf"), 0.0)
     for _ in range(repeat):
-        started = time.perf_counter()
+        cpu, started = _cpu_seconds(), time.perf_counter()
         run()
-        best = min(best, time.perf_counter() - started)
+        wall = time.perf_counter() - started
+        best = min(best, (wall, _cpu_seconds() - cpu))
     return best
 
 
@@ -59,10 +68,11 @@ def main() -> None:
     if not args.skip_file:
         results["find -type f | xargs file"] = time_best(lambda: file_baseline(root), 1)
 
-    fastest = min(v for k, v in results.items() if k.startswith("ocikit"))
-    print(f"{'tool':<40} {'seconds':>8} {'vs ocikit':>10}")
-    for name, seconds in results.items():
-        print(f"{name:<40} {seconds:8.2f} {seconds / fastest:9.1f}x")
+    fastest = min(wall for name, (wall, _) in results.items() if name.startswith("ocikit"))
+    print(f"load average {os.getloadavg()[0]:.1f} on {cpus} CPUs")
+    print(f"{'tool':<40} {'wall s':>8} {'cpu s':>8} {'wall vs ocikit':>15}")
+    for name, (wall, cpu) in results.items():
+        print(f"{name:<40} {wall:8.2f} {cpu:8.2f} {wall / fastest:14.1f}x")
     verdict = "meets" if fastest < GOAL_SECONDS else "MISSES"
     print(f"goal: under {GOAL_SECONDS:.0f} s -> {verdict} ({fastest:.2f} s)")
 
