@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "relocate": "ocikit_cli.commands.relocate:command",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
     "tags": "ocikit_cli.commands.tags:tags_cmd",
+    "ztoc": "ocikit_cli.commands.ztoc:ztoc",
+    "get-file": "ocikit_cli.commands.get_file:get_file",
 }
 
 
