@@ -44,9 +44,7 @@ def time_best(run, repeat: int) -> tuple[float, float]:
 
 
 def file_baseline(root: str) -> None:
-    subprocess.run(
-        f"find {root!r} -type f -print0 | xargs -0 file -b --mime-type > /dev/null", shell=True, check=True
-    )
+    subprocess.run(f"find {root!r} -type f -print0 | xargs -0 file -b --mime-type > /dev/null", shell=True, check=True)
 
 
 def main() -> None:
@@ -57,9 +55,11 @@ def main() -> None:
     root = corpus_path()
 
     report = scan(root)
-    print(f"corpus {root}: {report.regular_files} files, {report.symlinks} symlinks, "
-          f"{len(report.elf_files)} ELF, {report.libmagic_files} sent to libmagic, "
-          f"glibc >= {report.fact('glibc.minimum')}")
+    print(
+        f"corpus {root}: {report.regular_files} files, {report.symlinks} symlinks, "
+        f"{len(report.elf_files)} ELF, {report.libmagic_files} sent to libmagic, "
+        f"glibc >= {report.fact('glibc.minimum')}"
+    )
     cpus = len(os.sched_getaffinity(0))
     results = {
         "ocikit compat scan (1 process)": time_best(lambda: scan(root, workers=1), args.repeat),

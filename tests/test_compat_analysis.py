@@ -12,8 +12,8 @@ import json
 import os
 
 import pytest
-
 from compat_support import VIEW_HASH, copy_into, debian_libs, spack_view_fixture  # noqa: F401
+
 from ocikit.compat.analysis import analyse
 from ocikit.compat.check import MISSING, OK, check_host
 from ocikit.compat.elf import ElfInfo
@@ -23,8 +23,25 @@ from ocikit.compat.report import ScanReport
 from ocikit.compat.scan import scan
 from ocikit.spec import mediatypes as mt
 
-HASWELL = ["mmx", "sse", "sse2", "ssse3", "sse4_1", "sse4_2", "popcnt", "aes", "pclmulqdq", "avx", "rdrand",
-           "f16c", "movbe", "fma", "avx2", "bmi1", "bmi2"]
+HASWELL = [
+    "mmx",
+    "sse",
+    "sse2",
+    "ssse3",
+    "sse4_1",
+    "sse4_2",
+    "popcnt",
+    "aes",
+    "pclmulqdq",
+    "avx",
+    "rdrand",
+    "f16c",
+    "movbe",
+    "fma",
+    "avx2",
+    "bmi1",
+    "bmi2",
+]
 
 
 def _spec_with(fixture: dict[str, str], provider: str, version: str, target: object = "x86_64") -> dict:
@@ -60,8 +77,11 @@ def test_spack_provider_and_scan_agree_on_open_mpi(tmp_path, spack_view_fixture,
     assert report.annotations()[mt.SUPERCONTAINERS_MPI] == "openmpi"
 
 
-def test_spack_names_an_mpich_family_mpi_the_scan_does_not_confirm(tmp_path, spack_view_fixture,  # noqa: F811
-                                                                    debian_libs):  # noqa: F811
+def test_spack_names_an_mpich_family_mpi_the_scan_does_not_confirm(
+    tmp_path,
+    spack_view_fixture,  # noqa: F811
+    debian_libs,  # noqa: F811
+):
     report = scan(_mpi_view(tmp_path, debian_libs, _spec_with(spack_view_fixture, "intel-oneapi-mpi", "2021.10.0")))
     assert report.facts["mpi.implementation"].value == "intel-oneapi-mpi"
     assert report.facts["mpi.implementation"].sources == ("spack",)  # ompi_info needs libmpi.so.40: no agreement
@@ -69,10 +89,18 @@ def test_spack_names_an_mpich_family_mpi_the_scan_does_not_confirm(tmp_path, spa
     assert report.fact("mpi.abi") == "libmpi.so.40"
 
 
-def test_target_features_from_spec_json_become_the_cpu_requirement(tmp_path, spack_view_fixture,  # noqa: F811
-                                                                   debian_libs):  # noqa: F811
-    target = {"name": "haswell", "vendor": "GenuineIntel", "features": HASWELL, "generation": 0,
-              "parents": ["ivybridge"]}
+def test_target_features_from_spec_json_become_the_cpu_requirement(
+    tmp_path,
+    spack_view_fixture,  # noqa: F811
+    debian_libs,  # noqa: F811
+):
+    target = {
+        "name": "haswell",
+        "vendor": "GenuineIntel",
+        "features": HASWELL,
+        "generation": 0,
+        "parents": ["ivybridge"],
+    }
     report = scan(_mpi_view(tmp_path, debian_libs, _spec_with(spack_view_fixture, "openmpi", "4.1.6", target)))
     cpu = next(r for r in report.requirements if r.kind == "cpu-target")
     assert cpu.name == "haswell" and set(cpu.features) == set(HASWELL) and cpu.sources == ("spack",)
@@ -90,10 +118,22 @@ def _cuda_report() -> ScanReport:
     report = ScanReport(
         root="/views/cuda-app",
         elf_files=[
-            ElfInfo("bin/solver", elf_type="ET_DYN", interpreter="/lib64/ld-linux-x86-64.so.2",
-                    needed=("libcudart.so.12", "libc.so.6"), version_needs=(("libc.so.6", "GLIBC_2.34"),), **common),
-            ElfInfo("lib/libcudart.so.12.2.140", elf_type="ET_DYN", soname="libcudart.so.12",
-                    needed=("libc.so.6", "libdl.so.2"), version_needs=(("libc.so.6", "GLIBC_2.17"),), **common),
+            ElfInfo(
+                "bin/solver",
+                elf_type="ET_DYN",
+                interpreter="/lib64/ld-linux-x86-64.so.2",
+                needed=("libcudart.so.12", "libc.so.6"),
+                version_needs=(("libc.so.6", "GLIBC_2.34"),),
+                **common,
+            ),
+            ElfInfo(
+                "lib/libcudart.so.12.2.140",
+                elf_type="ET_DYN",
+                soname="libcudart.so.12",
+                needed=("libc.so.6", "libdl.so.2"),
+                version_needs=(("libc.so.6", "GLIBC_2.17"),),
+                **common,
+            ),
         ],
         symlink_names={"libcudart.so.12"},
     )
@@ -113,8 +153,10 @@ def test_cuda_runtime_needs_a_driver_for_its_major():
     assert not too_old.compatible
     fine = check_host(report, HostInfo(machine="x86_64", libc="glibc", glibc="2.36", nvidia_driver="550.54.14"))
     assert next(i for i in fine.items if i.requirement.kind == "cuda-driver").status == OK
-    vendors = [r["matchFeatures"][0]["matchExpressions"]["vendor"]["value"]
-               for r in nfd_document(report)["compatibilities"][0]["rules"]]
+    vendors = [
+        r["matchFeatures"][0]["matchExpressions"]["vendor"]["value"]
+        for r in nfd_document(report)["compatibilities"][0]["rules"]
+    ]
     assert vendors == [["10de"]]
 
 
@@ -122,10 +164,27 @@ def test_cuda_runtime_needs_a_driver_for_its_major():
 def test_mixed_architectures_make_the_minority_advisory(machine):
     report = ScanReport(
         root="/views/mixed",
-        elf_files=[ElfInfo(f"bin/tool{i}", machine="x86_64", e_machine="EM_X86_64", bits=64, endianness="little",
-                           elf_type="ET_EXEC") for i in range(3)]
-        + [ElfInfo("share/firmware.elf", machine=machine, e_machine="EM_OTHER", bits=64, endianness="little",
-                   elf_type="ET_EXEC")],
+        elf_files=[
+            ElfInfo(
+                f"bin/tool{i}",
+                machine="x86_64",
+                e_machine="EM_X86_64",
+                bits=64,
+                endianness="little",
+                elf_type="ET_EXEC",
+            )
+            for i in range(3)
+        ]
+        + [
+            ElfInfo(
+                "share/firmware.elf",
+                machine=machine,
+                e_machine="EM_OTHER",
+                bits=64,
+                endianness="little",
+                elf_type="ET_EXEC",
+            )
+        ],
     )
     analyse(report)
     arches = [(r.name, r.required) for r in report.requirements if r.kind == "arch"]

@@ -108,7 +108,9 @@ def test_nfd_artifact_for_a_gpu_view(tmp_path, debian_libs):  # noqa: F811
     assert [layer.media_type for layer in manifest.layers] == [mt.NFD_COMPAT_LAYER]
     body = json.loads(read_all(store, manifest.layers[0]))  # JSON is valid YAML
     assert body["version"] == "v1alpha1"
-    vendors = [r["matchFeatures"][0]["matchExpressions"]["vendor"]["value"] for r in body["compatibilities"][0]["rules"]]
+    vendors = [
+        r["matchFeatures"][0]["matchExpressions"]["vendor"]["value"] for r in body["compatibilities"][0]["rules"]
+    ]
     assert vendors == [["1002"]]  # ROCm via libhiprand; OpenCL has no single PCI vendor
 
 
@@ -146,8 +148,7 @@ def test_newest_label_wins(tmp_path, monkeypatch):
     assert read_labels(store, image) == {"site": "new"}
 
 
-@pytest.mark.parametrize("bad", [{}, {"": "x"}, {"has space": "x"}, {"k": "v" * 5000},
-                                 {mt.ANNOTATION_CREATED: "2020"}])
+@pytest.mark.parametrize("bad", [{}, {"": "x"}, {"has space": "x"}, {"k": "v" * 5000}, {mt.ANNOTATION_CREATED: "2020"}])
 def test_bad_labels_are_refused(tmp_path, bad):
     store = LayoutStore(str(tmp_path / "layout"))
     image = make_artifact(store)

@@ -102,8 +102,9 @@ def test_advisory_items_never_block(view):
 
 
 def test_unknown_host_facts_are_reported_not_blocking():
-    result = check_host([Requirement("library", "libfoo.so.1"), Requirement("teleporter", "v2")],
-                        HostInfo(machine="x86_64"))
+    result = check_host(
+        [Requirement("library", "libfoo.so.1"), Requirement("teleporter", "v2")], HostInfo(machine="x86_64")
+    )
     assert [i.status for i in result.items] == [UNKNOWN, UNKNOWN]
     assert result.compatible
 
@@ -151,8 +152,12 @@ def test_cuda_driver_requirements():
 
 
 def test_third_party_document_with_supercontainers_keys(real_host):
-    document = {"compatibilities": {"org.supercontainers": {"mpi.implementation": "openmpi", "glibc": "2.99.0"},
-                                    "io.archspec": {"target": "x86_64"}}}
+    document = {
+        "compatibilities": {
+            "org.supercontainers": {"mpi.implementation": "openmpi", "glibc": "2.99.0"},
+            "io.archspec": {"target": "x86_64"},
+        }
+    }
     result = check_host(document, real_host)
     kinds = {i.requirement.kind: i for i in result.items}
     assert kinds["libc"].status == TOO_OLD

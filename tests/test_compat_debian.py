@@ -60,8 +60,10 @@ def test_glibc_and_libstdcxx_answers_match_objdump_on_every_library(debian_libs)
         expected = objdump_max_versions(os.path.join(debian_libs, info.path))
         for family in ("GLIBC", "GLIBCXX", "CXXABI"):
             assert info.max_version(family) == expected.get(family, ""), (info.path, family)
-    highest = max((objdump_max_versions(os.path.join(debian_libs, e.path)).get("GLIBC", "0") for e in report.elf_files),
-                  key=lambda v: tuple(map(int, v.split("."))))
+    highest = max(
+        (objdump_max_versions(os.path.join(debian_libs, e.path)).get("GLIBC", "0") for e in report.elf_files),
+        key=lambda v: tuple(map(int, v.split("."))),
+    )
     assert report.fact("glibc.minimum") == highest
 
 
@@ -143,8 +145,10 @@ def test_rocm_and_opencl_consumers(debian_libs, tmp_path):  # noqa: F811
     document = nfd_document(report)
     assert document is not None
     rule = document["compatibilities"][0]["rules"][0]
-    assert rule["matchFeatures"][0] == {"feature": "pci.device",
-                                        "matchExpressions": {"vendor": {"op": "In", "value": ["1002"]}}}
+    assert rule["matchFeatures"][0] == {
+        "feature": "pci.device",
+        "matchExpressions": {"vendor": {"op": "In", "value": ["1002"]}},
+    }
 
 
 def test_scripts_and_perl(debian_libs):  # noqa: F811

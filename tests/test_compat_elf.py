@@ -32,7 +32,9 @@ def _sample(directory: str, count: int) -> list[str]:
     return paths[::step][:count]
 
 
-SYSTEM_ELF = _sample("/usr/bin", 25) + _sample("/usr/lib/x86_64-linux-gnu", 25) + _sample("/usr/lib/aarch64-linux-gnu", 25)
+SYSTEM_ELF = (
+    _sample("/usr/bin", 25) + _sample("/usr/lib/x86_64-linux-gnu", 25) + _sample("/usr/lib/aarch64-linux-gnu", 25)
+)
 
 
 def test_sample_is_large_enough():

@@ -29,8 +29,12 @@ def made_files(tmp_path_factory):
     text = root / "notes.txt"
     text.write_text("plain text\n" * 200)
     made = {"text": str(text)}
-    for tool, suffix, kind in (("gzip", ".gz", "gzip"), ("xz", ".xz", "xz"), ("bzip2", ".bz2", "bzip2"),
-                               ("zstd", ".zst", "zstd")):
+    for tool, suffix, kind in (
+        ("gzip", ".gz", "gzip"),
+        ("xz", ".xz", "xz"),
+        ("bzip2", ".bz2", "bzip2"),
+        ("zstd", ".zst", "zstd"),
+    ):
         if shutil.which(tool) is None:
             continue
         target = root / f"data{suffix}"
@@ -121,8 +125,9 @@ def test_libmagic_only_for_unknown_binaries_and_agrees_with_file(tmp_path):
         # file(1) gets exactly the bytes ocikit gave libmagic: the header
         sample = tmp_path / f"header{index}"
         sample.write_bytes(header)
-        expected = subprocess.run(["file", "-b", "--mime-type", str(sample)], capture_output=True, text=True,
-                                  check=True).stdout.strip()
+        expected = subprocess.run(
+            ["file", "-b", "--mime-type", str(sample)], capture_output=True, text=True, check=True
+        ).stdout.strip()
         result = classify(header, os.path.basename(path))
         assert result.via_libmagic
         assert result.kind == expected, path

@@ -36,9 +36,9 @@ def readme_elf_table(fixture: dict[str, str]) -> dict[str, dict[str, object]]:
         rpath = runpath = ""
         paths = paths.strip("`")
         if paths.startswith("RPATH="):
-            rpath = _expand_slashes(paths[len("RPATH="):])
+            rpath = _expand_slashes(paths[len("RPATH=") :])
         elif paths.startswith("RUNPATH="):
-            runpath = _expand_slashes(paths[len("RUNPATH="):])
+            runpath = _expand_slashes(paths[len("RUNPATH=") :])
         rows[path.strip("`").lstrip("/")] = {
             "type": "ET_" + elf_type,
             "rpath": rpath,
@@ -155,8 +155,12 @@ def test_scripts_are_found_with_their_interpreters(view, spack_view_fixture):  #
     assert set(view.interpreters) == {"/bin/sh", "/bin/bash"}
     scripts = sorted(p for users in view.interpreters.values() for p in users)
     shell = subprocess.run(
-        "for f in bin/*; do [ -L \"$f\" ] || [ \"$(head -c 2 \"$f\")\" != '#!' ] || echo \"$f\"; done",
-        shell=True, cwd=view.root, capture_output=True, text=True, check=True,
+        'for f in bin/*; do [ -L "$f" ] || [ "$(head -c 2 "$f")" != \'#!\' ] || echo "$f"; done',
+        shell=True,
+        cwd=view.root,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert scripts == sorted(shell)
     assert all(not r.required for r in view.requirements if r.kind == "interpreter")

@@ -158,8 +158,9 @@ def _mpi(report: ScanReport, facts: _Facts) -> None:
     elif families:
         value = ",".join(sorted(families))
         facts.add("mpi.implementation", value, "scan", *evidence)
-        facts.add("mpi.family", ",".join(sorted({libraries.supercontainers_mpi(f) for f in families})), "scan",
-                  *evidence)
+        facts.add(
+            "mpi.family", ",".join(sorted({libraries.supercontainers_mpi(f) for f in families})), "scan", *evidence
+        )
     if abis:
         facts.add("mpi.abi", ",".join(sorted(abis)), "scan", *evidence)
 
@@ -189,8 +190,9 @@ def _gpu(report: ScanReport, facts: _Facts) -> None:
         facts.add("rocm.hip", ",".join(hip_major), "scan", f"libamdhip64.so.{hip_major[0]}")
     if hip_node:
         facts.add("rocm.version", hip_node.version, "spack", f"spack package {hip_node.spec}")
-    facts.add("rocm.gfx", ",".join(report.spack.variant_values("amdgpu_target")), "spack",
-              "spack variant amdgpu_target")
+    facts.add(
+        "rocm.gfx", ",".join(report.spack.variant_values("amdgpu_target")), "spack", "spack variant amdgpu_target"
+    )
 
 
 def _fabric(report: ScanReport, facts: _Facts) -> None:
@@ -204,7 +206,9 @@ def _spack(report: ScanReport, facts: _Facts) -> None:
     if not spack.found:
         return
     first = spack.spec_files[0] if spack.spec_files else ""
-    facts.add("spack.packages", ",".join(p.spec for p in spack.packages), "spack", f"{len(spack.spec_files)} spec.json files")
+    facts.add(
+        "spack.packages", ",".join(p.spec for p in spack.packages), "spack", f"{len(spack.spec_files)} spec.json files"
+    )
     targets = spack.targets()
     facts.add("cpu.target", ",".join(targets), "spack", first)
     facts.add("os", ",".join(spack.operating_systems()), "spack", first)
@@ -368,8 +372,17 @@ def _cuda_requirements(report: ScanReport, external, in_runtime) -> list[Require
     cudart_users = [u for s, us in report.needed_by().items() if s.startswith("libcudart.so.") for u in us]
     users = driver_users + cudart_users
     sources = runtime_fact.sources if runtime_fact is not None else ("scan",)
-    return [Requirement("cuda-driver", "nvidia", minimum=minimum, category="gpu",
-                        required=in_runtime(users) if users else True, why="; ".join(reasons), sources=sources)]
+    return [
+        Requirement(
+            "cuda-driver",
+            "nvidia",
+            minimum=minimum,
+            category="gpu",
+            required=in_runtime(users) if users else True,
+            why="; ".join(reasons),
+            sources=sources,
+        )
+    ]
 
 
 # An interpreter at one of these absolute paths is the host's, whatever the view contains.

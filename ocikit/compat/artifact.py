@@ -55,7 +55,9 @@ def attach_compat(
     """
     annotations = {mt.ANNOTATION_CREATED: now_rfc3339(), **annotations_of(report)}
     body = canonical_json(compat_document(report))
-    descriptor = attach_document(store, subject, mt.IMAGE_COMPAT_ARTIFACT, mt.IMAGE_COMPAT_SPEC_LAYER, body, annotations)
+    descriptor = attach_document(
+        store, subject, mt.IMAGE_COMPAT_ARTIFACT, mt.IMAGE_COMPAT_SPEC_LAYER, body, annotations
+    )
     if nfd:
         attach_nfd(store, subject, report)
     return descriptor
@@ -71,8 +73,9 @@ def attach_nfd(store: Store, subject: Descriptor, report: ScanReport | Mapping[s
     return attach_document(store, subject, mt.NFD_COMPAT_ARTIFACT, mt.NFD_COMPAT_LAYER, body, annotations)
 
 
-def attach_document(store: Store, subject: Descriptor, artifact_type: str, layer_type: str, body: bytes,
-                    annotations: Mapping[str, str]) -> Descriptor:
+def attach_document(
+    store: Store, subject: Descriptor, artifact_type: str, layer_type: str, body: bytes, annotations: Mapping[str, str]
+) -> Descriptor:
     """Push ``body`` as the single layer of an ``artifact_type`` referrer of ``subject``."""
     ensure_empty_blob(store)
     layer = push_bytes(store, layer_type, body)

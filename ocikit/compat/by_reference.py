@@ -56,16 +56,18 @@ def resolve_subject(reference: str, options: Options = DEFAULT_OPTIONS) -> tuple
     return store, store.resolve(ref.reference or "latest")
 
 
-def attach_to_reference(reference: str, source: str, options: Options = DEFAULT_OPTIONS, nfd: bool = False,
-                        progress: Progress | None = None) -> Descriptor:
+def attach_to_reference(
+    reference: str, source: str, options: Options = DEFAULT_OPTIONS, nfd: bool = False, progress: Progress | None = None
+) -> Descriptor:
     """``ocikit compat attach REF SOURCE``: scan (or load) SOURCE and attach it to REF's manifest."""
     report = scan_or_load(source, progress)
     store, subject = resolve_subject(reference, options)
     return attach_compat(store, subject, report, nfd=nfd)
 
 
-def check_target(target: str, options: Options = DEFAULT_OPTIONS, host: HostInfo | None = None,
-                 progress: Progress | None = None) -> CheckReport:
+def check_target(
+    target: str, options: Options = DEFAULT_OPTIONS, host: HostInfo | None = None, progress: Progress | None = None
+) -> CheckReport:
     """``ocikit compat check TARGET``: a view directory, a saved report, or an image reference.
 
     Raises NotFoundError when TARGET is a reference without compatibility metadata.

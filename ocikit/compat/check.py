@@ -68,7 +68,9 @@ class CheckReport:
         """One line naming every blocking problem (the IncompatibleError message)."""
         if self.compatible:
             return f"{self.subject or 'artifact'} is compatible with this host"
-        reasons = "; ".join(f"{i.requirement.describe()} {i.status.replace('-', ' ')}: {i.why}" for i in self.problems())
+        reasons = "; ".join(
+            f"{i.requirement.describe()} {i.status.replace('-', ' ')}: {i.why}" for i in self.problems()
+        )
         return f"{self.subject or 'artifact'} cannot run on this host: {reasons}"
 
     def raise_if_incompatible(self) -> None:

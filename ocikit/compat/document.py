@@ -135,16 +135,32 @@ def _requirements_from_labels(groups: Mapping[str, Any]) -> list[Requirement]:
     source = ("org.supercontainers",)
     glibc = str(labels.get("glibc", "") or "")
     if glibc and glibc != "unknown":
-        out.append(Requirement("libc", "glibc", minimum=glibc, why=f"org.supercontainers glibc={glibc}",
-                               sources=source))
+        out.append(
+            Requirement("libc", "glibc", minimum=glibc, why=f"org.supercontainers glibc={glibc}", sources=source)
+        )
     mpi = str(labels.get("mpi.implementation", "") or "")
     for family in [m for m in mpi.split(",") if m in _MPI_SONAME]:
         # Advisory: the label names the MPI the image uses, not whether the host must supply it.
-        out.append(Requirement("library", _MPI_SONAME[family], category="mpi", required=False,
-                               why=f"org.supercontainers mpi.implementation={mpi}", sources=source))
+        out.append(
+            Requirement(
+                "library",
+                _MPI_SONAME[family],
+                category="mpi",
+                required=False,
+                why=f"org.supercontainers mpi.implementation={mpi}",
+                sources=source,
+            )
+        )
     target = str((groups.get(ARCHSPEC_GROUP) or {}).get("target", "") or "")
     if target:
         features = str((groups.get(ARCHSPEC_GROUP) or {}).get("features", "") or "")
-        out.append(Requirement("cpu-target", target, features=tuple(f for f in features.split(",") if f),
-                               why=f"io.archspec target={target}", sources=("io.archspec",)))
+        out.append(
+            Requirement(
+                "cpu-target",
+                target,
+                features=tuple(f for f in features.split(",") if f),
+                why=f"io.archspec target={target}",
+                sources=("io.archspec",),
+            )
+        )
     return out

@@ -116,8 +116,12 @@ class HostInfo:
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:
         """JSON form; ``full`` adds every CPU flag and library so ``from_dict`` can rebuild the host."""
-        out: dict[str, Any] = {"mediaType": mt.OCIKIT_COMPAT_HOST, "machine": self.machine, "libc": self.libc,
-                               "glibc": self.glibc}
+        out: dict[str, Any] = {
+            "mediaType": mt.OCIKIT_COMPAT_HOST,
+            "machine": self.machine,
+            "libc": self.libc,
+            "glibc": self.glibc,
+        }
         out["libstdcxx"] = {"GLIBCXX": self.glibcxx, "CXXABI": self.cxxabi}
         if self.cpu_flags is not None:
             out["cpu"] = {

@@ -69,8 +69,12 @@ _RULES = [
     # MPI (REFERENCE §8.1 table)
     _rule(r"^libmpi\.so\.40$", "mpi", "openmpi", "Open MPI 3.x-5.x ABI (libmpi.so.40)"),
     _rule(r"^libmpi\.so\.20$", "mpi", "openmpi", "Open MPI 2.x ABI (libmpi.so.20)"),
-    _rule(r"^lib(mpi_(mpifh|usempif08|usempi_ignore_tkr|cxx|java)|open-pal|open-rte)(-\w+)?\.so\.(40|20)$",
-          "mpi", "openmpi", "Open MPI helper library"),
+    _rule(
+        r"^lib(mpi_(mpifh|usempif08|usempi_ignore_tkr|cxx|java)|open-pal|open-rte)(-\w+)?\.so\.(40|20)$",
+        "mpi",
+        "openmpi",
+        "Open MPI helper library",
+    ),
     _rule(r"^libmpi_cray\.so\.12$", "mpi", "cray-mpich", "Cray MPICH (libmpi_cray.so.12)"),
     _rule(r"^libmpi_abi\.so\.1$", "mpi", "mpi-abi", "MPI-5 standard ABI (libmpi_abi.so.1)"),
     _rule(r"^libmpi\.so\.12$", "mpi", "mpich", "MPICH ABI: MPICH, Intel MPI, MVAPICH2, Cray (libmpi.so.12)"),
@@ -80,11 +84,19 @@ _RULES = [
     _rule(r"^libcuda\.so\.1$", "gpu", "cuda", "NVIDIA driver API (libcuda.so.1, from the host driver)", True),
     _rule(r"^libnvidia-ml\.so\.1$", "gpu", "cuda", "NVIDIA management library (host driver)", True),
     _rule(r"^libcudart\.so\.(?P<major>\d+)$", "gpu", "cuda", "CUDA runtime"),
-    _rule(r"^lib(nccl|cublas|cublasLt|cufft|cusparse|cusolver|curand|nvrtc|nvJitLink|cudnn)\.so\.(?P<major>\d+)$",
-          "gpu", "cuda", "CUDA library"),
+    _rule(
+        r"^lib(nccl|cublas|cublasLt|cufft|cusparse|cusolver|curand|nvrtc|nvJitLink|cudnn)\.so\.(?P<major>\d+)$",
+        "gpu",
+        "cuda",
+        "CUDA library",
+    ),
     _rule(r"^libamdhip64\.so\.(?P<major>\d+)$", "gpu", "rocm", "ROCm HIP runtime"),
-    _rule(r"^lib(hsa-runtime64|rocblas|hipblas|rccl|rocfft|rocsparse|rocrand|MIOpen)\.so\.\d+$",
-          "gpu", "rocm", "ROCm library"),
+    _rule(
+        r"^lib(hsa-runtime64|rocblas|hipblas|rccl|rocfft|rocsparse|rocrand|MIOpen)\.so\.\d+$",
+        "gpu",
+        "rocm",
+        "ROCm library",
+    ),
     _rule(r"^libOpenCL\.so\.1$", "gpu", "opencl", "OpenCL ICD loader (needs a vendor ICD on the host)"),
     _rule(r"^libze_loader\.so\.1$", "gpu", "level-zero", "oneAPI Level Zero loader"),
     # Fabrics and process management

@@ -42,9 +42,38 @@ _X86_RENAMES = {
 }
 # Flags whose upper-cased spelling is also the NFD name.
 _X86_SAME = frozenset(
-    {"adx", "avx", "avx2", "avx512bw", "avx512cd", "avx512dq", "avx512f", "avx512ifma", "avx512vbmi", "avx512vl",
-     "bmi1", "bmi2", "cx16", "f16c", "gfni", "mmx", "movbe", "popcnt", "rdrand", "rdseed", "sse", "sse2", "sse4a",
-     "ssse3", "vaes", "vpclmulqdq", "xsave", "xsavec", "xsaveopt", "clzero"}
+    {
+        "adx",
+        "avx",
+        "avx2",
+        "avx512bw",
+        "avx512cd",
+        "avx512dq",
+        "avx512f",
+        "avx512ifma",
+        "avx512vbmi",
+        "avx512vl",
+        "bmi1",
+        "bmi2",
+        "cx16",
+        "f16c",
+        "gfni",
+        "mmx",
+        "movbe",
+        "popcnt",
+        "rdrand",
+        "rdseed",
+        "sse",
+        "sse2",
+        "sse4a",
+        "ssse3",
+        "vaes",
+        "vpclmulqdq",
+        "xsave",
+        "xsavec",
+        "xsaveopt",
+        "clzero",
+    }
 )
 _PCI_VENDORS = {"cuda": ("10de", "NVIDIA"), "rocm": ("1002", "AMD")}
 
@@ -69,21 +98,25 @@ def nfd_document(report: ScanReport | Mapping[str, Any]) -> dict[str, Any] | Non
             continue
         names = sorted({n for n in (nfd_name(f) for f in requirement.features) if n})
         if names:
-            rules.append({
-                "name": f"cpu features of spack target {requirement.name}",
-                "matchFeatures": [
-                    {"feature": "cpu.cpuid", "matchExpressions": {n: {"op": "Exists"} for n in names}}
-                ],
-            })
+            rules.append(
+                {
+                    "name": f"cpu features of spack target {requirement.name}",
+                    "matchFeatures": [
+                        {"feature": "cpu.cpuid", "matchExpressions": {n: {"op": "Exists"} for n in names}}
+                    ],
+                }
+            )
     for stack in gpu.split(","):
         if stack in _PCI_VENDORS:
             vendor, label = _PCI_VENDORS[stack]
-            rules.append({
-                "name": f"{label} GPU ({stack})",
-                "matchFeatures": [
-                    {"feature": "pci.device", "matchExpressions": {"vendor": {"op": "In", "value": [vendor]}}}
-                ],
-            })
+            rules.append(
+                {
+                    "name": f"{label} GPU ({stack})",
+                    "matchFeatures": [
+                        {"feature": "pci.device", "matchExpressions": {"vendor": {"op": "In", "value": [vendor]}}}
+                    ],
+                }
+            )
     if not rules:
         return None
     return {

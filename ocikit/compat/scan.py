@@ -33,8 +33,9 @@ _TASK = "compat-scan"
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
-def scan(path: str, progress: Progress | None = None, workers: int | None = None,
-         use_libmagic: bool = True) -> ScanReport:
+def scan(
+    path: str, progress: Progress | None = None, workers: int | None = None, use_libmagic: bool = True
+) -> ScanReport:
     """Scan the directory ``path`` (a view, a pulled view, any tree) for compatibility facts.
 
     ``workers``: processes reading and parsing files (default: the CPUs this process may

@@ -177,7 +177,7 @@ def _legacy_nodes(spec: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     # spec.json before v0.17 (specfile version 1): [{"<name>": {...}}, ...]
     out = []
     for entry in spec:
-        (name, body), = entry.items()
+        ((name, body),) = entry.items()
         out.append({"name": name, **body})
     return out
 

@@ -51,8 +51,12 @@ def attach_command(cli: CliContext, reference: str, source: str, nfd: bool, json
 
 @compat.command("check")
 @click.argument("target")
-@click.option("--host", "host_file", type=click.Path(exists=True, dir_okay=False),
-              help="Check against a host saved with `ocikit compat host --json` instead of this one.")
+@click.option(
+    "--host",
+    "host_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Check against a host saved with `ocikit compat host --json` instead of this one.",
+)
 @json_option
 @pass_cli
 def check_command(cli: CliContext, target: str, host_file: str | None, json_output: bool) -> None:
@@ -102,7 +106,9 @@ def _render_scan(report: dict[str, Any]) -> str:
     for requirement in report["requirements"]:
         flag = "required" if requirement["required"] else "advisory"
         minimum = f" >= {requirement['minimum']}" if requirement.get("minimum") else ""
-        lines.append(f"  {flag:<8} {requirement['kind']:<11} {requirement['name']}{minimum}: {requirement.get('why', '')}")
+        lines.append(
+            f"  {flag:<8} {requirement['kind']:<11} {requirement['name']}{minimum}: {requirement.get('why', '')}"
+        )
     for key, value in report["annotations"].items():
         lines.append(f"label {key}={value}")
     return "\n".join(lines)
@@ -118,7 +124,9 @@ def _render_host(host: dict[str, Any]) -> str:
     ]
     if cpu:
         lines.append(f"cpu      {cpu.get('vendor', '')} {cpu.get('level', '')} ({cpu.get('flags')} flags)")
-    lines.append(f"nvidia   driver {nvidia['driver'] or 'none'}" + (f", CUDA {nvidia['cuda']}" if nvidia["cuda"] else ""))
+    lines.append(
+        f"nvidia   driver {nvidia['driver'] or 'none'}" + (f", CUDA {nvidia['cuda']}" if nvidia["cuda"] else "")
+    )
     if "mpi" in host:
         lines.append("mpi      " + (", ".join(f"{k} ({v})" for k, v in host["mpi"].items()) or "none"))
     return "\n".join(lines)

@@ -29,5 +29,6 @@ def label(cli: CliContext, reference: str, labels: tuple[str, ...], json_output:
     except InvalidContentError as exc:
         raise click.BadParameter(str(exc), param_hint="LABELS") from None
     descriptor = label_reference(reference, parsed, cli.options)
-    emit(json_output, descriptor.to_dict(),
-         lambda d: f"labelled {reference} with {len(parsed)} label(s): {d['digest']}")
+    emit(
+        json_output, descriptor.to_dict(), lambda d: f"labelled {reference} with {len(parsed)} label(s): {d['digest']}"
+    )
