@@ -45,6 +45,16 @@ _LAZY: dict[str, str] = {
     "similarity": "ocikit.similarity.api",
     "SimilarityResult": "ocikit.similarity.api",
     "plot_heatmap": "ocikit.similarity.plot",
+    "scan": "ocikit.compat.scan",
+    "ScanReport": "ocikit.compat.report",
+    "attach_compat": "ocikit.compat.artifact",
+    "read_compat_document": "ocikit.compat.artifact",
+    "check_host": "ocikit.compat.check",
+    "check_reference": "ocikit.compat.check",
+    "CheckReport": "ocikit.compat.check",
+    "HostInfo": "ocikit.compat.host",
+    "add_labels": "ocikit.compat.labels",
+    "read_labels": "ocikit.compat.labels",
 }
 
 __all__ = sorted(

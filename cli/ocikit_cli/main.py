@@ -23,8 +23,10 @@ from .context import CliContext, build_options
 # name -> "module:attribute"; one module per command (or command group) in commands/.
 COMMANDS: dict[str, str] = {
     "attach": "ocikit_cli.commands.attach:attach_cmd",
+    "compat": "ocikit_cli.commands.compat:compat",
     "copy": "ocikit_cli.commands.copy:copy_cmd",
     "discover": "ocikit_cli.commands.attach:discover_cmd",
+    "label": "ocikit_cli.commands.label:label",
     "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
     "relocate": "ocikit_cli.commands.relocate:command",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
