@@ -24,14 +24,19 @@ from .context import CliContext, build_options
 COMMANDS: dict[str, str] = {
     "attach": "ocikit_cli.commands.attach:attach_cmd",
     "cache": "ocikit_cli.commands.cache:cache_cmd",
+    "compat": "ocikit_cli.commands.compat:compat",
     "copy": "ocikit_cli.commands.copy:copy_cmd",
     "discover": "ocikit_cli.commands.attach:discover_cmd",
+    "label": "ocikit_cli.commands.label:label",
     "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
     "pull": "ocikit_cli.commands.pull:pull_cmd",
     "relocate": "ocikit_cli.commands.relocate:command",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
     "tags": "ocikit_cli.commands.tags:tags_cmd",
     "wait": "ocikit_cli.commands.pull:wait_cmd",
+    "ztoc": "ocikit_cli.commands.ztoc:ztoc",
+    "get-file": "ocikit_cli.commands.get_file:get_file",
+    "similarity": "ocikit_cli.commands.similarity:similarity_cmd",
 }
 
 
