@@ -191,9 +191,11 @@ def check_compatibility(store: Store, manifest: Descriptor) -> None:
     Reads only the referrer, never a layer. Without the compat module nothing is checked.
     """
     try:
-        from .compat import check_reference  # type: ignore[attr-defined]
-    except ImportError:
-        return
+        from .compat.check import check_reference
+    except ModuleNotFoundError as exc:  # a build without the compat package; anything else is a bug
+        if (exc.name or "").startswith("ocikit.compat"):
+            return
+        raise
     report = check_reference(store, manifest)
     if report is not None and not getattr(report, "compatible", True):
         explain = getattr(report, "explain", None)
@@ -224,8 +226,10 @@ def _finish_view(staging: str, config: Mapping[str, Any], dest: str, relocate: b
     if not old or not new or old == new:
         return ""
     try:
-        from .relocate import relocate_tree  # type: ignore[attr-defined]
-    except ImportError:
+        from .relocate import relocate_tree
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("ocikit.relocate"):
+            raise
         raise UnsupportedError(
             "this view must be relocated but ocikit.relocate is not available; install the full ocikit"
         ) from None

@@ -364,3 +364,36 @@ def test_view_published_from_the_node_cache_is_relocated_per_target(tmp_path):
     assert placeholder in open(os.path.join(entry.path, "bin/tool")).read()
     assert os.stat(os.path.join(target, "share/untouched.txt")).st_ino == os.stat(os.path.join(entry.path, "share/untouched.txt")).st_ino
     assert os.stat(os.path.join(target, "bin/tool")).st_ino != os.stat(os.path.join(entry.path, "bin/tool")).st_ino
+
+
+def test_compatibility_referrer_is_checked_before_any_layer(tmp_path):
+    pytest.importorskip("ocikit.compat")
+    import json as _json
+
+    from ocikit.compat.artifact import attach_document
+    from ocikit.errors import IncompatibleError
+
+    layout, dest = str(tmp_path / "layout"), str(tmp_path / "dest")
+    image = push_tar(layout, TarBuilder().file("bin/tool", b"elf").bytes())
+    other_arch = "s390x" if Platform.host().architecture != "s390x" else "ppc64le"
+    body = {"compatibilities": {"io.ocikit": {"requirements": [{"kind": "arch", "name": other_arch}]}}}
+    store = LayoutStore(layout)
+    attach_document(
+        store, image, mt.IMAGE_COMPAT_ARTIFACT, mt.IMAGE_COMPAT_SPEC_LAYER, _json.dumps(body).encode(),
+        {mt.ANNOTATION_CREATED: "2025-01-01T00:00:00Z"},
+    )
+    (layer,) = ocikit.get_manifest(f"oci:{layout}:v1").layers
+    fetched = []
+
+    class Recording:
+        def fetch(self, desc):
+            fetched.append(desc.digest)
+            return store.fetch(desc)
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+    with pytest.raises(IncompatibleError, match=other_arch):
+        ocikit.pull(f"oci:{layout}:v1", dest, store=Recording())
+    assert layer.digest not in fetched and not os.path.exists(dest)
+    assert ocikit.pull(f"oci:{layout}:v1", dest, skip_compat_check=True).files == 1

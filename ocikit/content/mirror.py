@@ -13,7 +13,9 @@ a ``docker-registry`` in proxy mode) in front of the registry. Mirrors come from
 Mirrors are tried in order, the upstream last. Content is addressed by digest and
 verified, so a mirror with only the ``pull`` capability serves blobs and manifests by
 digest; turning a *tag* into a digest is trusted only to hosts with ``resolve``
-(containerd's rule: a public mirror must not decide what a tag means). Requests to a
+(containerd's rule: a public mirror must not decide what a tag means). Referrers (the
+compatibility check reads them) are listed through mirrors too: found by digest, verified
+by digest, a mirror can at worst omit one. Requests to a
 mirror carry ``?ns=<registry>`` as containerd sends them. A mirror that fails or lacks the
 content is skipped silently; only the upstream's error is reported.
 """
@@ -218,6 +220,27 @@ class MirrorStore:
     def resolve(self, reference: str) -> Descriptor:
         by_digest = reference.startswith(("sha256:", "sha512:"))
         return self._first(PULL if by_digest else RESOLVE, lambda store: store.resolve(reference))  # type: ignore[no-any-return]
+
+    def referrers(self, subject: Descriptor, artifact_type: str = "") -> list[Descriptor]:
+        # Referrers (compatibility metadata, signatures) are found by the subject's digest and
+        # every document is verified by digest; a mirror can at worst omit one, like an outage.
+        # An empty answer from a mirror is not final: the upstream may know more.
+        answered = False
+        for store in self._readers(PULL)[:-1]:
+            try:
+                found = store.referrers(subject, artifact_type)  # type: ignore[attr-defined]
+            except (OcikitError, OSError) as exc:
+                log.debug("mirror %s skipped: %s", store.describe(), exc)
+                continue
+            if found:
+                return found  # type: ignore[no-any-return]
+            answered = True
+        try:
+            return self.upstream.referrers(subject, artifact_type)  # type: ignore[attr-defined,no-any-return]
+        except (OcikitError, OSError):
+            if answered:
+                return []
+            raise
 
     def push(self, desc: Descriptor, data: "BinaryIO | bytes", on_bytes: ByteCallback | None = None) -> None:
         self.upstream.push(desc, data, on_bytes)
