@@ -162,7 +162,7 @@ class NodeCache:
         from .puller import check_compatibility, extract_policy, open_source
 
         source = store or open_source(ref, self.options)
-        local_first = self._manifest_source(source, ref)
+        local_first = _LocalFirst(self.blobs, source)  # a pinned digest resolves from the cache
         resolved = resolve_manifest(local_first, ref.reference, platform=platform, label=str(ref))
         found = self.get(resolved.descriptor.digest)
         if found is not None:
@@ -179,12 +179,8 @@ class NodeCache:
                 return self._used(found, str(ref))
             return self._build(plan, source, policy, max_size, progress)
 
-    def _manifest_source(self, source: Store, ref: Reference) -> Store:
-        """Resolve a pinned digest from the cache's own copy of the manifest when it has one."""
-        return _LocalFirst(self.blobs, source)  # type: ignore[return-value]
-
     def _build(self, plan: ArtifactPlan, source: Store, policy: Any, max_size: int | None, progress: Progress) -> CacheEntry:
-        from .puller import _apply_records, marker_document
+        from .puller import apply_records, marker_document
         from .ready import MARKER_DIR, MARKER_NAME, write_marker
 
         staging = os.path.join(self.root, "tmp", uuid.uuid4().hex)
@@ -196,7 +192,7 @@ class NodeCache:
                 plan, opener.open, tree, work, policy=policy, budget=SizeBudget(max_size),
                 concurrency=self.options.concurrency, progress=progress,
             )
-            _apply_records(tree, stats)
+            apply_records(tree, stats)
             self._keep_documents(plan, source)
             write_marker(os.path.join(tree, MARKER_DIR, MARKER_NAME), marker_document(plan, stats))
             now = time.time()

@@ -140,7 +140,7 @@ def pull(
                 concurrency=options.concurrency, writer_threads=writer_threads, progress=progress,
             )
             relocated_to = finish_view(staging.tree, plan, target.path, relocate, progress)
-            _apply_records(staging.tree, stats)
+            apply_records(staging.tree, stats)
             target.commit(staging, marker_document(plan, stats, relocated_to))
         except BaseException:
             target.abort(staging)
@@ -209,7 +209,9 @@ def finish_view(tree: str, plan: ArtifactPlan, dest: str, relocate: bool, progre
     return _finish_view(tree, plan.config, dest, relocate, progress)
 
 
-def _finish_view(staging: str, config: Mapping[str, Any], dest: str, relocate: bool, progress: Progress) -> str:
+def _finish_view(
+    staging: str, config: Mapping[str, Any], dest: str, relocate: bool, progress: Progress = NULL_PROGRESS
+) -> str:
     """The relocation hook: placeholder (or recorded root) → DEST, or → the recorded root with ``relocate=False``.
 
     ``config["relocation"]`` = ``{"root", "viewPath", "placeholder", "files", "relativeRpaths"}``
@@ -264,7 +266,8 @@ def marker_document(plan: ArtifactPlan, stats: ExtractStats, relocated_to: str =
     }
 
 
-def _apply_records(tree: str, stats: ExtractStats) -> None:
+def apply_records(tree: str, stats: ExtractStats) -> None:
+    """Directory modes and times of an extracted tree, applied last."""
     fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         apply_directory_records(fd, stats.dir_records)

@@ -261,3 +261,14 @@ def test_dest_not_made_by_ocikit_is_never_replaced(env):
     with pytest.raises(ocikit.errors.AlreadyExistsError):
         ocikit.pull(f"oci:{layout}:v1", dest)
     assert os.listdir(dest) == ["precious"]
+
+
+def test_one_bad_layer_stops_the_others_and_is_the_error_reported(env):
+    tmp, layout, dest, outside = env
+    big = TarBuilder()
+    for i in range(3000):
+        big.file(f"many/f{i}", b"x" * 100)
+    bad = TarBuilder().file("ok", b"x").file("../escape", b"evil").bytes()
+    push_view(layout, [big.bytes(), bad])
+    error = _fails(layout, dest)
+    assert (error.entry, error.rule) == ("../escape", "path traversal")

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Callable
 
@@ -81,29 +82,27 @@ def extract_plan(
                 _extract_ordered(plan.layers, runner, layers, tree_fd, work, stats)
             else:
                 futures = [layers.submit(runner.run, job, tree_fd) for job in plan.layers]
-                _collect(futures, stats)
+                _collect(futures, stats, runner.cancel)
     finally:
         os.close(tree_fd)
     return stats
 
 
-def _collect(futures: list[Future[LayerOutcome | None]], stats: ExtractStats) -> None:
-    """Wait for all layers; on the first failure cancel what has not started and re-raise it."""
-    error: BaseException | None = None
+def _collect(futures: list[Future[LayerOutcome | None]], stats: ExtractStats, cancel: threading.Event) -> None:
+    """Wait for all layers; on the first failure stop the others and re-raise that failure."""
+    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    failed = [f for f in futures if f in done and f.exception() is not None]
+    if failed:
+        cancel.set()
+        for future in futures:
+            future.cancel()
+        wait(futures)
+        raise failed[0].exception()  # type: ignore[misc]
     for future in futures:
-        try:
-            outcome = future.result()
-        except BaseException as exc:
-            if error is None:
-                error = exc
-                for other in futures:
-                    other.cancel()
-            continue
+        outcome = future.result()
         if outcome is not None:
             stats.add(outcome)
             stats.dir_records.extend(outcome.dir_records)
-    if error is not None:
-        raise error
 
 
 def _extract_ordered(
@@ -132,13 +131,10 @@ def _extract_ordered(
             stats.dir_records.extend(outcome.dir_records)
             remove_tree(path)
     except BaseException:
+        runner.cancel.set()
         for future in futures:
             future.cancel()
-        for future in futures:
-            try:
-                future.result()
-            except BaseException:
-                pass
+        wait(futures)
         raise
     finally:
         for path in dirs:
@@ -163,6 +159,7 @@ class _LayerRunner:
         self.pool = pool
         self.progress = progress
         self.stats = stats
+        self.cancel = threading.Event()  # set when one layer failed: the others stop early
 
     def run_in_dir(self, job: LayerJob, path: str) -> LayerOutcome:
         fd = os.open(path, _DIR_FLAGS)
@@ -202,7 +199,7 @@ class _LayerRunner:
         )
         with stream:
             extractor = SafeExtractor(tree_fd, policy, self.pool, label)
-            outcome = extractor.extract(TarStream(stream.next_chunk))
+            outcome = extractor.extract(TarStream(stream.next_chunk), self.cancel)
         outcome.uncompressed_bytes = stream.uncompressed_size
         return outcome
 

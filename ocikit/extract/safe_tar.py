@@ -40,6 +40,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from dataclasses import dataclass, field
 
 from ..errors import InvalidContentError, LocalIOError, UnsafeContentError
@@ -53,6 +54,10 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class ExtractionCancelled(Exception):
+    """Another layer of the same pull failed; this one stopped (the other error is reported)."""
 
 
 @dataclass(frozen=True)
@@ -138,11 +143,14 @@ class SafeExtractor:
 
     # -- public ------------------------------------------------------------------------
 
-    def extract(self, stream: TarStream) -> LayerOutcome:
+    def extract(self, stream: TarStream, cancel: threading.Event | None = None) -> LayerOutcome:
+        """Extract every entry; stop early (``ExtractionCancelled``) once ``cancel`` is set."""
         try:
             while (entry := stream.next_entry()) is not None:
                 self._entry = entry.name
                 self._one(entry, stream)
+                if cancel is not None and cancel.is_set():
+                    raise ExtractionCancelled(self.label)
             stream.drain(self.policy.trailing_limit)
             self._barrier()
         finally:
