@@ -110,7 +110,8 @@ def main() -> None:
 
     os.makedirs(args.work_dir, exist_ok=True)
     paths = prepare(args.work_dir, corpus_path())
-    server = RegistryServer(workdir=tempfile.mkdtemp(prefix="ocikit-bench-registry-"))
+    registry_dir = tempfile.mkdtemp(prefix="ocikit-bench-registry-")
+    server = RegistryServer(workdir=registry_dir)
     try:
         digests = publish(args.work_dir, paths, server.host)
         dest = os.path.join(args.dest_dir, f"ocikit-bench-dest-{os.getpid()}")
@@ -141,6 +142,7 @@ def main() -> None:
                 print(f"  {name:28s} {seconds:7.2f} s  (cpu {cpu_seconds:6.2f} s)", file=sys.stderr)
     finally:
         server.close()
+        shutil.rmtree(registry_dir, ignore_errors=True)
     report(results, cpu, paths, args.dest_dir)
 
 
