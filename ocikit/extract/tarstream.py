@@ -55,7 +55,7 @@ _TYPES = {
 _META_TYPES = (b"x", b"g", b"L", b"K", b"V")
 
 
-@dataclass(**({"slots": True} if __import__("sys").version_info >= (3, 10) else {}))
+@dataclass(slots=True)
 class TarEntry:
     """One archive member, with the names exactly as stored (not yet checked)."""
 
