@@ -27,6 +27,9 @@ _LAZY: dict[str, str] = {
     "LayoutStore": "ocikit.content.layout",
     "MemoryStore": "ocikit.content.memory",
     "Progress": "ocikit.progress",
+    "push_view": "ocikit.push_view",
+    "PushResult": "ocikit.push_view",
+    "placeholder_for": "ocikit.spack.artifact",
 }
 
 __all__ = sorted(

@@ -21,7 +21,9 @@ from ocikit.errors import OcikitError, exit_code_for
 from .context import CliContext, build_options
 
 # name -> "module:attribute"; one module per command (or command group) in commands/.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "push-view": "ocikit_cli.commands.push_view:push_view_command",
+}
 
 
 class LazyGroup(click.Group):
