@@ -27,8 +27,14 @@ _LAZY: dict[str, str] = {
     "LayoutStore": "ocikit.content.layout",
     "MemoryStore": "ocikit.content.memory",
     "Progress": "ocikit.progress",
-    "push_view": "ocikit.push_view",
-    "PushResult": "ocikit.push_view",
+    "attach": "ocikit.api",
+    "copy": "ocikit.api",
+    "discover": "ocikit.api",
+    "get_manifest": "ocikit.api",
+    "list_tags": "ocikit.api",
+    "resolve": "ocikit.api",
+    "push_view": "ocikit.view_push",
+    "PushResult": "ocikit.view_push",
     "placeholder_for": "ocikit.spack.artifact",
 }
 

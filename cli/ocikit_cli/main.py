@@ -22,7 +22,13 @@ from .context import CliContext, build_options
 
 # name -> "module:attribute"; one module per command (or command group) in commands/.
 COMMANDS: dict[str, str] = {
+    "attach": "ocikit_cli.commands.attach:attach_cmd",
+    "copy": "ocikit_cli.commands.copy:copy_cmd",
+    "discover": "ocikit_cli.commands.attach:discover_cmd",
+    "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
     "push-view": "ocikit_cli.commands.push_view:push_view_command",
+    "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
+    "tags": "ocikit_cli.commands.tags:tags_cmd",
 }
 
 
@@ -55,7 +61,7 @@ class LazyGroup(click.Group):
     default="",
     help="A docker config.json with credentials (default: $DOCKER_CONFIG or ~/.docker).",
 )
-@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), default="", help="Extra CA bundle.")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), default=None, help="CA bundle for TLS.")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel transfers.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.pass_context
@@ -70,6 +76,7 @@ def cli(ctx: click.Context, **flags: Any) -> None:
         password = sys.stdin.readline().rstrip("\r\n")
     password = password or os.environ.get("OCIKIT_PASSWORD", "")
     quiet = flags.pop("quiet")
+    flags["ca_bundle"] = flags["ca_bundle"] or ""
     ctx.obj = CliContext(options=build_options(password=password, **flags), quiet=quiet)
 
 

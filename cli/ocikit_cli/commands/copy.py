@@ -1,0 +1,35 @@
+"""ocikit copy SRC DST"""
+
+from __future__ import annotations
+
+import click
+
+import ocikit
+
+from ..context import CliContext, pass_cli
+from ..output import emit, human_bytes, json_option
+
+
+@click.command("copy")
+@click.argument("source")
+@click.argument("destination")
+@click.option("--referrers", is_flag=True, help="Also copy the referrer graph (signatures, zTOCs, metadata).")
+@json_option
+@pass_cli
+def copy_cmd(cli: CliContext, source: str, destination: str, referrers: bool, json_output: bool) -> None:
+    """Copy an image, index or artifact between registries and OCI layouts.
+
+    Blobs the destination has are skipped; on one registry they are mounted across
+    repositories instead of transferred.
+    """
+    progress = cli.progress(json_output)
+    result = ocikit.copy(source, destination, referrers=referrers, options=cli.options, progress=progress)
+    getattr(progress, "close", lambda: None)()
+    emit(
+        json_output,
+        result.to_dict(),
+        lambda r: (
+            f"copied {r['digest']}: {r['blobsCopied']} blobs ({human_bytes(r['bytesCopied'])}), "
+            f"{r['blobsSkipped']} skipped, {r['blobsMounted']} mounted, {len(r['referrers'])} referrers"
+        ),
+    )

@@ -1,0 +1,106 @@
+"""String-level facade: one function per basic verb, references as users type them.
+
+These are what the CLI commands call and what a notebook or CSI driver uses first;
+each opens the stores it needs with :func:`ocikit.content.open.open_store` and calls the
+store-level operation (``ocikit.transfer``, ``ocikit.artifacts``). Feature verbs
+(``push_view``, ``pull``, ``build_ztocs``, ``scan``, ``similarity``…) live in their own
+modules and are exported from :mod:`ocikit` the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from . import artifacts, transfer
+from .content.base import SupportsTagList, fetch_manifest
+from .content.open import open_store
+from .errors import InvalidReferenceError, UnsupportedError
+from .options import DEFAULT_OPTIONS, Options
+from .progress import NULL_PROGRESS, Progress
+from .reference import Reference, RegistryReference
+from .spec.descriptor import Descriptor, Platform
+from .spec.manifest import ParsedManifest, select_platform
+
+
+def resolve(reference: str, *, options: Options = DEFAULT_OPTIONS) -> Descriptor:
+    """The manifest descriptor a reference points at (a HEAD request on registries)."""
+    store, ref = open_store(reference, options, create=False)
+    return store.resolve(ref.reference)
+
+
+def get_manifest(
+    reference: str, *, platform: "Platform | str | None" = None, options: Options = DEFAULT_OPTIONS
+) -> ParsedManifest:
+    """Fetch a manifest or index; with ``platform``, an index is resolved to that platform's manifest."""
+    store, ref = open_store(reference, options, create=False)
+    parsed = fetch_manifest(store, ref.reference)
+    if platform is not None and parsed.is_index:
+        wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+        parsed = fetch_manifest(store, select_platform(parsed, wanted))
+    return parsed
+
+
+def list_tags(repository: str, *, options: Options = DEFAULT_OPTIONS) -> list[str]:
+    """Tags of a repository (``host/repo``) or an OCI layout (``oci:PATH``)."""
+    store, ref = open_store(repository, options, create=False)
+    if ref.tag or ref.digest:
+        raise InvalidReferenceError(f"{repository!r}: name a repository, without tag or digest")
+    if not isinstance(store, SupportsTagList):
+        raise UnsupportedError(f"{store.describe()} cannot list tags")
+    return store.tags()
+
+
+def copy(
+    source: str,
+    destination: str,
+    *,
+    referrers: bool = False,
+    options: Options = DEFAULT_OPTIONS,
+    progress: Progress = NULL_PROGRESS,
+) -> transfer.CopyResult:
+    """Copy an image, index or artifact (and with ``referrers`` its referrer graph).
+
+    The destination tag is the destination reference's tag, else the source's tag.
+    """
+    src, src_ref = open_store(source, options, create=False)
+    dst, dst_ref = open_store(destination, options)
+    tag = _destination_tag(src_ref, dst_ref)
+    return transfer.copy(
+        src, src_ref.reference, dst, tag, referrers=referrers, concurrency=options.concurrency, progress=progress
+    )
+
+
+def _destination_tag(src: Reference, dst: Reference) -> str:
+    if dst.tag:
+        return dst.tag
+    if dst.digest:
+        return ""
+    if src.tag:
+        return src.tag
+    if isinstance(src, RegistryReference) and not src.digest:
+        return "latest"
+    return ""
+
+
+def attach(
+    reference: str,
+    artifact_type: str,
+    files: Iterable[str] = (),
+    annotations: Mapping[str, str] | None = None,
+    *,
+    options: Options = DEFAULT_OPTIONS,
+) -> Descriptor:
+    """Attach files as a referrer of ``reference`` (``oras attach``); returns the referrer."""
+    store, ref = open_store(reference, options, create=False)
+    subject = store.resolve(ref.reference)
+    return artifacts.attach(store, subject, artifact_type, files, annotations)
+
+
+def discover(
+    reference: str, artifact_type: str = "", *, options: Options = DEFAULT_OPTIONS
+) -> tuple[Descriptor, list[artifacts.ReferrerNode]]:
+    """The subject's descriptor and its referrers as a tree."""
+    store, ref = open_store(reference, options, create=False)
+    subject = store.resolve(ref.reference)
+    return subject, artifacts.discover(store, subject, artifact_type)
+
