@@ -1,0 +1,115 @@
+"""Framed compression: the cut rule, the zstd seek table, gzip members, streaming relocation."""
+
+import gzip
+import os
+import subprocess
+import tarfile
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import zstandard
+
+from ocikit.content.memory import MemoryStore
+from ocikit.pack.compress import Compression, FrameCompressor, parse_seek_table
+from ocikit.pack.pipeline import Pools, compress_and_push
+from ocikit.pack.stream import FRAME_TARGET, LayerReader, Relocation
+from ocikit.spack.layering import plan_layers
+from ocikit.spack.view import scan_view
+
+ROOT = "/opt/._view/" + "q" * 32
+PLACEHOLDER = "/" + "P" * (len(ROOT) - 1)
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    top = tmp_path_factory.mktemp("frames") / "tree"
+    top.mkdir()
+    for i in range(40):
+        (top / f"small{i:02d}").write_bytes(os.urandom(100_000 + i))
+    big = bytearray(os.urandom(9 * MIB + 123))
+    for offset in (0, 4 * MIB - 10, 8 * MIB - 1, len(big) - len(ROOT)):  # the second and third straddle cuts
+        big[offset : offset + len(ROOT)] = ROOT.encode()
+    (top / "big").write_bytes(big)
+    (top / "exactly4m").write_bytes(os.urandom(4 * MIB))
+    (top / "empty").write_bytes(b"")
+    (top / "mid").write_bytes(b"prefix " + ROOT.encode() + b"/lib suffix")
+    os.symlink("mid", top / "link")
+    return str(top)
+
+
+def push(tree, algorithm):
+    view = scan_view(tree)
+    [plan] = plan_layers(view, "packages")
+    reader = LayerReader(view.source, plan, Relocation(ROOT, PLACEHOLDER))
+    store = MemoryStore()
+    pools = Pools(ThreadPoolExecutor(2), ThreadPoolExecutor(1), depth=2)
+    try:
+        outcome = compress_and_push(reader, FrameCompressor(Compression.parse(algorithm)), pools, store, lambda n: None)
+    finally:
+        pools.close()
+    blob = store.fetch(outcome.descriptor).readall()
+    return plan, outcome, blob
+
+
+def expected_frame_sizes(tar: bytes) -> list[int]:
+    """The cut rule computed independently from tarfile's member offsets."""
+    cuts = []
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        for member in archive.getmembers():
+            data_end = member.offset_data + (member.size if member.isreg() else 0)
+            if member.isreg():
+                cuts += list(range(member.offset_data + FRAME_TARGET, data_end, FRAME_TARGET))
+            cuts.append(data_end + (-data_end % 512))
+    sizes, start = [], 0
+    for cut in cuts:
+        if cut - start >= FRAME_TARGET:
+            sizes.append(cut - start)
+            start = cut
+    sizes.append(len(tar) - start)
+    return sizes
+
+
+def test_zstd_frames_follow_the_cut_rule_and_the_seek_table_indexes_them(tree):
+    plan, outcome, blob = push(tree, "zstd")
+    tar = subprocess.run(["zstd", "-dc"], input=blob, capture_output=True, check=True).stdout
+    assert len(tar) == plan.tar_size == outcome.tar.tar_size
+    table = parse_seek_table(blob)
+    assert [d for _, d, _ in table] == expected_frame_sizes(tar)
+    assert max(d for _, d, _ in table) < 2 * FRAME_TARGET + 4096
+    offset, pieces = 0, []
+    for compressed, decompressed, checksum in table:
+        frame = blob[offset : offset + compressed]
+        # each frame is a standalone zstd frame whose content checksum the table repeats
+        out = zstandard.ZstdDecompressor().decompress(frame)
+        assert len(out) == decompressed and frame[-4:] == checksum
+        pieces.append(out)
+        offset += compressed
+    assert b"".join(pieces) == tar
+    assert len(blob) - offset == 8 + 12 * len(table) + 9  # only the seek table follows
+
+
+def test_gzip_layer_is_a_deterministic_multi_member_stream(tree):
+    plan, outcome, blob = push(tree, "gzip")
+    tar = gzip.decompress(blob)
+    assert len(tar) == plan.tar_size
+    assert blob[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no FNAME, mtime 0
+    assert subprocess.run(["gzip", "-dc"], input=blob, capture_output=True, check=True).stdout == tar
+    assert blob.count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff") >= len(expected_frame_sizes(tar))
+
+
+def test_relocation_across_frame_boundaries_matches_bytes_replace(tree):
+    plan, outcome, blob = push(tree, "zstd")
+    tar = subprocess.run(["zstd", "-dc"], input=blob, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        stored = {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isreg()}
+    for name in ("big", "mid", "small00", "exactly4m"):
+        original = open(os.path.join(tree, name), "rb").read()
+        assert stored[name] == original.replace(ROOT.encode(), PLACEHOLDER.encode()), name
+    assert sorted(outcome.tar.relocated) == ["big", "mid"]
+    assert ROOT.encode() not in tar
+
+
+def test_same_tree_same_layer_digest(tree):
+    assert push(tree, "zstd")[1].descriptor.digest == push(tree, "zstd")[1].descriptor.digest
