@@ -168,7 +168,7 @@ def push_view(
         [r.descriptor for r in results], [r.diff_id for r in results],
         codec.describe(),
         relocation_record(view, relocation.placeholder, relocated, relative_rpaths),
-        created_timestamp(view),
+        created_timestamp(plans),
     )
     config_bytes = canonical_json(config)
     config_desc = Descriptor.from_bytes(mt.OCIKIT_VIEW_CONFIG, config_bytes)

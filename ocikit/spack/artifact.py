@@ -24,7 +24,7 @@ from typing import Any, Mapping
 from ..errors import InvalidContentError
 from ..spec.descriptor import Descriptor
 from .layering import PACKAGES, LayerPlan
-from .view import View, mtime_of
+from .view import View
 
 CONFIG_SCHEMA_VERSION = 1
 PLACEHOLDER_PATTERN = "__ocikit_root_placeholder__"
@@ -46,8 +46,8 @@ def placeholder_for(root: str) -> str:
     return text[:length]
 
 
-def created_timestamp(view: View) -> str:
-    """RFC 3339 UTC time: ``SOURCE_DATE_EPOCH`` if set, else the newest mtime in the tree."""
+def created_timestamp(plans: list[LayerPlan]) -> str:
+    """RFC 3339 UTC time: ``SOURCE_DATE_EPOCH`` if set, else the newest mtime the layers store."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if epoch:
         try:
@@ -55,7 +55,7 @@ def created_timestamp(view: View) -> str:
         except ValueError:
             raise InvalidContentError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from None
     else:
-        seconds = max([mtime_of(view.root_stat)] + [e.mtime for e in view.entries])
+        seconds = max((m.mtime for plan in plans for m in plan.members), default=0)
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(seconds, 0)))
 
 

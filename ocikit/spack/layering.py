@@ -67,14 +67,14 @@ def plan_layers(view: View, mode: str = PACKAGES, max_layer_size: int = DEFAULT_
     return plans
 
 
-def _to_member(entry: ViewEntry, prefix: str = "") -> TarEntry:
+def _to_member(entry: ViewEntry, prefix: str = "", mtime: int | None = None) -> TarEntry:
     st = entry.stat
     kind = entry.kind
     return TarEntry(
         prefix + entry.rel,
         kind,
         st.st_mode,
-        entry.mtime,
+        entry.mtime if mtime is None else mtime,
         st.st_size if kind == FILE else 0,
         entry.link,
         entry.rel,
@@ -85,7 +85,9 @@ def _to_member(entry: ViewEntry, prefix: str = "") -> TarEntry:
 def _single_layer(view: View) -> LayerPlan:
     title = view.name
     root = TarEntry(title, DIRECTORY, view.root_stat.st_mode, mtime_of(view.root_stat), 0, "", "", view.root_stat)
-    members = [root] + [_to_member(e, title + "/") for e in view.entries]
+    # Stored as they are, real mtimes included (the install-manifest mtimes are for sharing
+    # package layers, which a single layer never does).
+    members = [root] + [_to_member(e, title + "/", mtime_of(e.stat)) for e in view.entries]
     return LayerPlan(ROLE_SINGLE, title, members)
 
 
