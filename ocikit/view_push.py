@@ -269,9 +269,8 @@ class _LayerPusher:
     # -- all layers ----------------------------------------------------------------------
 
     def push_all(self, plans: list[LayerPlan]) -> list[LayerResult]:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        pools = Pools(ThreadPoolExecutor(workers, "ocikit-compress"), ThreadPoolExecutor(1, "ocikit-hash"),
-                      depth=max(2, workers))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        pools = Pools.for_cores(cores)
         order = sorted(range(len(plans)), key=lambda i: -plans[i].tar_size)
         try:
             with ThreadPoolExecutor(min(self.concurrency, len(plans) or 1), "ocikit-layer") as layer_pool:

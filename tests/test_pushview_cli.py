@@ -41,7 +41,9 @@ def test_json_output_and_options(tree, tmp_path):
     assert layer["annotations"]["org.opencontainers.image.title"] == "myapp.tar.gz"
     assert document["layers"][0]["status"] == "uploaded" and document["uploadedBytes"] > 0
     assert document["compat"] is None and document["warnings"] == []
-    members = tar_members(decompress(layout_blob(str(layout), layer["digest"]), layer["mediaType"]))
+    tar = decompress(layout_blob(str(layout), layer["digest"]), layer["mediaType"])
+    assert document["layers"][0]["tarSize"] == len(tar)  # the plan's size, hardlink included
+    members = tar_members(tar)
     kinds = {m.name: ("hardlink:" + m.linkname if m.islnk() else m.type) for m in members}
     assert kinds["share/data-again"] == "hardlink:share/data"  # hardlinks stay hardlinks
 

@@ -5,7 +5,6 @@ import os
 import subprocess
 import tarfile
 import io
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import zstandard
@@ -44,7 +43,7 @@ def push(tree, algorithm):
     [plan] = plan_layers(view, "packages")
     reader = LayerReader(view.source, plan, Relocation(ROOT, PLACEHOLDER))
     store = MemoryStore()
-    pools = Pools(ThreadPoolExecutor(2), ThreadPoolExecutor(1), depth=2)
+    pools = Pools.for_cores(2)
     try:
         outcome = compress_and_push(reader, FrameCompressor(Compression.parse(algorithm)), pools, store, lambda n: None)
     finally:

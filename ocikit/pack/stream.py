@@ -72,7 +72,8 @@ class LayerReader:
     def frames(self) -> Iterator[bytes]:
         parts: list[bytes | memoryview] = []
         size = 0
-        contains_root: dict[str, bool] = {}  # archive name -> file contained the root
+        contains_root: dict[str, bool] = {}  # archive name -> the file contained the root
+        prefix = self.source.rstrip("/") + "/"
         for entry in self.plan.members:
             if self.cancel.is_set():
                 raise Cancelled()
@@ -80,16 +81,20 @@ class LayerReader:
             parts.append(head)
             size += len(head)
             if entry.kind == FILE and entry.size:
-                found = False
-                for piece, cut in self._file_pieces(entry):
-                    if piece is True:  # marker: the file contained the root
-                        found = True
-                        continue
-                    parts.append(piece)
-                    size += len(piece)
-                    if cut and size >= FRAME_TARGET:
-                        yield b"".join(parts)
-                        parts, size = [], 0
+                path = prefix + entry.rel
+                if entry.size <= FRAME_TARGET:  # the common case, kept free of generators
+                    data, found = self._small_file(entry, path)
+                    parts.append(data)
+                    size += len(data)
+                else:
+                    found_box: list[bool] = []
+                    for piece, cut in self._large_file(entry, path, found_box):
+                        parts.append(piece)
+                        size += len(piece)
+                        if cut and size >= FRAME_TARGET:
+                            yield b"".join(parts)
+                            parts, size = [], 0
+                    found = bool(found_box)
                 pad = padding(entry.size)
                 if pad:
                     parts.append(_ZEROS[:pad])
@@ -107,27 +112,29 @@ class LayerReader:
 
     # -- one file -----------------------------------------------------------------------
 
-    def _file_pieces(self, member: TarEntry) -> Iterator[tuple]:  # type: ignore[type-arg]
-        """(piece, is_cut_point_after) for the file's data, plus (True, False) if it held the root."""
-        path = os.path.join(self.source, member.rel)
-        size = member.size
+    def _small_file(self, member: TarEntry, path: str) -> tuple[bytes, bool]:
         fd = _open(path)
         try:
             _check_unchanged(path, member, os.fstat(fd))
-            whole = size <= FRAME_TARGET or self.relocation.rpath_hook is not None
-            if whole:
-                data = _read_exact(fd, size, path)
-                data, found = self._transform(data, member.rel, path)
-                _check_unchanged(path, member, os.fstat(fd))
-                if found:
-                    yield True, False
-                yield from _aligned([data], size)
+            data = _read_exact(fd, member.size, path)
+            _check_unchanged(path, member, os.fstat(fd))
+        finally:
+            os.close(fd)
+        return self._transform(data, member.rel, path)
+
+    def _large_file(self, member: TarEntry, path: str, found: list[bool]) -> Iterator[tuple[bytes | memoryview, bool]]:
+        """(piece, cut point after it) for a file above FRAME_TARGET; appends True to found if it held the root."""
+        fd = _open(path)
+        try:
+            _check_unchanged(path, member, os.fstat(fd))
+            if self.relocation.rpath_hook is not None:  # the hook needs the whole ELF file
+                data, held = self._transform(_read_exact(fd, member.size, path), member.rel, path)
+                pieces: Iterator[bytes] = iter([data])
+                found.extend([True] if held else [])
             else:
-                found_box: list[bool] = []
-                yield from _aligned(self._stream(fd, size, path, found_box), size)
-                _check_unchanged(path, member, os.fstat(fd))
-                if found_box:
-                    yield True, False
+                pieces = self._stream(fd, member.size, path, found)
+            yield from _aligned(pieces, member.size)
+            _check_unchanged(path, member, os.fstat(fd))
         finally:
             os.close(fd)
 
@@ -178,12 +185,8 @@ class LayerReader:
             yield carry
 
 
-def _aligned(pieces, size: int) -> Iterator[tuple[memoryview | bytes, bool]]:  # type: ignore[no-untyped-def]
+def _aligned(pieces: Iterator[bytes], size: int) -> Iterator[tuple[memoryview | bytes, bool]]:
     """Split data pieces at every FRAME_TARGET offset; True marks a cut point (not at the end)."""
-    if size <= FRAME_TARGET:
-        for piece in pieces:
-            yield piece, False
-        return
     offset = 0
     for piece in pieces:
         view = memoryview(piece)

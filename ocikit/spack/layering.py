@@ -62,7 +62,6 @@ def plan_layers(view: View, mode: str = PACKAGES, max_layer_size: int = DEFAULT_
         raise ValueError(f"unknown layer mode {mode!r} (expected 'packages' or 'single')")
     for plan in plans:
         _resolve_hardlinks(plan)
-        plan.tar_size = sum(member_size(m) for m in plan.members) + len(END_OF_ARCHIVE)
         plan.counts = _counts(plan)
     return plans
 
@@ -88,7 +87,8 @@ def _single_layer(view: View) -> LayerPlan:
     # Stored as they are, real mtimes included (the install-manifest mtimes are for sharing
     # package layers, which a single layer never does).
     members = [root] + [_to_member(e, title + "/", mtime_of(e.stat)) for e in view.entries]
-    return LayerPlan(ROLE_SINGLE, title, members)
+    tar_size = sum(member_size(m) for m in members) + len(END_OF_ARCHIVE)
+    return LayerPlan(ROLE_SINGLE, title, members, tar_size=tar_size)
 
 
 def _package_layers(view: View, max_layer_size: int, extension: str) -> list[LayerPlan]:
@@ -115,15 +115,15 @@ def _package_title(package: SpackPackage) -> str:
 def _split(role: str, title: str, entries: list[ViewEntry], limit: int, extension: str,
            package: SpackPackage | None) -> list[LayerPlan]:
     groups: list[list[TarEntry]] = [[]]
-    size = 0
+    sizes = [len(END_OF_ARCHIVE)]
     for entry in entries:
         member = _to_member(entry)
         cost = member_size(member)
-        if groups[-1] and size + cost > limit:
+        if groups[-1] and sizes[-1] + cost > limit:
             groups.append([])
-            size = 0
+            sizes.append(len(END_OF_ARCHIVE))
         groups[-1].append(member)
-        size += cost
+        sizes[-1] += cost
     count = len(groups)
     return [
         LayerPlan(
@@ -133,8 +133,9 @@ def _split(role: str, title: str, entries: list[ViewEntry], limit: int, extensio
             package=package,
             part=i,
             parts=count,
+            tar_size=size,
         )
-        for i, members in enumerate(groups, start=1)
+        for i, (members, size) in enumerate(zip(groups, sizes), start=1)
     ]
 
 
@@ -145,7 +146,8 @@ def _resolve_hardlinks(plan: LayerPlan) -> None:
             continue
         inode = (member.stat.st_dev, member.stat.st_ino)
         if inode in first_name:
-            plan.members[index] = member._replace(kind=HARDLINK, size=0, linkname=first_name[inode])
+            plan.members[index] = link = member._replace(kind=HARDLINK, size=0, linkname=first_name[inode])
+            plan.tar_size += member_size(link) - member_size(member)
         else:
             first_name[inode] = member.name
 
