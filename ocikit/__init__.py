@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "get_manifest": "ocikit.api",
     "list_tags": "ocikit.api",
     "resolve": "ocikit.api",
+    "relocate_tree": "ocikit.relocate.tree",
+    "RelocationReport": "ocikit.relocate.tree",
     "push_view": "ocikit.view_push",
     "PushResult": "ocikit.view_push",
     "placeholder_for": "ocikit.spack.artifact",

@@ -19,6 +19,7 @@ Hierarchy::
     ├── IncompatibleError                        the host cannot run the artifact
     ├── WaitTimeoutError (TimeoutError)
     ├── LocalIOError (OSError)                   a local file could not be read or written
+    ├── RelocationError                          a tree cannot be moved to a new prefix (a string cannot grow)
     └── RegistryError                            the registry answered with an error (carries status/codes)
         ├── AuthenticationError                  401: no or wrong credentials
         ├── PermissionDeniedError                403 / DENIED
@@ -103,6 +104,20 @@ class WaitTimeoutError(OcikitError, TimeoutError):
 
 class LocalIOError(OcikitError, OSError):
     """A local file or directory could not be read or written."""
+
+
+class RelocationError(OcikitError):
+    """A tree cannot be relocated to the requested prefix; nothing was written.
+
+    ``problems`` lists what does not fit (one entry per string: ``path``, ``room``, ``needed``,
+    ``reason``), ``max_new_length`` is the longest destination that would fit when one can be
+    computed (``None`` otherwise).
+    """
+
+    def __init__(self, message: str, problems: tuple = (), max_new_length: int | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems
+        self.max_new_length = max_new_length
 
 
 def redact_url(url: str) -> str:
@@ -224,6 +239,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UnsafeContentError, 6),
     (IncompatibleError, 7),
     (WaitTimeoutError, 8),
+    (RelocationError, 10),
     (RegistryError, 9),
     (OcikitError, 1),
 )

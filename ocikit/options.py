@@ -41,7 +41,10 @@ class Options:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    chunk_size: int = 16 << 20  # PATCH chunk size for uploads without a known size
+    chunk_size: int = 16 << 20  # PATCH chunk size (memory per concurrent chunked upload)
+    # Seekable blobs up to this size go up in one streaming PUT; larger ones in PATCH chunks,
+    # because proxies in front of registries often cap request bodies (nginx, ingress).
+    monolithic_max: int = 512 << 20
     user_agent: str = "ocikit"
 
 

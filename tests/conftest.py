@@ -9,15 +9,15 @@ import pytest
 
 from ocikit.testing.registry import RegistryServer, registry_available
 
-def _find_shared_fixtures() -> str:
-    # ../shared/fixtures of the checkout; worktrees live one level deeper (/work/wt/<name>).
+def _shared_fixtures_dir() -> str:
+    # ../shared/fixtures next to the checkout; helper worktrees sit one level deeper (wt/<name>).
     here = os.path.dirname(os.path.abspath(__file__))
     candidates = [os.environ.get("OCIKIT_SHARED_FIXTURES", "")]
-    candidates += [os.path.join(here, *[".."] * up, "shared", "fixtures") for up in (2, 3)]
+    candidates += [os.path.join(here, *([".."] * up), "shared", "fixtures") for up in (2, 3)]
     return next((os.path.abspath(c) for c in candidates if c and os.path.isdir(c)), os.path.abspath(candidates[1]))
 
 
-SHARED_FIXTURES = _find_shared_fixtures()
+SHARED_FIXTURES = _shared_fixtures_dir()
 REPO_FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "fixtures"))
 
 

@@ -153,3 +153,14 @@ def test_unreachable_registry_is_a_transport_error():
     with pytest.raises(TransportError) as info:
         store.resolve("latest")
     assert "connection failed" in str(info.value)
+
+
+def test_large_seekable_blob_goes_up_in_chunks(registry, proxy):
+    options = Options(retry=FAST.retry, chunk_size=256 << 10, monolithic_max=512 << 10)
+    store = RegistryStore.open(parse_reference(f"{proxy.host}/faults/chunked-file"), options)
+    data = os.urandom(1 << 20)
+    desc = Descriptor.from_bytes(mt.OCI_LAYER_TAR, data)
+    store.push(desc, io.BytesIO(data))
+    patches = [path for method, path, _ in proxy.log if method == "PATCH"]
+    assert len(patches) == 4
+    assert read_all(store, desc, limit=1 << 30) == data

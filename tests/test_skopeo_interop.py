@@ -66,3 +66,21 @@ def test_ocikit_reads_what_skopeo_wrote(registry, tmp_path):
     result = ocikit.copy(layout, f"{registry}/interop/round-trip:v1")
     assert result.root.digest == manifest.digest
     assert ocikit.list_tags(f"oci:{tmp_path / 'skopeo-layout'}") == ["v1"]
+
+
+def test_umoci_lists_and_unpacks_an_ocikit_layout(tmp_path):
+    if shutil.which("umoci") is None:
+        if os.environ.get("CI"):
+            pytest.fail("umoci is not installed but CI requires it")
+        pytest.skip("umoci not installed")
+    layout_dir = tmp_path / "umoci-layout"
+    layout = LayoutStore(str(layout_dir))
+    make_image(layout, [{"etc/hello": b"hello from ocikit\n"}], tag="v1")
+    listed = subprocess.run(["umoci", "ls", "--layout", str(layout_dir)], capture_output=True, text=True, check=True)
+    assert listed.stdout.split() == ["v1"]
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        ["umoci", "unpack", "--rootless", "--image", f"{layout_dir}:v1", str(bundle)],
+        capture_output=True, text=True, check=True,
+    )
+    assert (bundle / "rootfs" / "etc" / "hello").read_bytes() == b"hello from ocikit\n"

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "discover": "ocikit_cli.commands.attach:discover_cmd",
     "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
     "push-view": "ocikit_cli.commands.push_view:push_view_command",
+    "relocate": "ocikit_cli.commands.relocate:command",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
     "tags": "ocikit_cli.commands.tags:tags_cmd",
 }

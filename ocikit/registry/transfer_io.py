@@ -6,9 +6,9 @@ of ``206`` means the server restarted from zero, so the first N bytes are skippe
 caller wraps it in a :class:`~ocikit.digest.VerifyingReader`, so whatever happens on the
 wire, only the promised bytes come out.
 
-Upload: a seekable source of known size goes up in one streaming ``PUT`` (replayable, so
-the transport may retry it); a stream of unknown length goes up in bounded ``PATCH``
-chunks. If a chunk fails part-way, the upload's status (``GET`` on the session, ``Range:
+Upload: a seekable source up to ``Options.monolithic_max`` goes up in one streaming ``PUT``
+(replayable, so it may be retried); larger blobs and streams of unknown length go up in
+bounded ``PATCH`` chunks. If a chunk fails part-way, the upload's status (``GET`` on the session, ``Range:
 0-N``) says how much the registry kept, and the rest of that chunk is resent. Memory is
 bounded by one chunk per upload.
 """
@@ -141,7 +141,7 @@ def upload_blob(client: RepositoryClient, desc: Descriptor, data: "BinaryIO | by
     """Upload ``data`` as ``desc`` (seekable: one streaming PUT; otherwise chunked PATCH)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = io.BytesIO(bytes(data))
-    if _seekable(data):
+    if _seekable(data) and desc.size <= client.transport.options.monolithic_max:
         _upload_monolithic(client, desc, data, on_bytes)
         return
     hasher = new_hasher(desc.digest)

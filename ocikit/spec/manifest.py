@@ -44,13 +44,7 @@ def build_manifest(
         "config": config.to_dict(),
         "layers": layer_list,
     }
-    if artifact_type:
-        document["artifactType"] = artifact_type
-    if subject is not None:
-        document["subject"] = _subject_dict(subject)
-    if annotations:
-        document["annotations"] = dict(annotations)
-    return canonical_json(document)
+    return canonical_json(_with_optional_fields(document, artifact_type, subject, annotations))
 
 
 def build_index(
@@ -65,13 +59,19 @@ def build_index(
         "mediaType": mt.OCI_INDEX,
         "manifests": [d.to_dict() for d in manifests],
     }
+    return canonical_json(_with_optional_fields(document, artifact_type, subject, annotations))
+
+
+def _with_optional_fields(
+    document: dict[str, Any], artifact_type: str, subject: Descriptor | None, annotations: Mapping[str, str] | None
+) -> dict[str, Any]:
     if artifact_type:
         document["artifactType"] = artifact_type
     if subject is not None:
         document["subject"] = _subject_dict(subject)
     if annotations:
         document["annotations"] = dict(annotations)
-    return canonical_json(document)
+    return document
 
 
 def _subject_dict(subject: Descriptor) -> dict[str, Any]:

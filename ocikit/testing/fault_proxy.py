@@ -116,7 +116,10 @@ class FaultProxy:
                         self.wfile.write(chunk[: limit - sent])
                         self.wfile.flush()
                         upstream.close()
-                        self._cut()
+                        # FIN after the partial body: the client gets every byte sent, then an
+                        # early end (an RST could discard queued bytes and make tests racy).
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
                         return
                     self.wfile.write(chunk)
                     sent += len(chunk)
