@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import subprocess
 import time
 
 import jsonschema
@@ -197,3 +198,30 @@ def test_metadata_fingerprint_never_hides_a_change(tmp_path):
     os.utime(tree / "f", ns=(st.st_atime_ns, st.st_mtime_ns))
     changed = push_view(str(tree), layout, cache_dir=cache)
     assert changed.digest != first.digest and changed.layers[0].status == "uploaded"
+
+
+def test_relative_rpaths_make_binaries_run_from_anywhere(view_dir, tmp_path):
+    layout = str(tmp_path / "rpaths")
+    result = push_fixture(view_dir, f"oci:{layout}:r", relative_rpaths=True, cache_dir="")
+    relocation = result.config["relocation"]
+    assert relocation["relativeRpaths"] is True
+    # the .pc files still name the root; most ELF files no longer do
+    assert set(relocation["files"]) < set(files_containing(view_dir, REAL_ROOT.encode()))
+    assert {f for f in relocation["files"] if f.endswith(".pc")} == {
+        "lib/pkgconfig/bzip2.pc", "lib/pkgconfig/liblzma.pc", "lib/pkgconfig/libzstd.pc", "lib/pkgconfig/zlib.pc"}
+    out = tmp_path / "elsewhere"
+    extract_layers(layout, layout_manifest(layout, "r"), str(out))
+    # no relocation applied at all: $ORIGIN-relative RPATHs find the view's own libraries
+    run = subprocess.run([str(out / "bin" / "xz"), "--version"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0 and "5.4.1" in run.stdout
+    ldd = subprocess.run(["ldd", str(out / "bin" / "xz")], capture_output=True, text=True).stdout
+    assert str(out / "bin" / ".." / "lib" / "liblzma.so.5") in ldd or str(out / "lib" / "liblzma.so.5") in ldd
+
+
+def test_compat_metadata_reported_until_wired(view_dir, tmp_path):
+    result = push_fixture(view_dir, f"oci:{tmp_path / 'c'}:t", cache_dir="")
+    skipped = push_fixture(view_dir, f"oci:{tmp_path / 'c'}:t", cache_dir="", compat=False)
+    if result.compat is None:
+        assert result.warnings == ("compatibility metadata not attached: ocikit.compat is not available",)
+    assert skipped.compat is None and skipped.warnings == ()
