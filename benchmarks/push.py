@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from corpus import corpus_path  # noqa: E402
+from corpus import corpus_path
 
 OCIKIT = os.path.join(os.path.dirname(sys.executable), "ocikit")
 

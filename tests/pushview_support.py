@@ -8,13 +8,13 @@ the tests pass as ``root``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import stat
 import subprocess
 import tarfile
-import io
 
 VIEW_HASH = "m5vlrdleywqmp3aiv3sv2s54dysxhz6m"
 REAL_ROOT = f"/opt/._view/{VIEW_HASH}"
@@ -98,8 +98,10 @@ def resolved_link(root: str, rel: str) -> str:
 
 
 def layout_manifest(layout: str, tag: str) -> dict:
-    index = json.load(open(os.path.join(layout, "index.json")))
-    entry = next(m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+    with open(os.path.join(layout, "index.json")) as fh:
+        index = json.load(fh)
+    names = [m.get("annotations", {}).get("org.opencontainers.image.ref.name") for m in index["manifests"]]
+    entry = index["manifests"][names.index(tag)]
     return json.loads(layout_blob(layout, entry["digest"]))
 
 

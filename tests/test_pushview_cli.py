@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from ocikit_cli.commands.push_view import parse_labels, parse_size
-from pushview_support import layout_manifest, tar_members, decompress, layout_blob
+from pushview_support import decompress, layout_blob, layout_manifest, tar_members
 
 OCIKIT = os.path.join(os.path.dirname(sys.executable), "ocikit")
 

@@ -143,7 +143,8 @@ class ReadOnlyRegistry(RegistryServer):
     """docker-registry in maintenance read-only mode: it refuses every upload."""
 
     def _config(self, *args):
-        return super()._config(*args).replace("  maintenance:\n", "  maintenance:\n    readonly:\n      enabled: true\n")
+        readonly = "  maintenance:\n    readonly:\n      enabled: true\n"
+        return super()._config(*args).replace("  maintenance:\n", readonly)
 
 
 @pytest.mark.registry

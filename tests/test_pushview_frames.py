@@ -1,10 +1,10 @@
 """Framed compression: the cut rule, the zstd seek table, gzip members, streaming relocation."""
 
 import gzip
+import io
 import os
 import subprocess
 import tarfile
-import io
 
 import pytest
 import zstandard
@@ -112,3 +112,17 @@ def test_relocation_across_frame_boundaries_matches_bytes_replace(tree):
 
 def test_same_tree_same_layer_digest(tree):
     assert push(tree, "zstd")[1].descriptor.digest == push(tree, "zstd")[1].descriptor.digest
+
+
+@pytest.mark.parametrize("size", [1000, 6 * MIB])
+def test_a_file_holding_root_and_placeholder_is_refused(tmp_path, size):
+    from ocikit.errors import InvalidContentError
+
+    top = tmp_path / "clash"
+    top.mkdir()
+    data = bytearray(size)
+    data[10 : 10 + len(PLACEHOLDER)] = PLACEHOLDER.encode()  # far apart: different chunks when large
+    data[size - 100 : size - 100 + len(ROOT)] = ROOT.encode()
+    (top / "f").write_bytes(data)
+    with pytest.raises(InvalidContentError, match="relocation placeholder"):
+        push(str(top), "zstd")

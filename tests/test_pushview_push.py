@@ -8,9 +8,6 @@ import time
 
 import jsonschema
 import pytest
-
-from ocikit.spec import mediatypes as mt
-from ocikit.view_push import push_view
 from pushview_support import (
     REAL_ROOT,
     VIEW_PATH,
@@ -23,6 +20,9 @@ from pushview_support import (
     tree_listing,
     unpack_fixture,
 )
+
+from ocikit.spec import mediatypes as mt
+from ocikit.view_push import push_view
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "schemas", "view-config.v1.json")
 OTHER_HASH = "a" * 32
@@ -91,8 +91,8 @@ def test_config_validates_and_describes_the_view(pushed, view_dir):
     zlib = next(p for p in config["packages"] if p["name"] == "zlib")
     assert zlib["hash"] == "n6pnftvwnruwxqkvmdrqfkgz46j2g6td" and zlib["version"] == "1.2.13"
     assert zlib["layers"] == [manifest["layers"][3]["digest"]]
-    assert [l["diffId"] for l in config["layers"]] == [
-        l["annotations"][mt.ORAS_ANNOTATION_DIGEST] for l in manifest["layers"]
+    assert [layer["diffId"] for layer in config["layers"]] == [
+        layer["annotations"][mt.ORAS_ANNOTATION_DIGEST] for layer in manifest["layers"]
     ]
     relocation = config["relocation"]
     assert relocation["root"] == REAL_ROOT and relocation["viewPath"] == VIEW_PATH

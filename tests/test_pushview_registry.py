@@ -4,11 +4,6 @@ import os
 import time
 
 import pytest
-
-from ocikit.content.base import fetch_manifest
-from ocikit.content.open import open_store
-from ocikit.spec import mediatypes as mt
-from ocikit.view_push import push_view
 from pushview_support import (
     REAL_ROOT,
     VIEW_PATH,
@@ -17,6 +12,11 @@ from pushview_support import (
     tree_listing,
     unpack_fixture,
 )
+
+from ocikit.content.base import fetch_manifest
+from ocikit.content.open import open_store
+from ocikit.spec import mediatypes as mt
+from ocikit.view_push import push_view
 
 pytestmark = pytest.mark.registry
 

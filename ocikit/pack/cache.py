@@ -119,7 +119,9 @@ class DigestCache:
         )
 
     def blob_for(self, diff_id: str, compression: str) -> tuple[str, int] | None:
-        row = self._query("SELECT digest, size FROM blobs WHERE diff_id = ? AND compression = ?", (diff_id, compression))
+        row = self._query(
+            "SELECT digest, size FROM blobs WHERE diff_id = ? AND compression = ?", (diff_id, compression)
+        )
         return (row[0], int(row[1])) if row else None
 
     def remember_blob(self, diff_id: str, compression: str, digest: str, size: int) -> None:

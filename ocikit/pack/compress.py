@@ -48,7 +48,7 @@ class Compression:
     level: int = 3
 
     @classmethod
-    def parse(cls, algorithm: str, level: int | None = None) -> "Compression":
+    def parse(cls, algorithm: str, level: int | None = None) -> Compression:
         if algorithm not in DEFAULT_LEVEL:
             raise InvalidReferenceError(f"unknown compression {algorithm!r} (expected zstd or gzip)")
         chosen = DEFAULT_LEVEL[algorithm] if level is None else level

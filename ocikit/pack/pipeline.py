@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Union
+from typing import Union
 
 from ..content.base import Store
 from ..spec.descriptor import Descriptor
@@ -45,7 +46,7 @@ class Pools:
     permits: threading.BoundedSemaphore
 
     @classmethod
-    def for_cores(cls, cores: int) -> "Pools":
+    def for_cores(cls, cores: int) -> Pools:
         cores = max(1, cores)
         return cls(
             ThreadPoolExecutor(cores, "ocikit-compress"),
@@ -84,10 +85,10 @@ _Message = Union[_Item, BaseException, object]
 class _Producer(threading.Thread):
     """Reads the layer into frames and submits them; feeds the queue the uploader drains."""
 
-    def __init__(self, reader: LayerReader, compressor: FrameCompressor, pools: Pools, hasher: "hashlib._Hash"):
+    def __init__(self, reader: LayerReader, compressor: FrameCompressor, pools: Pools, hasher: hashlib._Hash):
         super().__init__(name="ocikit-pack", daemon=True)
         self.reader, self.compressor, self.pools, self.hasher = reader, compressor, pools, hasher
-        self.queue: "queue.SimpleQueue[_Message]" = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self.stop = threading.Event()
 
     def run(self) -> None:

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from ..errors import InvalidContentError, LocalIOError
 from ..spack.layering import LayerPlan
@@ -155,34 +155,39 @@ class LayerReader:
         return data, True
 
     def _stream(self, fd: int, size: int, path: str, found: list[bool]) -> Iterator[bytes]:
-        """Chunks of a large file with the root replaced; overlap keeps split matches whole."""
+        """Chunks of a large file with the root replaced; overlap keeps split matches whole.
+
+        The last ``len(root) - 1`` bytes of each chunk are held back and searched again with
+        the next chunk. A complete placeholder in a buffer is always original content: the
+        held-back tail of one written here lacks its leading ``/``, which a match needs.
+        """
         root, placeholder = self.relocation.root_b, self.relocation.placeholder_b
         keep = len(root) - 1
         carry = b""
         remaining = size
+        clash = False
         while remaining:
-            chunk = os.read(fd, min(FRAME_TARGET, remaining))
-            if not chunk:
-                raise _changed(path)
+            chunk = _read_some(fd, min(FRAME_TARGET, remaining), path)
             remaining -= len(chunk)
             buffer = carry + chunk if carry else chunk
+            if placeholder and placeholder in buffer:
+                clash = True
             if root in buffer:
                 if not found:
                     found.append(True)
                 if placeholder:
-                    if placeholder in buffer:
-                        raise InvalidContentError(_placeholder_clash(path, self.relocation.placeholder))
                     buffer = buffer.replace(root, placeholder)
-            if remaining and keep and len(buffer) > keep:
-                yield buffer[:-keep]
-                carry = buffer[-keep:]
+            if found and clash:
+                raise InvalidContentError(_placeholder_clash(path, self.relocation.placeholder))
+            if remaining and len(buffer) > keep:
+                cut = len(buffer) - keep
+                yield buffer[:cut]
+                carry = buffer[cut:]
             elif remaining:
                 carry = buffer
             else:
                 yield buffer
                 carry = b""
-        if carry:
-            yield carry
 
 
 def _aligned(pieces: Iterator[bytes], size: int) -> Iterator[tuple[memoryview | bytes, bool]]:
@@ -205,6 +210,16 @@ def _open(path: str) -> int:
         if exc.errno == 40:  # ELOOP: it became a symlink after the scan
             raise _changed(path) from None
         raise LocalIOError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _read_some(fd: int, size: int, path: str) -> bytes:
+    try:
+        chunk = os.read(fd, size)
+    except OSError as exc:
+        raise LocalIOError(f"cannot read {path}: {exc.strerror}") from None
+    if not chunk:
+        raise _changed(path)  # shorter than the scan saw
+    return chunk
 
 
 def _read_exact(fd: int, size: int, path: str) -> bytes:

@@ -162,7 +162,7 @@ def _checksum(head: bytes, tail: bytes) -> int:
 def _pax_records(values: dict[str, str]) -> bytes:
     out = bytearray()
     for key in sorted(values):
-        payload = f" {key}={values[key]}\n".encode("utf-8")
+        payload = f" {key}={values[key]}\n".encode()
         # The length prefix counts itself: find the fixed point.
         length = len(payload) + 1
         while len(str(length)) + len(payload) != length:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import InvalidContentError
 from ..spec.descriptor import Descriptor
@@ -70,7 +71,7 @@ def build_config(
     created: str,
 ) -> dict[str, Any]:
     """The config document (see the module docstring and the JSON Schema)."""
-    layer_docs = [_layer_doc(plan, desc, diff_id) for plan, desc, diff_id in zip(plans, layers, diff_ids)]
+    layer_docs = [_layer_doc(plan, desc, diff_id) for plan, desc, diff_id in zip(plans, layers, diff_ids, strict=True)]
     document: dict[str, Any] = {
         "schemaVersion": CONFIG_SCHEMA_VERSION,
         "name": view.name,
@@ -133,7 +134,11 @@ def _package_docs(view: View, mode: str, plans: list[LayerPlan], layers: list[De
     docs = []
     for package in view.packages:
         if mode == PACKAGES:
-            digests = [d.digest for p, d in zip(plans, layers) if p.package is not None and p.package.key == package.key]
+            digests = [
+                d.digest
+                for p, d in zip(plans, layers, strict=True)
+                if p.package is not None and p.package.key == package.key
+            ]
         else:
             digests = [d.digest for d in layers]
         docs.append(

@@ -135,7 +135,7 @@ def _split(role: str, title: str, entries: list[ViewEntry], limit: int, extensio
             parts=count,
             tar_size=size,
         )
-        for i, (members, size) in enumerate(zip(groups, sizes), start=1)
+        for i, (members, size) in enumerate(zip(groups, sizes, strict=True), start=1)
     ]
 
 
