@@ -146,7 +146,7 @@ def push_view(
     progress.message("pushing manifest")
     manifest_desc = push_manifest(store, manifest, mt.OCI_MANIFEST, tag=ref.tag)
     warnings: list[str] = []
-    compat_desc = _attach_compat(store, manifest_desc, view, warnings) if compat else None
+    compat_desc = _attach_compat(store, manifest_desc, view, progress) if compat else None
     return PushResult(
         reference=str(ref),
         manifest=manifest_desc.replace(artifact_type=mt.OCIKIT_VIEW_ARTIFACT),
@@ -178,13 +178,10 @@ def _relative_rpath_hook() -> RpathHook:
     return make_rpaths_relative  # type: ignore[no-any-return]
 
 
-def _attach_compat(store: Store, subject: Descriptor, view: View, warnings: list[str]) -> Descriptor | None:
-    # HOOK(compat): the compat helper provides ocikit.compat.scan(path) -> ScanReport and
-    # attach_compat(store, subject, report) -> Descriptor (a referrer of the view manifest).
-    # The lead wires it when both land; until then push-view records that it was skipped.
-    try:
-        from .compat import attach_compat, scan  # type: ignore[attr-defined]
-    except ImportError:
-        warnings.append("compatibility metadata not attached: ocikit.compat is not available")
-        return None
-    return attach_compat(store, subject, scan(view.source))  # type: ignore[no-any-return]
+def _attach_compat(store: Store, subject: Descriptor, view: View, progress: Progress) -> Descriptor:
+    """Scan the view for what it needs from a host and attach that as a referrer of the view."""
+    from .compat.artifact import attach_compat  # loaded on use: ELF parsing, libmagic
+    from .compat.scan import scan
+
+    progress.message("scanning compatibility requirements")
+    return attach_compat(store, subject, scan(view.source, progress=progress))

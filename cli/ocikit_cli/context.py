@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import click
@@ -19,7 +20,7 @@ class CliContext:
         """A terminal progress bar on a TTY; silence in pipes, with --json or --quiet."""
         from .output import TerminalProgress
 
-        if self.quiet or json_output or not click.get_text_stream("stderr").isatty():
+        if self.quiet or json_output or not sys.stderr.isatty():
             return NULL_PROGRESS
         return TerminalProgress()
 

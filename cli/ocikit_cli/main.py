@@ -23,13 +23,18 @@ from .context import CliContext, build_options
 # name -> "module:attribute"; one module per command (or command group) in commands/.
 COMMANDS: dict[str, str] = {
     "attach": "ocikit_cli.commands.attach:attach_cmd",
+    "compat": "ocikit_cli.commands.compat:compat",
     "copy": "ocikit_cli.commands.copy:copy_cmd",
     "discover": "ocikit_cli.commands.attach:discover_cmd",
+    "label": "ocikit_cli.commands.label:label",
     "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
     "push-view": "ocikit_cli.commands.push_view:push_view_command",
     "relocate": "ocikit_cli.commands.relocate:command",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
     "tags": "ocikit_cli.commands.tags:tags_cmd",
+    "ztoc": "ocikit_cli.commands.ztoc:ztoc",
+    "get-file": "ocikit_cli.commands.get_file:get_file",
+    "similarity": "ocikit_cli.commands.similarity:similarity_cmd",
 }
 
 

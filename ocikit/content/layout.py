@@ -183,12 +183,12 @@ class LayoutStore:
     def _ingest(self) -> Iterator[tuple[str, BinaryIO]]:
         ingest = self._path(".ingest")
         tmp = os.path.join(ingest, uuid.uuid4().hex)
-        for attempt in range(5):  # another writer may remove the empty dir between the two calls
-            os.makedirs(ingest, exist_ok=True)
+        for attempt in range(5):  # another writer may remove the empty dir at any moment here
             try:
+                os.makedirs(ingest, exist_ok=True)
                 fh = open(tmp, "wb")
                 break
-            except FileNotFoundError:
+            except (FileNotFoundError, FileExistsError):
                 if attempt == 4:
                     raise
         try:

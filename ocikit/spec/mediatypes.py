@@ -44,6 +44,10 @@ OCIKIT_VIEW_CONFIG = "application/vnd.ocikit.view.config.v1+json"
 OCIKIT_LABELS_ARTIFACT = "application/vnd.ocikit.labels.v1"
 OCIKIT_LABELS_LAYER = "application/vnd.ocikit.labels.v1+json"
 OCIKIT_ZSTD_TOC_ARTIFACT = "application/vnd.ocikit.ztoc.zstd.v1"
+OCIKIT_ZSTD_TOC_LAYER = "application/vnd.ocikit.ztoc.zstd.v1+json"
+OCIKIT_COMPAT_SCAN_REPORT = "application/vnd.ocikit.compat.scan-report.v1+json"
+OCIKIT_COMPAT_HOST = "application/vnd.ocikit.compat.host.v1+json"
+OCIKIT_COMPAT_CHECK_REPORT = "application/vnd.ocikit.compat.check-report.v1+json"
 
 # OCI image-compatibility working group / NFD
 IMAGE_COMPAT_ARTIFACT = "application/vnd.oci.image-compatibility.v1"

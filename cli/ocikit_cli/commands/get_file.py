@@ -1,0 +1,34 @@
+"""``ocikit get-file``: fetch one file of an image with range reads of only its spans."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..context import CliContext, pass_cli
+from ..output import emit, human_bytes, json_option
+
+
+@click.command("get-file")
+@click.argument("reference")
+@click.argument("path")
+@click.option("-o", "--output", default=None, help="Output file (default: PATH's basename here; '-' for stdout).")
+@json_option
+@pass_cli
+def get_file(cli: CliContext, reference: str, path: str, output: str | None, json_output: bool) -> None:
+    """Fetch PATH from the image REFERENCE using its zTOCs (verified span by span)."""
+    from ocikit.ztoc.api import get_file as fetch
+    from ocikit.ztoc.api import get_file_stream
+
+    progress = cli.progress(json_output)
+    try:
+        if output == "-":
+            get_file_stream(reference, path, sys.stdout.buffer.write, options=cli.options, progress=progress)
+            return
+        result = fetch(reference, path, output, options=cli.options, progress=progress)
+    finally:
+        getattr(progress, "close", lambda: None)()
+    emit(json_output, result.to_dict(), lambda d: (
+        f"wrote {d['output']} ({human_bytes(d['size'])}, mode {d['mode']:04o}) from layer {d['layer'][:19]}: "
+        f"fetched {human_bytes(d['bytes_fetched'])} of {human_bytes(d['layer_size'])} in {len(d['spans'])} spans"))

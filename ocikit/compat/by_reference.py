@@ -1,0 +1,93 @@
+"""String-level entry points for the CLI: references and paths in, reports out.
+
+``ocikit compat check X`` accepts a view directory, a saved scan report (``*.json``) or an
+image reference; ``attach`` and ``label`` resolve a reference to the manifest they
+annotate. Kept here so that the click commands stay one call each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ..content.base import Store
+from ..content.open import open_store
+from ..errors import LocalIOError, NotFoundError
+from ..options import DEFAULT_OPTIONS, Options
+from ..progress import Progress
+from ..reference import parse_reference
+from ..spec.descriptor import Descriptor
+from .artifact import attach_compat
+from .check import CheckReport, check_host, check_reference
+from .host import HostInfo
+from .labels import add_labels, read_labels
+from .report import ScanReport
+from .scan import scan
+
+
+def load_json(path: str) -> Any:
+    try:
+        with open(path, "rb") as stream:
+            return json.load(stream)
+    except OSError as exc:
+        raise LocalIOError(f"{path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise LocalIOError(f"{path}: not JSON: {exc}") from None
+
+
+def load_host(path: str) -> HostInfo:
+    """A host saved with ``ocikit compat host --json``."""
+    return HostInfo.from_dict(load_json(path))
+
+
+def scan_or_load(source: str, progress: Progress | None = None) -> ScanReport | dict[str, Any]:
+    """Scan a directory, or load a saved ``compat scan --json`` report file."""
+    if os.path.isdir(source):
+        return scan(source, progress=progress)
+    if os.path.isfile(source):
+        return load_json(source)
+    raise NotFoundError(f"{source}: no such directory or report file")
+
+
+def resolve_subject(reference: str, options: Options = DEFAULT_OPTIONS) -> tuple[Store, Descriptor]:
+    """Open the store of ``reference`` (never creating a layout) and resolve its manifest."""
+    store, ref = open_store(parse_reference(reference), options, create=False)
+    return store, store.resolve(ref.reference or "latest")
+
+
+def attach_to_reference(
+    reference: str, source: str, options: Options = DEFAULT_OPTIONS, nfd: bool = False, progress: Progress | None = None
+) -> Descriptor:
+    """``ocikit compat attach REF SOURCE``: scan (or load) SOURCE and attach it to REF's manifest."""
+    report = scan_or_load(source, progress)
+    store, subject = resolve_subject(reference, options)
+    return attach_compat(store, subject, report, nfd=nfd)
+
+
+def check_target(
+    target: str, options: Options = DEFAULT_OPTIONS, host: HostInfo | None = None, progress: Progress | None = None
+) -> CheckReport:
+    """``ocikit compat check TARGET``: a view directory, a saved report, or an image reference.
+
+    Raises NotFoundError when TARGET is a reference without compatibility metadata.
+    """
+    if os.path.isdir(target) or (os.path.isfile(target) and target.endswith(".json")):
+        report = scan_or_load(target, progress)
+        return check_host(report, host, subject=target)
+    store, subject = resolve_subject(target, options)
+    result = check_reference(store, subject, host)
+    if result is None:
+        raise NotFoundError(f"{target}: no compatibility metadata attached (run 'ocikit compat attach')")
+    result.subject = target
+    return result
+
+
+def label_reference(reference: str, labels: dict[str, str], options: Options = DEFAULT_OPTIONS) -> Descriptor:
+    store, subject = resolve_subject(reference, options)
+    return add_labels(store, subject, labels)
+
+
+def labels_of_reference(reference: str, options: Options = DEFAULT_OPTIONS) -> dict[str, str]:
+    store, subject = resolve_subject(reference, options)
+    return read_labels(store, subject)

@@ -1,0 +1,292 @@
+"""The zTOC verbs: build, list, inspect, fetch one file.
+
+Each function takes a reference string (``oci:DIR:TAG``, ``host/repo:tag``) or, for the
+``*_image`` variants, an open store and a manifest descriptor. They never print; progress
+goes to a :class:`~ocikit.progress.Progress` and failures raise typed errors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..content.base import Store
+from ..content.open import open_store
+from ..errors import InvalidContentError, NotFoundError, UnsupportedError
+from ..options import DEFAULT_OPTIONS, Options
+from ..progress import NULL_PROGRESS, Progress
+from ..spec import mediatypes as mt
+from ..spec.descriptor import Descriptor, Platform
+from .build import DEFAULT_BUILD_TOOL, DEFAULT_SPAN_SIZE, build_ztoc
+from .extract import FileResult, fetch_file, stream_file
+from .image import build_layer_ztoc, image_manifest, layer_ztoc_records, load_image_ztocs
+from .soci import ZtocRecord, attach_index, attached_ztocs, load_ztoc, push_ztoc
+from .ztoc import ZSTD, Ztoc, parse_ztoc
+
+DEFAULT_MIN_LAYER_SIZE = 10 << 20  # SOCI's default, compared with the compressed size
+_COMPRESSION_NAMES = {"gzip": "gzip", "zstd": "zstd", "none": "uncompressed"}
+
+
+def _platform(platform: "Platform | str | None") -> Platform | None:
+    return Platform.parse(platform) if isinstance(platform, str) else platform
+
+
+def _open_image(reference: str, options: Options) -> tuple[Store, Descriptor]:
+    store, ref = open_store(reference, options, create=False)
+    return store, store.resolve(ref.reference)
+
+
+# -- build ------------------------------------------------------------------------------
+
+
+@dataclass
+class ZtocFileResult:
+    """A zTOC built from a local layer file."""
+
+    output: str
+    digest: str
+    size: int
+    compression: str
+    entries: int
+    spans: int
+    span_size: int
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def build_ztoc_file(
+    layer_path: str,
+    output: str,
+    *,
+    span_size: int = DEFAULT_SPAN_SIZE,
+    build_tool_id: str = DEFAULT_BUILD_TOOL,
+) -> ZtocFileResult:
+    """Build the zTOC of a local layer blob (gzip, tar or zstd) and write it to ``output``."""
+    from ..digest import digest_bytes
+    from .extract import _AtomicFile
+
+    try:
+        source = open(layer_path, "rb")
+    except OSError as exc:
+        raise NotFoundError(f"cannot read layer {layer_path}: {exc.strerror}") from None
+    with source:
+        ztoc = build_ztoc(source, span_size, build_tool_id)
+    data = ztoc.to_bytes()
+    with _AtomicFile(output) as out:
+        out.write(data)
+        out.commit(0o644, "")
+    return ZtocFileResult(output, digest_bytes(data), len(data), ztoc.compression, len(ztoc.entries),
+                          len(ztoc.span_digests), span_size)
+
+
+@dataclass
+class LayerOutcome:
+    layer: str
+    size: int
+    status: str  # built | exists | skipped
+    reason: str = ""
+    ztoc: str = ""
+    compression: str = ""
+
+
+@dataclass
+class BuildReport:
+    manifest: str
+    span_size: int
+    layers: list[LayerOutcome] = field(default_factory=list)
+    indexes: list[str] = field(default_factory=list)  # index manifests pushed
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "manifest": self.manifest,
+            "spanSize": self.span_size,
+            "layers": [dict(o.__dict__) for o in self.layers],
+            "indexes": self.indexes,
+        }
+
+
+def index_image(
+    store: Store,
+    manifest_desc: Descriptor,
+    *,
+    span_size: int = DEFAULT_SPAN_SIZE,
+    min_layer_size: int = DEFAULT_MIN_LAYER_SIZE,
+    force: bool = False,
+    build_tool_id: str = DEFAULT_BUILD_TOOL,
+    platform: "Platform | str | None" = None,
+    progress: Progress = NULL_PROGRESS,
+) -> BuildReport:
+    """zTOC every eligible layer of an image and attach SOCI (and ocikit zstd) indexes.
+
+    Layers smaller than ``min_layer_size`` (compressed) are skipped, so are layers that
+    already have a zTOC with the same span size (unless ``force``), zstd layers that are a
+    single frame (not seekable) and layers that are not tar archives.
+    """
+    manifest_desc, manifest = image_manifest(store, manifest_desc, _platform(platform))
+    existing = {r.layer_digest: r for r in attached_ztocs(store, manifest_desc) if r.span_size == span_size}
+    report = BuildReport(manifest_desc.digest, span_size)
+    soci: list[Descriptor] = []
+    zstd: list[Descriptor] = []
+    new = {"soci": False, "zstd": False}
+    for layer in manifest.layers:
+        outcome = LayerOutcome(layer.digest, layer.size, "skipped")
+        report.layers.append(outcome)
+        if layer.size < min_layer_size:
+            outcome.reason = f"smaller than the minimum layer size ({min_layer_size} bytes)"
+            continue
+        record = existing.get(layer.digest)
+        if record is not None and not force:
+            outcome.status, outcome.ztoc = "exists", record.ztoc.digest
+            outcome.compression = _COMPRESSION_NAMES[mt.layer_compression(layer.media_type)]
+            (zstd if record.kind == "zstd" else soci).append(record.ztoc)
+            continue
+        try:
+            ztoc = build_layer_ztoc(store, layer, span_size, build_tool_id, progress)
+        except (InvalidContentError, UnsupportedError) as exc:
+            outcome.reason = str(exc)
+            continue
+        desc = push_ztoc(store, layer, ztoc)
+        kind = "zstd" if ztoc.compression == ZSTD else "soci"
+        (zstd if kind == "zstd" else soci).append(desc)
+        new[kind] = True
+        outcome.status, outcome.ztoc, outcome.compression = "built", desc.digest, ztoc.compression
+    if new["soci"]:
+        report.indexes.append(attach_index(store, manifest_desc, soci, build_tool_id).digest)
+    if new["zstd"]:
+        report.indexes.append(attach_index(store, manifest_desc, zstd, build_tool_id, zstd=True).digest)
+    return report
+
+
+def build_ztocs(
+    reference: str,
+    *,
+    span_size: int = DEFAULT_SPAN_SIZE,
+    min_layer_size: int = DEFAULT_MIN_LAYER_SIZE,
+    force: bool = False,
+    build_tool_id: str = DEFAULT_BUILD_TOOL,
+    platform: "Platform | str | None" = None,
+    options: Options = DEFAULT_OPTIONS,
+    progress: Progress = NULL_PROGRESS,
+) -> BuildReport:
+    """:func:`index_image` for a reference (``oci:DIR:TAG`` or ``host/repo:tag``)."""
+    store, desc = _open_image(reference, options)
+    return index_image(store, desc, span_size=span_size, min_layer_size=min_layer_size, force=force,
+                       build_tool_id=build_tool_id, platform=platform, progress=progress)
+
+
+# -- list and inspect -------------------------------------------------------------------
+
+
+def list_ztocs(
+    reference: str, *, platform: "Platform | str | None" = None, options: Options = DEFAULT_OPTIONS
+) -> list[ZtocRecord]:
+    """The zTOCs attached to the image ``reference`` names."""
+    store, desc = _open_image(reference, options)
+    desc, _ = image_manifest(store, desc, _platform(platform))
+    return attached_ztocs(store, desc)
+
+
+@dataclass
+class ZtocInfo:
+    """``soci ztoc info`` for one zTOC: header fields and each file's span range."""
+
+    digest: str
+    layer: str
+    version: str
+    build_tool: str
+    compression: str
+    compressed_size: int
+    uncompressed_size: int
+    span_size: int
+    spans: int
+    files: list[dict[str, object]]
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def describe_ztoc(ztoc: Ztoc, digest: str = "", layer: str = "") -> ZtocInfo:
+    """Each entry with the spans that hold its data.
+
+    ``end_span`` is the span of the file's *last* byte, so a file that ends exactly on a
+    span boundary is not counted into the next span (``soci ztoc info`` uses the span of
+    ``offset + size`` and over-counts those).
+    """
+    spans = ztoc.spans()
+    files = []
+    for e in ztoc.entries:
+        start = spans.span_of(e.offset)
+        end = spans.span_of(e.offset + e.size - 1) if e.size else start
+        files.append({"name": e.name, "type": e.type, "offset": e.offset, "size": e.size,
+                      "start_span": start, "end_span": end})
+    return ZtocInfo(digest, layer, ztoc.version, ztoc.build_tool_identifier, ztoc.compression,
+                    ztoc.compressed_archive_size, ztoc.uncompressed_archive_size, spans.span_size,
+                    spans.span_count, files)
+
+
+def ztoc_info(
+    source: str, *, platform: "Platform | str | None" = None, options: Options = DEFAULT_OPTIONS
+) -> list[ZtocInfo]:
+    """Describe a local ``.ztoc`` file, or every zTOC attached to the image ``source`` names."""
+    from ..digest import digest_bytes
+
+    if os.path.isfile(source):
+        with open(source, "rb") as fh:
+            data = fh.read()
+        return [describe_ztoc(parse_ztoc(data), digest_bytes(data))]
+    store, desc = _open_image(source, options)
+    desc, _ = image_manifest(store, desc, _platform(platform))
+    return [describe_ztoc(load_ztoc(store, r.ztoc), r.ztoc.digest, r.layer_digest)
+            for r in attached_ztocs(store, desc)]
+
+
+# -- fetch ------------------------------------------------------------------------------
+
+
+def get_file(
+    reference: str,
+    path: str,
+    output: str | None = None,
+    *,
+    platform: "Platform | str | None" = None,
+    options: Options = DEFAULT_OPTIONS,
+    progress: Progress = NULL_PROGRESS,
+) -> FileResult:
+    """Fetch one file of an image with range reads of only its spans (default output: its basename)."""
+    store, desc = _open_image(reference, options)
+    target = output or os.path.basename(path.rstrip("/")) or "file"
+    return fetch_file(store, desc, path, target, _platform(platform), progress)
+
+
+def get_file_stream(
+    reference: str,
+    path: str,
+    write: Callable[[bytes], None],
+    *,
+    platform: "Platform | str | None" = None,
+    options: Options = DEFAULT_OPTIONS,
+    progress: Progress = NULL_PROGRESS,
+) -> int:
+    """Like :func:`get_file` but hand the bytes to ``write`` (e.g. stdout); returns the size."""
+    store, desc = _open_image(reference, options)
+    image = load_image_ztocs(store, desc, _platform(platform), progress)
+    _, data, _ = stream_file(store, image, path, write)
+    return data.size
+
+
+__all__ = [
+    "BuildReport",
+    "ZtocFileResult",
+    "ZtocInfo",
+    "build_ztoc_file",
+    "build_ztocs",
+    "describe_ztoc",
+    "get_file",
+    "get_file_stream",
+    "index_image",
+    "layer_ztoc_records",
+    "list_ztocs",
+    "ztoc_info",
+]

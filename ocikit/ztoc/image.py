@@ -1,0 +1,88 @@
+"""An image's layers together with their zTOCs.
+
+Reading files on demand needs each layer's TOC. Attached zTOCs (SOCI indexes and ocikit
+zstd indexes among the image's referrers) are used when present; a layer without one —
+typically a small layer below ``--min-layer-size`` — is read once and indexed in memory,
+which the result reports, so the caller knows what it cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..content.base import Store, SupportsReferrers, fetch_manifest
+from ..errors import InvalidContentError
+from ..progress import NULL_PROGRESS, Progress
+from ..spec import mediatypes as mt
+from ..spec.descriptor import Descriptor, Platform
+from ..spec.manifest import ParsedManifest, select_platform
+from .build import DEFAULT_SPAN_SIZE, build_ztoc
+from .soci import ZtocRecord, attached_ztocs, load_ztoc
+from .ztoc import GZIP, ZSTD, Ztoc
+
+_DECLARED = {"gzip": GZIP, "zstd": ZSTD}
+
+
+def image_manifest(
+    store: Store, desc: Descriptor, platform: Platform | None = None
+) -> tuple[Descriptor, ParsedManifest]:
+    """The image manifest for ``desc``; an index is narrowed to ``platform`` (default: this host)."""
+    parsed = fetch_manifest(store, desc)
+    if parsed.is_index:
+        desc = select_platform(parsed, platform or Platform.host())
+        parsed = fetch_manifest(store, desc)
+    if parsed.is_index:
+        raise InvalidContentError(f"{desc.digest} is a nested index, not an image manifest")
+    return desc, parsed
+
+
+@dataclass
+class ImageZtocs:
+    manifest_desc: Descriptor
+    layers: list[Descriptor]
+    ztocs: list[Ztoc]
+    built: list[str] = field(default_factory=list)  # layers indexed on the fly
+
+    def entries(self) -> list[list]:  # type: ignore[type-arg]
+        return [z.entries for z in self.ztocs]
+
+
+def layer_ztoc_records(store: Store, manifest_desc: Descriptor) -> dict[str, ZtocRecord]:
+    """The attached zTOC per layer digest (the newest index wins)."""
+    if not isinstance(store, SupportsReferrers):
+        return {}
+    return {r.layer_digest: r for r in attached_ztocs(store, manifest_desc)}
+
+
+def build_layer_ztoc(store: Store, layer: Descriptor, span_size: int, build_tool_id: str,
+                     progress: Progress = NULL_PROGRESS) -> Ztoc:
+    """Stream one layer from the store (verified) and index it."""
+    declared = _DECLARED.get(mt.layer_compression(layer.media_type))
+    task = f"ztoc:{layer.digest}"
+    progress.start(task, f"index {layer.short()}", layer.size)
+    with store.fetch(layer) as reader:
+        ztoc = build_ztoc(reader, span_size, build_tool_id, declared, lambda n: progress.advance(task, n))
+        reader.verify_to_end()
+    progress.finish(task)
+    return ztoc
+
+
+def load_image_ztocs(
+    store: Store,
+    manifest_desc: Descriptor,
+    platform: Platform | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> ImageZtocs:
+    """Each layer's zTOC: attached ones fetched, missing ones built in memory from the layer."""
+    manifest_desc, manifest = image_manifest(store, manifest_desc, platform)
+    records = layer_ztoc_records(store, manifest_desc)
+    result = ImageZtocs(manifest_desc, list(manifest.layers), [])
+    for layer in manifest.layers:
+        record = records.get(layer.digest)
+        if record is not None:
+            result.ztocs.append(load_ztoc(store, record.ztoc))
+            continue
+        progress.message(f"layer {layer.short()} has no zTOC: reading it once to index it")
+        result.ztocs.append(build_layer_ztoc(store, layer, DEFAULT_SPAN_SIZE, "ocikit (in memory)", progress))
+        result.built.append(layer.digest)
+    return result
