@@ -145,7 +145,6 @@ def push_view(
     )
     progress.message("pushing manifest")
     manifest_desc = push_manifest(store, manifest, mt.OCI_MANIFEST, tag=ref.tag)
-    warnings: list[str] = []
     compat_desc = _attach_compat(store, manifest_desc, view, progress) if compat else None
     return PushResult(
         reference=str(ref),
@@ -155,8 +154,18 @@ def push_view(
         layers=tuple(results),
         uploaded_bytes=sum(r.uploaded_bytes for r in results) + config_uploaded,
         compat=compat_desc,
-        warnings=tuple(warnings),
+        warnings=_warnings(view, layers, codec),
     )
+
+
+def _warnings(view: View, mode: str, codec: Compression) -> tuple[str, ...]:
+    notes = []
+    if view.external_symlinks:
+        notes.append(f"kept {len(view.external_symlinks)} symlink(s) pointing outside the view, "
+                     f"e.g. {view.external_symlinks[0]}")
+    if mode == SINGLE and codec.algorithm != GZIP:
+        notes.append("a single zstd layer: oras and oras-py only unpack gzip directory layers")
+    return tuple(notes)
 
 
 def _placeholder(view: View, mode: str) -> str:

@@ -89,6 +89,7 @@ def test_symlink_out_of_the_view_names_the_link(tree, tmp_path):
     assert str(tree / "lib" / "libc.so.6") in str(err.value)
     result = push_view(str(tree), f"oci:{tmp_path / 'l'}:t", cache_dir="", allow_external_symlinks=True)
     assert result.config["externalSymlinks"] == ["lib/libc.so.6"]
+    assert "kept 1 symlink(s) pointing outside the view" in result.warnings[0]
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv to drop DAC capabilities")
@@ -111,7 +112,7 @@ class ChangeFileOnStart(Progress):
     def __init__(self, path):
         self.path = path
 
-    def start(self, task, label, total=None):
+    def start(self, task, label, total=None, unit="B"):
         with open(self.path, "ab") as fh:
             fh.write(b"more")
 

@@ -219,9 +219,16 @@ def test_relative_rpaths_make_binaries_run_from_anywhere(view_dir, tmp_path):
     assert str(out / "bin" / ".." / "lib" / "liblzma.so.5") in ldd or str(out / "lib" / "liblzma.so.5") in ldd
 
 
-def test_compat_metadata_reported_until_wired(view_dir, tmp_path):
-    result = push_fixture(view_dir, f"oci:{tmp_path / 'c'}:t", cache_dir="")
-    skipped = push_fixture(view_dir, f"oci:{tmp_path / 'c'}:t", cache_dir="", compat=False)
-    if result.compat is None:
-        assert result.warnings == ("compatibility metadata not attached: ocikit.compat is not available",)
-    assert skipped.compat is None and skipped.warnings == ()
+def test_compat_metadata_is_attached_as_a_referrer(view_dir, tmp_path):
+    from ocikit.content.open import open_store
+
+    layout = f"oci:{tmp_path / 'c'}"
+    result = push_fixture(view_dir, f"{layout}:t", cache_dir="")
+    store, _ = open_store(layout)
+    [referrer] = store.referrers(result.manifest)
+    assert referrer.digest == result.compat.digest
+    assert referrer.artifact_type == mt.IMAGE_COMPAT_ARTIFACT
+    # README: the newest GLIBC_ version any ELF file of the view needs is 2.36 (libstdc++)
+    assert referrer.annotations["org.supercontainers.glibc"].startswith("2.36")
+    skipped = push_fixture(view_dir, f"oci:{tmp_path / 'n'}:t", cache_dir="", compat=False)
+    assert skipped.compat is None and open_store(f"oci:{tmp_path / 'n'}")[0].referrers(skipped.manifest) == []

@@ -102,5 +102,7 @@ def _render(document: dict[str, Any]) -> str:
         f"{len(rows)} layers, {uploaded} uploaded, {human_bytes(document['uploadedBytes'])} sent",
         table(rows, ["LAYER", "STATUS", "SIZE", "TAR"]),
     ]
+    if document["compat"]:
+        lines.append(f"compatibility metadata: {document['compat']}")
     lines += [f"warning: {w}" for w in document["warnings"]]
     return "\n".join(lines)
