@@ -3,7 +3,8 @@
 On the standard corpus (a copy of this Python's prefix, benchmarks/corpus.py), measures:
 
 * floor: ``tar -c | zstd -T0 -3 > /dev/null`` (pack and compress, no upload);
-* ocikit: ``ocikit push-view CORPUS REGISTRY/bench/ocikit:v1`` into a docker-registry 2.8
+* ocikit: ``ocikit push-view CORPUS REGISTRY/bench/ocikit:v1 --no-compat`` (the compatibility
+  scan is its own feature) into a docker-registry 2.8
   started here (``ocikit.testing.registry.RegistryServer``), fresh digest cache and a fresh
   repository, interleaved with the floor for ``--rounds`` rounds (best kept: the machine may
   be shared); then the same push again (the re-push, which should upload nothing);

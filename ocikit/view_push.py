@@ -13,6 +13,7 @@ one package uploads about that package.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,7 @@ def push_view(
     relocation = Relocation(view.real_root, _placeholder(view, layers), rpath_hook)
     if store is None:
         store, _ = open_store(ref, options)
+    compat_scan = _CompatScan(view, progress) if compat else None  # runs while the layers are pushed
 
     cache = DigestCache(cache_dir)
     try:
@@ -145,7 +147,7 @@ def push_view(
     )
     progress.message("pushing manifest")
     manifest_desc = push_manifest(store, manifest, mt.OCI_MANIFEST, tag=ref.tag)
-    compat_desc = _attach_compat(store, manifest_desc, view, progress) if compat else None
+    compat_desc = compat_scan.attach(store, manifest_desc) if compat_scan else None
     return PushResult(
         reference=str(ref),
         manifest=manifest_desc.replace(artifact_type=mt.OCIKIT_VIEW_ARTIFACT),
@@ -187,10 +189,35 @@ def _relative_rpath_hook() -> RpathHook:
     return make_rpaths_relative  # type: ignore[no-any-return]
 
 
-def _attach_compat(store: Store, subject: Descriptor, view: View, progress: Progress) -> Descriptor:
-    """Scan the view for what it needs from a host and attach that as a referrer of the view."""
-    from .compat.artifact import attach_compat  # loaded on use: ELF parsing, libmagic
-    from .compat.scan import scan
+class _CompatScan:
+    """``ocikit.compat.scan`` of the view in a background thread, attached once the manifest exists.
 
-    progress.message("scanning compatibility requirements")
-    return attach_compat(store, subject, scan(view.source, progress=progress))
+    The scan reads the view's ELF files; running it while the layers are packed and
+    uploaded hides most of its time. A scan error surfaces from :meth:`attach`.
+    """
+
+    def __init__(self, view: View, progress: Progress) -> None:
+        self._source = view.source
+        self._progress = progress
+        self._report: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ocikit-compat-scan", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            from .compat.scan import scan  # loaded on use: ELF parsing, libmagic
+
+            self._report = scan(self._source, progress=self._progress)
+        except BaseException as exc:  # re-raised in the caller's thread by attach()
+            self._error = exc
+
+    def attach(self, store: Store, subject: Descriptor) -> Descriptor:
+        """Attach the scan's result as a referrer of ``subject`` (the view manifest)."""
+        from .compat.artifact import attach_compat
+
+        self._progress.message("attaching compatibility metadata")
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return attach_compat(store, subject, self._report)
