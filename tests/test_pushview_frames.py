@@ -3,6 +3,7 @@
 import gzip
 import io
 import os
+import struct
 import subprocess
 import tarfile
 
@@ -10,11 +11,12 @@ import pytest
 import zstandard
 
 from ocikit.content.memory import MemoryStore
-from ocikit.pack.compress import Compression, FrameCompressor, parse_seek_table
+from ocikit.pack.compress import Compression, FrameCompressor
 from ocikit.pack.pipeline import Pools, compress_and_push
 from ocikit.pack.stream import FRAME_TARGET, LayerReader, Relocation
 from ocikit.spack.layering import plan_layers
 from ocikit.spack.view import scan_view
+from ocikit.ztoc.zstd_frames import read_seek_table
 
 ROOT = "/opt/._view/" + "q" * 32
 PLACEHOLDER = "/" + "P" * (len(ROOT) - 1)
@@ -52,6 +54,16 @@ def push(tree, algorithm):
     return plan, outcome, blob
 
 
+def seek_table_entries(blob: bytes) -> list[tuple[int, int, bytes]]:
+    """(compressed, decompressed, checksum) per entry, read straight from the format's bytes."""
+    count, descriptor, magic = struct.unpack("<IBI", blob[-9:])
+    assert magic == 0x8F92EAB1 and descriptor == 0x80  # seekable footer, checksums present
+    start = len(blob) - 9 - 12 * count
+    assert struct.unpack("<II", blob[start - 8 : start]) == (0x184D2A5E, 12 * count + 9)
+    return [(*struct.unpack("<II", blob[start + 12 * i : start + 12 * i + 8]),
+             blob[start + 12 * i + 8 : start + 12 * i + 12]) for i in range(count)]
+
+
 def expected_frame_sizes(tar: bytes) -> list[int]:
     """The cut rule computed independently from tarfile's member offsets."""
     cuts = []
@@ -74,7 +86,9 @@ def test_zstd_frames_follow_the_cut_rule_and_the_seek_table_indexes_them(tree):
     plan, outcome, blob = push(tree, "zstd")
     tar = subprocess.run(["zstd", "-dc"], input=blob, capture_output=True, check=True).stdout
     assert len(tar) == plan.tar_size == outcome.tar.tar_size
-    table = parse_seek_table(blob)
+    table = seek_table_entries(blob)
+    frames = read_seek_table(lambda offset, length: blob[offset : offset + length], len(blob))  # the zTOC reader
+    assert [(f.compressed_size, f.uncompressed_size) for f in frames] == [(c, d) for c, d, _ in table]
     assert [d for _, d, _ in table] == expected_frame_sizes(tar)
     assert max(d for _, d, _ in table) < 2 * FRAME_TARGET + 4096
     offset, pieces = 0, []

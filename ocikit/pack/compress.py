@@ -7,8 +7,9 @@ decompressing at any frame boundary.
 
 * ``zstd``: every frame is a standard zstd frame with its content size and XXH64 content
   checksum. The layer ends with the seek table of the Zstandard seekable format
-  (facebook/zstd ``contrib/seekable_format``): one skippable frame listing each frame's
-  compressed size, decompressed size and checksum, which plain decoders skip.
+  (facebook/zstd ``contrib/seekable_format``, written by
+  :class:`ocikit.ztoc.zstd_frames.SeekTableWriter`): one skippable frame listing each
+  frame's compressed size, decompressed size and checksum, which plain decoders skip.
 * ``gzip``: every frame is a gzip member with a fixed header (mtime 0, no FNAME, XFL 0,
   OS 255), so the layer is a standard multi-member gzip stream (RFC 1952 §2.2).
 
@@ -27,17 +28,13 @@ from dataclasses import dataclass
 
 from ..errors import InvalidReferenceError
 from ..spec import mediatypes as mt
+from ..ztoc.zstd_frames import SeekTableWriter
 
 ZSTD, GZIP = "zstd", "gzip"
 DEFAULT_LEVEL = {ZSTD: 3, GZIP: 6}
 LEVEL_RANGE = {ZSTD: (1, 19), GZIP: (1, 9)}
 MEDIA_TYPE = {ZSTD: mt.OCI_LAYER_ZSTD, GZIP: mt.OCI_LAYER_GZIP}
 EXTENSION = {ZSTD: ".tar.zst", GZIP: ".tar.gz"}
-
-# Seekable-format constants (zstd contrib/seekable_format/zstd_seekable_compression_format.md)
-SKIPPABLE_MAGIC_SEEK_TABLE = 0x184D2A5E
-SEEKABLE_MAGIC = 0x8F92EAB1
-SEEK_TABLE_CHECKSUM_FLAG = 0x80
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, mtime 0, XFL 0, OS unknown
 
@@ -111,43 +108,15 @@ class FrameCompressor:
         """
         if self.compression.algorithm != ZSTD:
             return b""
-        return seek_table([(c, d, tail[-4:]) for c, d, tail in frames])
+        # The table's checksum is the low 32 bits of XXH64 of the frame's content, which is
+        # exactly the little-endian content checksum zstd wrote at the end of the frame.
+        table = SeekTableWriter(checksums=True)
+        for compressed, decompressed, tail in frames:
+            table.add_frame(compressed, decompressed, int.from_bytes(tail[-4:], "little"))
+        return table.to_bytes()
 
 
 def _gzip_member(data: bytes, level: int) -> bytes:
     codec = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
     body = codec.compress(data) + codec.flush()
     return b"".join((_GZIP_HEADER, body, struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)))
-
-
-def seek_table(frames: list[tuple[int, int, bytes]]) -> bytes:
-    """The seekable-format skippable frame for (compressed size, decompressed size, checksum) entries.
-
-    The checksum of a frame is the low 32 bits of XXH64 of its decompressed bytes, which is
-    exactly the 4-byte content checksum zstd writes at the end of a frame.
-    """
-    entries = b"".join(struct.pack("<II", c, d) + checksum for c, d, checksum in frames)
-    footer = struct.pack("<IBI", len(frames), SEEK_TABLE_CHECKSUM_FLAG, SEEKABLE_MAGIC)
-    body = entries + footer
-    return struct.pack("<II", SKIPPABLE_MAGIC_SEEK_TABLE, len(body)) + body
-
-
-def parse_seek_table(blob: bytes) -> list[tuple[int, int, bytes]]:
-    """Read the seek table at the end of a zstd layer (used by tests and readers)."""
-    if len(blob) < 17:
-        raise ValueError("too short for a seek table")
-    count, descriptor, magic = struct.unpack("<IBI", blob[-9:])
-    if magic != SEEKABLE_MAGIC:
-        raise ValueError("no seekable-format footer")
-    width = 12 if descriptor & SEEK_TABLE_CHECKSUM_FLAG else 8
-    body_size = count * width + 9
-    start = len(blob) - body_size - 8
-    skippable, frame_size = struct.unpack("<II", blob[start : start + 8])
-    if skippable != SKIPPABLE_MAGIC_SEEK_TABLE or frame_size != body_size:
-        raise ValueError("malformed seek table frame header")
-    out = []
-    for i in range(count):
-        at = start + 8 + i * width
-        c, d = struct.unpack("<II", blob[at : at + 8])
-        out.append((c, d, blob[at + 8 : at + width] if width == 12 else b""))
-    return out
