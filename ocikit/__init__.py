@@ -58,6 +58,9 @@ _LAZY: dict[str, str] = {
     "HostInfo": "ocikit.compat.host",
     "add_labels": "ocikit.compat.labels",
     "read_labels": "ocikit.compat.labels",
+    "push_view": "ocikit.view_push",
+    "PushResult": "ocikit.view_push",
+    "placeholder_for": "ocikit.spack.artifact",
 }
 
 __all__ = sorted(

@@ -13,8 +13,12 @@ import threading
 class Progress:
     """No-op progress sink; subclass and override what you need. Methods must be thread-safe."""
 
-    def start(self, task: str, label: str, total: int | None = None) -> None:
-        """A unit of work (a blob, a layer, a phase) begins; ``total`` in bytes or items if known."""
+    def start(self, task: str, label: str, total: int | None = None, unit: str = "B") -> None:
+        """A unit of work (a blob, a layer, a phase) begins.
+
+        ``total`` is in ``unit``: ``"B"`` for bytes (the default), or a noun such as
+        ``"files"`` or ``"manifests"`` for counted items.
+        """
 
     def advance(self, task: str, amount: int) -> None:
         """``amount`` more bytes/items of ``task`` are done."""
@@ -39,7 +43,7 @@ class CountingProgress(Progress):
         self.skipped: set[str] = set()
         self.messages: list[str] = []
 
-    def start(self, task: str, label: str, total: int | None = None) -> None:
+    def start(self, task: str, label: str, total: int | None = None, unit: str = "B") -> None:
         with self._lock:
             self.started[task] = (label, total)
             self.done.setdefault(task, 0)

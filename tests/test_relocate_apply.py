@@ -29,7 +29,7 @@ class ChangeAFileWhenWritingStarts(Progress):
     def __init__(self, path) -> None:
         self.path = path
 
-    def start(self, task: str, label: str, total: int | None = None) -> None:
+    def start(self, task: str, label: str, total: int | None = None, unit: str = "B") -> None:
         if task == "relocate-write":
             with open(self.path, "a") as f:
                 f.write("# edited meanwhile\n")

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "label": "ocikit_cli.commands.label:label",
     "manifest": "ocikit_cli.commands.manifest:manifest_cmd",
     "pull": "ocikit_cli.commands.pull:pull_cmd",
+    "push-view": "ocikit_cli.commands.push_view:push_view_command",
     "relocate": "ocikit_cli.commands.relocate:command",
     "resolve": "ocikit_cli.commands.manifest:resolve_cmd",
     "tags": "ocikit_cli.commands.tags:tags_cmd",

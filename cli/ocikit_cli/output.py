@@ -42,23 +42,29 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 class TerminalProgress(Progress):
-    """One aggregated line on stderr: tasks done, bytes, rate; redrawn at most 10 times a second."""
+    """One aggregated line on stderr, redrawn at most 10 times a second.
+
+    Byte tasks are summed and shown with a rate; counted tasks (files, manifests) are
+    shown as ``done/total unit``. Finished tasks are counted as ``[finished/started]``.
+    """
 
     def __init__(self, stream: Any = None) -> None:
         self._stream = stream or sys.stderr
         self._lock = threading.Lock()
         self._totals: dict[str, int] = {}
         self._done: dict[str, int] = {}
+        self._units: dict[str, str] = {}
         self._finished = 0
         self._label = ""
         self._start = time.monotonic()
         self._last_draw = 0.0
         self._drawn = False
 
-    def start(self, task: str, label: str, total: int | None = None) -> None:
+    def start(self, task: str, label: str, total: int | None = None, unit: str = "B") -> None:
         with self._lock:
             self._totals[task] = total or 0
             self._done.setdefault(task, 0)
+            self._units[task] = unit
             self._label = label
         self._draw()
 
@@ -70,7 +76,7 @@ class TerminalProgress(Progress):
     def finish(self, task: str, skipped: bool = False) -> None:
         with self._lock:
             self._finished += 1
-            if task in self._totals:
+            if self._totals.get(task):
                 self._done[task] = max(self._done.get(task, 0), self._totals[task])
         self._draw(force=True)
 
@@ -84,19 +90,27 @@ class TerminalProgress(Progress):
             self._stream.write("\n")
             self._stream.flush()
 
+    def _line(self, now: float) -> str:
+        byte_tasks = [t for t, u in self._units.items() if u == "B"]
+        if byte_tasks:
+            done = sum(self._done.get(t, 0) for t in byte_tasks)
+            total = sum(self._totals.get(t, 0) for t in byte_tasks)
+            rate = done / max(now - self._start, 1e-6)
+            percent = f"{100 * done / total:5.1f}% " if total else ""
+            amount = f"{percent}{human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s"
+        else:
+            unit = next(iter(self._units.values()), "")
+            done = sum(self._done.values())
+            total = sum(self._totals.values())
+            amount = f"{done}/{total} {unit}" if total else f"{done} {unit}"
+        return f"\r{amount} [{self._finished}/{len(self._totals)}] {self._label[:40]}"
+
     def _draw(self, force: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
             if not force and now - self._last_draw < 0.1:
                 return
             self._last_draw = now
-            done, total = sum(self._done.values()), sum(self._totals.values())
-            rate = done / max(now - self._start, 1e-6)
-            percent = f"{100 * done / total:5.1f}%" if total else "      "
-            line = (
-                f"\r{percent} {human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s "
-                f"[{self._finished}/{len(self._totals)}] {self._label[:40]}"
-            )
-            self._stream.write(line.ljust(100)[:100])
+            self._stream.write(self._line(now).ljust(100)[:100])
             self._stream.flush()
             self._drawn = True

@@ -48,7 +48,7 @@ def scan(
         raise NotFoundError(f"{path}: not a directory")
     started = time.perf_counter()
     report = ScanReport(root=root)
-    progress.start(_TASK, f"scan {path}", None)
+    progress.start(_TASK, f"scan {path}", None, unit="files")
     with _FileWorkers(root, _worker_count(workers), use_libmagic, progress) as files:
         spec_files = _walk(root, report, files)
         for batch in files.results():

@@ -35,7 +35,7 @@ class SymlinkPlan:
 def apply_plans(root: str, files: list[FilePlan], links: list[SymlinkPlan], progress: Progress = NULL_PROGRESS) -> None:
     """Write ``files`` and ``links`` under ``root``; all or (short of a failed rename) nothing."""
     staged: list[tuple[str, str]] = []
-    progress.start("relocate-write", "relocating", total=len(files) + len(links))
+    progress.start("relocate-write", "relocating", total=len(files) + len(links), unit="files")
     dirs = _WritableDirs()
     try:
         try:

@@ -113,7 +113,7 @@ def _plan_tree(
 ) -> tuple[list[FilePlan], list[SymlinkPlan]]:
     plans: list[FilePlan] = []
     links: list[SymlinkPlan] = []
-    progress.start("relocate-plan", "planning relocation", total=total)
+    progress.start("relocate-plan", "planning relocation", total=total, unit="files")
     for relpath, is_link in entries:
         report.files_examined += 1
         progress.advance("relocate-plan", 1)

@@ -146,7 +146,7 @@ def _expand_repositories(repositories: Iterable[str], pool: _StorePool) -> list[
 def _run_pool(
     collector: _Collector, named: Sequence[tuple[str, Reference]], workers: int, progress: Progress
 ) -> list[ImageLayers]:
-    progress.start(PROGRESS_TASK, "manifests", total=len(named))
+    progress.start(PROGRESS_TASK, "manifests", total=len(named), unit="manifests")
 
     def one(name: str, ref: Reference) -> ImageLayers:
         try:

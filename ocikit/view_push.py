@@ -1,0 +1,223 @@
+"""``push_view``: a spack copy view (or any directory) → a reproducible, per-package OCI artifact.
+
+Steps: scan the view (:mod:`ocikit.spack.view`), plan layers
+(:mod:`ocikit.spack.layering`), push the layers in parallel through the streaming
+pipeline (:mod:`ocikit.pack.pipeline`), then the config and, last, the manifest — so a
+manifest is only ever pushed when every blob it names is in the store. Any failure stops
+the other layers and raises one typed error naming the file or layer.
+
+Skipping work that is already done (the digest cache, the view at the target tag): see
+:mod:`ocikit.pack.pusher`. Result: re-pushing an unchanged view uploads no blob bytes, and a view that differs by
+one package uploads about that package.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .content.base import Store, push_manifest
+from .content.open import open_store
+from .errors import InvalidReferenceError, UnsupportedError
+from .options import DEFAULT_OPTIONS, Options
+from .pack.cache import DigestCache
+from .pack.compress import GZIP, ZSTD, Compression
+from .pack.pusher import LayerPusher, LayerResult
+from .pack.stream import Relocation, RpathHook
+from .progress import NULL_PROGRESS, Progress
+from .reference import Reference, parse_reference
+from .spack.artifact import build_config, created_timestamp, placeholder_for, relocation_record
+from .spack.layering import DEFAULT_MAX_LAYER_SIZE, PACKAGES, SINGLE, plan_layers
+from .spack.view import View, scan_view
+from .spec import mediatypes as mt
+from .spec.descriptor import Descriptor
+from .spec.manifest import build_manifest, canonical_json
+
+MIN_LAYER_SIZE = 1 << 20
+
+__all__ = ["LayerResult", "PushResult", "push_view"]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    reference: str
+    manifest: Descriptor
+    config: dict[str, Any]
+    config_descriptor: Descriptor
+    layers: tuple[LayerResult, ...]
+    uploaded_bytes: int  # blob bytes sent (layers + config); manifests are not counted
+    compat: Descriptor | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def digest(self) -> str:
+        return self.manifest.digest
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.manifest.digest,
+            "mediaType": self.manifest.media_type,
+            "size": self.manifest.size,
+            "config": self.config_descriptor.digest,
+            "uploadedBytes": self.uploaded_bytes,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "compat": self.compat.digest if self.compat else None,
+            "warnings": list(self.warnings),
+        }
+
+
+def push_view(
+    view_dir: str,
+    reference: str | Reference,
+    *,
+    options: Options = DEFAULT_OPTIONS,
+    layers: str = PACKAGES,
+    compression: str | None = None,
+    level: int | None = None,
+    max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
+    labels: Mapping[str, str] | None = None,
+    allow_external_symlinks: bool = False,
+    root: str | None = None,
+    view_path: str | None = None,
+    name: str | None = None,
+    relative_rpaths: bool = False,
+    compat: bool = True,
+    cache_dir: str | None = None,
+    store: Store | None = None,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Push ``view_dir`` to ``reference`` (``host/repo:tag`` or ``oci:PATH:tag``) as a view artifact.
+
+    ``layers``: ``"packages"`` (one layer per package plus the view's own) or ``"single"``
+    (one ORAS-style directory layer). ``compression``: ``"zstd"`` (default for packages)
+    or ``"gzip"`` (default for single, so ``oras pull`` unpacks it); ``level`` defaults
+    to 3 (zstd) / 6 (gzip). ``root`` is the original real root of a view copied elsewhere,
+    ``view_path`` the path users knew it by. ``cache_dir=""`` disables the digest cache.
+    ``store`` overrides the store ``reference`` would open (its tag is still used).
+    """
+    progress = progress or NULL_PROGRESS
+    if layers not in (PACKAGES, SINGLE):
+        raise InvalidReferenceError(f"unknown layer mode {layers!r} (expected packages or single)")
+    codec = Compression.parse(compression or (GZIP if layers == SINGLE else ZSTD), level)
+    if max_layer_size < MIN_LAYER_SIZE:
+        raise InvalidReferenceError(f"--max-layer-size must be at least {MIN_LAYER_SIZE} bytes")
+    rpath_hook = _relative_rpath_hook() if relative_rpaths else None
+    ref = parse_reference(reference) if isinstance(reference, str) else reference
+    if ref.digest:
+        raise InvalidReferenceError(f"push-view needs a tag (or none), not a digest: {reference}")
+
+    progress.message("scanning view")
+    view = scan_view(view_dir, root=root, view_path=view_path, name=name,
+                     allow_external_symlinks=allow_external_symlinks)
+    plans = plan_layers(view, layers, max_layer_size, "" if layers == SINGLE else codec.extension)
+    relocation = Relocation(view.real_root, _placeholder(view, layers), rpath_hook)
+    if store is None:
+        store, _ = open_store(ref, options)
+    compat_scan = _CompatScan(view, progress) if compat else None  # runs while the layers are pushed
+
+    cache = DigestCache(cache_dir)
+    try:
+        pusher = LayerPusher(store, view, codec, relocation, cache, progress, options.concurrency)
+        pusher.load_previous(ref.tag)
+        results = pusher.push_all(plans)
+    finally:
+        cache.close()
+
+    relocated = [path for result in results for path in result.relocated]
+    config = build_config(
+        view, layers, plans,
+        [r.descriptor for r in results], [r.diff_id for r in results],
+        codec.describe(),
+        relocation_record(view, relocation.placeholder, relocated, relative_rpaths),
+        created_timestamp(plans),
+    )
+    config_bytes = canonical_json(config)
+    config_desc = Descriptor.from_bytes(mt.OCIKIT_VIEW_CONFIG, config_bytes)
+    config_uploaded = 0
+    if not store.exists(config_desc):
+        store.push(config_desc, config_bytes)
+        config_uploaded = len(config_bytes)
+
+    annotations = {mt.ANNOTATION_CREATED: config["created"], **dict(labels or {})}
+    manifest = build_manifest(
+        [r.descriptor for r in results], config_desc, artifact_type=mt.OCIKIT_VIEW_ARTIFACT, annotations=annotations
+    )
+    progress.message("pushing manifest")
+    manifest_desc = push_manifest(store, manifest, mt.OCI_MANIFEST, tag=ref.tag)
+    compat_desc = compat_scan.attach(store, manifest_desc) if compat_scan else None
+    return PushResult(
+        reference=str(ref),
+        manifest=manifest_desc.replace(artifact_type=mt.OCIKIT_VIEW_ARTIFACT),
+        config=config,
+        config_descriptor=config_desc,
+        layers=tuple(results),
+        uploaded_bytes=sum(r.uploaded_bytes for r in results) + config_uploaded,
+        compat=compat_desc,
+        warnings=_warnings(view, layers, codec),
+    )
+
+
+def _warnings(view: View, mode: str, codec: Compression) -> tuple[str, ...]:
+    notes = []
+    if view.external_symlinks:
+        notes.append(f"kept {len(view.external_symlinks)} symlink(s) pointing outside the view, "
+                     f"e.g. {view.external_symlinks[0]}")
+    if mode == SINGLE and codec.algorithm != GZIP:
+        notes.append("a single zstd layer: oras and oras-py only unpack gzip directory layers")
+    return tuple(notes)
+
+
+def _placeholder(view: View, mode: str) -> str:
+    if mode != PACKAGES:
+        return ""
+    try:
+        return placeholder_for(view.real_root)
+    except ValueError:
+        return ""  # too short to replace safely: stored as is, restored by root (see artifact.py)
+
+
+def _relative_rpath_hook() -> RpathHook:
+    # The relocation engine's push-time rewrite (same size): RPATH/RUNPATH entries under the
+    # root become $ORIGIN-relative. Imported only when asked for (it loads pyelftools).
+    try:
+        from .relocate.elf import make_rpaths_relative
+    except ImportError:
+        raise UnsupportedError("--relative-rpaths needs ocikit.relocate.elf, which is not available") from None
+    return make_rpaths_relative  # type: ignore[no-any-return]
+
+
+class _CompatScan:
+    """``ocikit.compat.scan`` of the view in a background thread, attached once the manifest exists.
+
+    The scan reads the view's ELF files; running it while the layers are packed and
+    uploaded hides most of its time. A scan error surfaces from :meth:`attach`.
+    """
+
+    def __init__(self, view: View, progress: Progress) -> None:
+        self._source = view.source
+        self._progress = progress
+        self._report: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ocikit-compat-scan", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            from .compat.scan import scan  # loaded on use: ELF parsing, libmagic
+
+            self._report = scan(self._source, progress=self._progress)
+        except BaseException as exc:  # re-raised in the caller's thread by attach()
+            self._error = exc
+
+    def attach(self, store: Store, subject: Descriptor) -> Descriptor:
+        """Attach the scan's result as a referrer of ``subject`` (the view manifest)."""
+        from .compat.artifact import attach_compat
+
+        self._progress.message("attaching compatibility metadata")
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return attach_compat(store, subject, self._report)
