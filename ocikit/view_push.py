@@ -147,7 +147,7 @@ def push_view(
     )
     progress.message("pushing manifest")
     manifest_desc = push_manifest(store, manifest, mt.OCI_MANIFEST, tag=ref.tag)
-    compat_desc = compat_scan.attach(store, manifest_desc) if compat_scan else None
+    compat_desc = compat_scan.attach(store, manifest_desc, created=config["created"]) if compat_scan else None
     return PushResult(
         reference=str(ref),
         manifest=manifest_desc.replace(artifact_type=mt.OCIKIT_VIEW_ARTIFACT),
@@ -212,12 +212,12 @@ class _CompatScan:
         except BaseException as exc:  # re-raised in the caller's thread by attach()
             self._error = exc
 
-    def attach(self, store: Store, subject: Descriptor) -> Descriptor:
-        """Attach the scan's result as a referrer of ``subject`` (the view manifest)."""
+    def attach(self, store: Store, subject: Descriptor, created: str) -> Descriptor:
+        """Attach the scan's result as a referrer of ``subject`` (the view manifest), pinned to ``created``."""
         from .compat.artifact import attach_compat
 
         self._progress.message("attaching compatibility metadata")
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return attach_compat(store, subject, self._report)
+        return attach_compat(store, subject, self._report, created=created)

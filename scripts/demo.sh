@@ -41,7 +41,7 @@ echo "== push-view $view -> oci:demo/layout:v1"
 $ocikit push-view "$view" oci:demo/layout:v1 "${push_args[@]}" --label demo=true
 echo "== push again (unchanged view)"
 $ocikit push-view "$view" oci:demo/layout:v1 "${push_args[@]}" --label demo=true --json \
-  | .venv/bin/python -c 'import json,sys; r=json.load(sys.stdin); print(f"uploaded {r[\"uploadedBytes\"]} bytes, digest {r[\"digest\"]}")'
+  | .venv/bin/python -c 'import json,sys; r=json.load(sys.stdin); print("uploaded", r["uploadedBytes"], "bytes, digest", r["digest"])'
 
 echo "== pull into demo/view"
 $ocikit pull oci:demo/layout:v1 demo/view

@@ -230,5 +230,10 @@ def test_compat_metadata_is_attached_as_a_referrer(view_dir, tmp_path):
     assert referrer.artifact_type == mt.IMAGE_COMPAT_ARTIFACT
     # README: the newest GLIBC_ version any ELF file of the view needs is 2.36 (libstdc++)
     assert referrer.annotations["org.supercontainers.glibc"].startswith("2.36")
+    # An unchanged re-push, even seconds later, yields the same referrer rather than another one.
+    time.sleep(1.1)
+    again = push_fixture(view_dir, f"{layout}:t", cache_dir="")
+    assert again.compat.digest == result.compat.digest
+    assert [r.digest for r in store.referrers(result.manifest)] == [result.compat.digest]
     skipped = push_fixture(view_dir, f"oci:{tmp_path / 'n'}:t", cache_dir="", compat=False)
     assert skipped.compat is None and open_store(f"oci:{tmp_path / 'n'}")[0].referrers(skipped.manifest) == []

@@ -47,13 +47,20 @@ def now_rfc3339() -> str:
 
 
 def attach_compat(
-    store: Store, subject: Descriptor, report: ScanReport | Mapping[str, Any], nfd: bool = False
+    store: Store,
+    subject: Descriptor,
+    report: ScanReport | Mapping[str, Any],
+    nfd: bool = False,
+    created: str | None = None,
 ) -> Descriptor:
     """Push the compatibility artifact for ``subject`` (and the NFD one if ``nfd``); return its descriptor.
 
     ``report`` is a :class:`ScanReport` or its saved JSON form (``ocikit compat scan --json``).
+    ``created`` pins ``org.opencontainers.image.created`` (default: now). push-view pins it
+    to the view's own timestamp, so re-pushing an unchanged view yields the same referrer
+    (same digest, deduplicated) instead of one more artifact per push.
     """
-    annotations = {mt.ANNOTATION_CREATED: now_rfc3339(), **annotations_of(report)}
+    annotations = {mt.ANNOTATION_CREATED: created or now_rfc3339(), **annotations_of(report)}
     body = canonical_json(compat_document(report))
     descriptor = attach_document(
         store, subject, mt.IMAGE_COMPAT_ARTIFACT, mt.IMAGE_COMPAT_SPEC_LAYER, body, annotations
