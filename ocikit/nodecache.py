@@ -194,7 +194,7 @@ class NodeCache:
             )
             apply_records(tree, stats)
             self._keep_documents(plan, source)
-            write_marker(os.path.join(tree, MARKER_DIR, MARKER_NAME), marker_document(plan, stats))
+            write_marker(os.path.join(tree, MARKER_DIR, MARKER_NAME), marker_document(plan, stats.layers, stats.files, stats.bytes))
             now = time.time()
             blobs = [plan.manifest_desc.digest] + ([plan.manifest.config.digest] if plan.manifest.config else [])
             blobs += [job.descriptor.digest for job in plan.layers]

@@ -21,8 +21,8 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping, Sequence
 
 from . import __version__
 from .content.base import Store
@@ -30,7 +30,7 @@ from .destination import Destination
 from .errors import IncompatibleError, UnsupportedError
 from .extract.decompress import SizeBudget
 from .extract.layers import ExtractStats, extract_plan
-from .extract.plan import KIND_VIEW, ArtifactPlan, plan_artifact, resolve_manifest
+from .extract.plan import KIND_IMAGE, KIND_VIEW, ArtifactPlan, plan_artifact, resolve_manifest
 from .extract.safe_tar import ExtractPolicy, apply_directory_records
 from .options import DEFAULT_OPTIONS, Options
 from .progress import NULL_PROGRESS, Progress
@@ -79,6 +79,7 @@ def pull(
     link_mode: str = "auto",
     store: Store | None = None,
     writer_threads: int | None = None,
+    include: Sequence[str] = (),
     progress: Progress = NULL_PROGRESS,
 ) -> PullResult:
     """Pull ``reference`` into the directory ``dest`` and mark it ready.
@@ -91,12 +92,18 @@ def pull(
     ``cache`` builds the tree in a node cache and publishes it with ``link_mode``
     (``auto`` = reflink where possible, else copy; ``hardlink``; ``reflink``; ``copy``).
     ``store`` overrides the store the reference would open (tests, embedding).
+    ``include`` (globs on root-relative paths) extracts only the matching subtree, fetching
+    just the spans that hold it through the layers' zTOCs (built in memory when none is
+    attached); the marker records the patterns, so a later full pull is not mistaken for done.
     """
     started = time.monotonic()
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     target = Destination(dest, ready_file)
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
-    if ref.digest and _marker_digest(target, {ref.digest}):
+    include = tuple(sorted(set(include)))
+    if include and cache:
+        raise UnsupportedError("--include extracts a subset on demand and cannot be combined with --cache")
+    if ref.digest and _marker_digest(target, {ref.digest}, include):
         return _unchanged(ref, target, ref.digest, started)
     if cache:
         from .nodecache import NodeCache
@@ -121,11 +128,13 @@ def pull(
         )
     source = store or open_source(ref, options)
     resolved = resolve_manifest(source, ref.reference, platform=wanted, label=str(ref))
-    if _marker_digest(target, resolved.digests()):
+    if _marker_digest(target, resolved.digests(), include):
         return _unchanged(ref, target, resolved.descriptor.digest, started)
     plan = plan_artifact(source, resolved, rootfs=rootfs)
     if not skip_compat_check:
         check_compatibility(source, plan.manifest_desc)
+    if include:
+        return _pull_subset(source, plan, target, include, ref=ref, relocate=relocate, started=started, progress=progress)
     policy = extract_policy(
         plan, allow_devices=allow_devices, preserve_special_modes=preserve_special_modes, max_size=max_size
     )
@@ -141,7 +150,7 @@ def pull(
             )
             relocated_to = finish_view(staging.tree, plan, target.path, relocate, progress)
             apply_records(staging.tree, stats)
-            target.commit(staging, marker_document(plan, stats, relocated_to))
+            target.commit(staging, marker_document(plan, stats.layers, stats.files, stats.bytes, relocated_to))
         except BaseException:
             target.abort(staging)
             raise
@@ -247,9 +256,11 @@ def _finish_view(
     return new
 
 
-def marker_document(plan: ArtifactPlan, stats: ExtractStats, relocated_to: str = "") -> dict[str, Any]:
-    """The ready marker's content (documented in docs/pull.md)."""
-    return {
+def marker_document(
+    plan: ArtifactPlan, layers: int, files: int, size: int, relocated_to: str = "", include: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The ready marker's content (documented in docs/pull.md); ``include`` only for subset pulls."""
+    document = {
         "schemaVersion": 1,
         "digest": plan.digest,
         "referenceDigest": plan.top_digest,
@@ -257,13 +268,16 @@ def marker_document(plan: ArtifactPlan, stats: ExtractStats, relocated_to: str =
         "mediaType": plan.manifest_desc.media_type,
         "artifactType": plan.manifest.artifact_type or (plan.manifest.config.media_type if plan.manifest.config else ""),
         "kind": plan.kind,
-        "layers": stats.layers,
-        "files": stats.files,
-        "bytes": stats.bytes,
+        "layers": layers,
+        "files": files,
+        "bytes": size,
         "relocatedTo": relocated_to,
         "readyAt": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "ocikit": __version__,
     }
+    if include:
+        document["include"] = list(include)
+    return document
 
 
 def apply_records(tree: str, stats: ExtractStats) -> None:
@@ -275,9 +289,63 @@ def apply_records(tree: str, stats: ExtractStats) -> None:
         os.close(fd)
 
 
-def _marker_digest(target: Destination, digests: set[str]) -> bool:
+def _marker_digest(target: Destination, digests: set[str], include: Sequence[str] = ()) -> bool:
+    """Whether DEST is ready with one of ``digests`` and the same subset (all of it when ``include`` is empty)."""
     marker = target.marker()
-    return marker is not None and bool(digests & {marker.get("digest"), marker.get("referenceDigest")})
+    if marker is None or list(marker.get("include") or []) != list(include):
+        return False
+    return bool(digests & {marker.get("digest"), marker.get("referenceDigest")})
+
+
+def _pull_subset(
+    source: Store,
+    plan: ArtifactPlan,
+    target: Destination,
+    include: Sequence[str],
+    *,
+    ref: Reference,
+    relocate: bool,
+    started: float,
+    progress: Progress,
+) -> PullResult:
+    """``pull --include``: extract the matching subtree through zTOC range reads, then as a full pull."""
+    from .ztoc.extract import extract_matching  # loaded on use: FlatBuffers, libz
+
+    with target.lock():
+        if _marker_digest(target, plan.digests(), include):
+            return _unchanged(ref, target, plan.digest, started)
+        target.check_replaceable()
+        staging = target.new_staging()
+        try:
+            report = extract_matching(
+                source, plan.manifest_desc, list(include), staging.tree, progress,
+                absolute_symlinks=plan.kind == KIND_IMAGE,
+            )
+            relocated_to = finish_view(staging.tree, _extracted_only(plan, staging.tree), target.path, relocate, progress)
+            marker = marker_document(
+                plan, len(plan.layers), report.files, report.bytes_written, relocated_to, include=include
+            )
+            target.commit(staging, marker)
+        except BaseException:
+            target.abort(staging)
+            raise
+    return PullResult(
+        reference=str(ref), digest=plan.digest, dest=target.path, kind=plan.kind, unchanged=False,
+        layers=len(plan.layers), files=report.files, directories=report.dirs,
+        symlinks=report.symlinks + report.hardlinks, bytes=report.bytes_written,
+        downloaded=report.stats.bytes_fetched, relocated_to=relocated_to, seconds=time.monotonic() - started,
+    )
+
+
+def _extracted_only(plan: ArtifactPlan, tree: str) -> ArtifactPlan:
+    """``plan`` with its relocation record limited to the files a subset pull wrote."""
+    record = plan.relocation
+    files = record.get("files")
+    if not isinstance(files, list):
+        return plan
+    present = [f for f in files if os.path.lexists(os.path.join(tree, str(f)))]
+    config = {**plan.config, "relocation": {**record, "files": present}}
+    return replace(plan, config=config)
 
 
 def _unchanged(ref: Reference, target: Destination, digest: str, started: float) -> PullResult:

@@ -7,7 +7,8 @@ Safety rules, because layer contents are untrusted:
   checked with ``lstat``; files are written to a temporary name in their directory and
   renamed into place, so an error leaves no partial file at the target path;
 * symlinks are created only when their target stays inside the extracted tree
-  (absolute targets and ``..`` escapes are refused with UnsafeContentError);
+  (``..`` escapes are refused with UnsafeContentError; absolute targets too, unless the
+  caller extracts a container image, where they are relative to the rootfs);
 * hard links are made to files extracted in the same call, or get their own copy.
 
 Devices and FIFOs are not created (counted as skipped): they need privileges and have no
@@ -187,11 +188,14 @@ def extract_matching(
     progress: Progress | None = None,
     *,
     platform: "Platform | str | None" = None,
+    absolute_symlinks: bool = False,
 ) -> ExtractReport:
     """Extract the entries matching any glob (and everything under matching directories).
 
     Only the spans holding the selected files are fetched. Patterns are matched against
     root-relative paths (``usr/lib/*.so``; a leading ``/`` or ``./`` is ignored).
+    ``absolute_symlinks`` keeps absolute symlink targets as they are (container image
+    layers, where they are relative to the rootfs); nothing is ever written through them.
     """
     progress = progress or NULL_PROGRESS
     wanted_platform = Platform.parse(platform) if isinstance(platform, str) else platform
@@ -203,14 +207,17 @@ def extract_matching(
     for path in selected:
         if is_unsafe(path):
             raise UnsafeContentError(path, "entry name climbs out of the extraction directory")
-    writer = _TreeWriter(os.path.abspath(dest_dir), tree, report, progress)
+    writer = _TreeWriter(os.path.abspath(dest_dir), tree, report, progress, absolute_symlinks)
     writer.write(selected, image, store)
     return report
 
 
 class _TreeWriter:
-    def __init__(self, root: str, tree: ImageTree, report: ExtractReport, progress: Progress) -> None:
+    def __init__(
+        self, root: str, tree: ImageTree, report: ExtractReport, progress: Progress, absolute_symlinks: bool = False
+    ) -> None:
         self.root = root
+        self.absolute_symlinks = absolute_symlinks
         self.tree = tree
         self.report = report
         self.progress = progress
@@ -299,7 +306,8 @@ class _TreeWriter:
         else:
             link = entry.linkname
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(node.path), link))
-            if link.startswith("/") or is_unsafe(resolved):
+            escapes = not self.absolute_symlinks if link.startswith("/") else is_unsafe(resolved)
+            if escapes:
                 raise UnsafeContentError(node.path, f"symlink target {link!r} points outside the extraction directory")
             os.symlink(link, tmp)
             self.report.symlinks += 1

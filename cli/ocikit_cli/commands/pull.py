@@ -28,6 +28,14 @@ from .sizes import parse_size
 @click.option("--platform", help="os/arch[/variant] to pick from an index (default: this host).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Build the tree in this node cache.")
 @click.option(
+    "--include",
+    "include",
+    multiple=True,
+    metavar="GLOB",
+    help="Extract only matching paths (and everything under matching directories), fetched on demand "
+    "with range reads through the layers' zTOCs. Repeatable.",
+)
+@click.option(
     "--link-mode",
     type=click.Choice(["auto", "hardlink", "reflink", "copy"]),
     default="auto",
@@ -51,6 +59,7 @@ def pull_cmd(
     hosts_dir: str | None,
     platform: str | None,
     cache_dir: str | None,
+    include: tuple[str, ...],
     link_mode: str,
     json_output: bool,
 ) -> None:
@@ -80,6 +89,7 @@ def pull_cmd(
             platform=platform,
             cache=cache_dir,
             link_mode=link_mode,
+            include=include,
             progress=progress,
         )
     finally:
