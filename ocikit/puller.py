@@ -251,6 +251,7 @@ def _finish_view(
         new,
         files=[str(f) for f in files] if isinstance(files, list) else None,
         relative_rpaths=bool(record.get("relativeRpaths", True)),
+        original_root=root if placeholder else None,  # errors name the built path, not the placeholder
         progress=progress,
     )
     return new

@@ -83,7 +83,7 @@ def push_view(
     root: str | None = None,
     view_path: str | None = None,
     name: str | None = None,
-    relative_rpaths: bool = False,
+    relative_rpaths: bool | None = None,
     compat: bool = True,
     cache_dir: str | None = None,
     store: Store | None = None,
@@ -104,6 +104,8 @@ def push_view(
     codec = Compression.parse(compression or (GZIP if layers == SINGLE else ZSTD), level)
     if max_layer_size < MIN_LAYER_SIZE:
         raise InvalidReferenceError(f"--max-layer-size must be at least {MIN_LAYER_SIZE} bytes")
+    if relative_rpaths is None:  # default: packages mode yes; single mode stores files exactly as they are
+        relative_rpaths = layers != SINGLE
     rpath_hook = _relative_rpath_hook() if relative_rpaths else None
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     if ref.digest:

@@ -97,14 +97,16 @@ def test_config_validates_and_describes_the_view(pushed, view_dir):
     relocation = config["relocation"]
     assert relocation["root"] == REAL_ROOT and relocation["viewPath"] == VIEW_PATH
     assert len(relocation["placeholder"]) == len(REAL_ROOT) and relocation["storeRoot"] == "/opt/software"
-    # README: 11 ELF files and 4 .pc files contain the real root
-    assert relocation["files"] == files_containing(view_dir, REAL_ROOT.encode())
-    assert len(relocation["files"]) == 15
+    # With relative RPATHs (the default) only files holding the root outside their RPATH remain.
+    assert relocation["relativeRpaths"] is True
+    assert set(relocation["files"]) < set(files_containing(view_dir, REAL_ROOT.encode()))
+    assert {"lib/pkgconfig/zlib.pc", "bin/xz"} <= set(relocation["files"])
     assert config["totals"]["files"] == 169 and config["totals"]["symlinks"] == 126
 
 
-def test_layers_restore_the_view_byte_for_byte(pushed, view_dir, tmp_path):
-    layout, _, result = pushed
+def test_layers_restore_the_view_byte_for_byte(view_dir, tmp_path):
+    layout = str(tmp_path / "exact")
+    result = push_fixture(view_dir, f"oci:{layout}:v1", cache_dir="", compat=False, relative_rpaths=False)
     manifest = layout_manifest(layout, "v1")
     out = str(tmp_path / "restored")
     extract_layers(layout, manifest, out)
@@ -237,3 +239,12 @@ def test_compat_metadata_is_attached_as_a_referrer(view_dir, tmp_path):
     assert [r.digest for r in store.referrers(result.manifest)] == [result.compat.digest]
     skipped = push_fixture(view_dir, f"oci:{tmp_path / 'n'}:t", cache_dir="", compat=False)
     assert skipped.compat is None and open_store(f"oci:{tmp_path / 'n'}")[0].referrers(skipped.manifest) == []
+
+
+def test_absolute_rpaths_record_every_file_that_embeds_the_root(view_dir, tmp_path):
+    result = push_fixture(view_dir, f"oci:{tmp_path / 'abs'}:v1", cache_dir="", compat=False, relative_rpaths=False)
+    relocation = result.config["relocation"]
+    # README: 11 ELF files and 4 .pc files contain the real root
+    assert relocation["relativeRpaths"] is False
+    assert relocation["files"] == files_containing(view_dir, REAL_ROOT.encode())
+    assert len(relocation["files"]) == 15

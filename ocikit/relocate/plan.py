@@ -122,7 +122,8 @@ def relocation_error(prefixes: PrefixMap, plans: list[FilePlan], original_root: 
             "or rebuild with spack's config:install_tree:padded_length to leave room"
         )
     message = (
-        f"cannot relocate {old} to {new}: {len(problems)} string(s) in {len(failing)} file(s) do not fit "
+        f"cannot relocate {original_root or old} to {new}: {len(problems)} string(s) in {len(failing)} file(s) "
+        "do not fit "
         f"({shown}{more}). Nothing was changed. Fix: {fix}."
     )
     details = tuple(

@@ -50,7 +50,13 @@ def parse_labels(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--view-path", default=None, metavar="PATH",
               help="The path users know the view by, e.g. /opt/view (default: VIEW_DIR, or --root).")
 @click.option("--name", default=None, help="View name (default: basename of the view path).")
-@click.option("--relative-rpaths", is_flag=True, help="Rewrite ELF RPATHs relative to $ORIGIN before packing.")
+@click.option(
+    "--relative-rpaths/--absolute-rpaths",
+    default=None,
+    help="Rewrite ELF RPATH/RUNPATH entries inside the view relative to $ORIGIN before packing, so the "
+    "pulled view's loader paths work at any destination [default: relative with --layers packages; "
+    "as built with --layers single, which stores files exactly as they are].",
+)
 @click.option("--no-compat", is_flag=True, help="Do not attach compatibility metadata.")
 @click.option("--cache-dir", default=None, metavar="DIR",
               help="Digest cache directory [default: $OCIKIT_CACHE_DIR or ~/.cache/ocikit].")
