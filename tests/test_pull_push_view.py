@@ -54,8 +54,22 @@ def test_pushed_view_pulls_relocated_and_runs(tmp_path, request, registry, spack
             with open(os.path.join(dirpath, name), "rb") as fh:
                 data = fh.read()
             assert ROOT.encode() not in data and b"__ocikit_root" not in data, name
-    version = subprocess.run([os.path.join(dest, "bin", "xz"), "--version"], capture_output=True, text=True)
+    # The programs run with no environment help at all (no PATH, no LD_LIBRARY_PATH).
+    version = subprocess.run([os.path.join(dest, "bin", "xz"), "--version"], capture_output=True, text=True, env={})
     assert version.returncode == 0 and "5.4.1" in version.stdout
+    bzip2 = subprocess.run([os.path.join(dest, "bin", "bzip2"), "--help"], capture_output=True, text=True, env={})
+    assert bzip2.returncode == 0 and "1.0.8" in bzip2.stderr
+    zstd = subprocess.run([os.path.join(dest, "bin", "zstd"), "--version"], capture_output=True, text=True, env={})
+    assert zstd.returncode == 0 and "v1.5.4" in zstd.stdout
+    # readelf shows no RPATH/RUNPATH entry that points at the old root (or anywhere under /opt).
+    for folder in ("bin", "lib"):
+        for name in os.listdir(os.path.join(dest, folder)):
+            path = os.path.join(dest, folder, name)
+            if not os.path.isfile(path) or os.path.islink(path) or open(path, "rb").read(4) != b"\x7fELF":
+                continue
+            dynamic = subprocess.run(["readelf", "-d", path], capture_output=True, text=True, check=True).stdout
+            paths = [line for line in dynamic.splitlines() if "rpath" in line.lower() or "runpath" in line.lower()]
+            assert not any("/opt/" in line for line in paths), (name, paths)
     with open(os.path.join(dest, "lib", "pkgconfig", "zlib.pc")) as fh:
         assert fh.readline().strip() == f"prefix={dest}"
     assert ocikit.pull(reference, dest).unchanged
