@@ -115,3 +115,21 @@ def test_bad_input_is_one_line_not_a_traceback(image, tmp_path):
     result = ocikit("compat", "attach", image, str(garbage))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_attach_without_a_source_scans_the_pulled_artifact(registry, spack_view_fixture, old_host):  # noqa: F811
+    """`compat attach REF` alone: the artifact is pulled into a scratch directory and scanned there."""
+    import ocikit as api
+
+    reference = f"{registry}/compat/after-the-fact:v1"
+    root = os.path.realpath(spack_view_fixture["view"])
+    pushed = api.push_view(spack_view_fixture["view"], reference, root=root, compat=False, cache_dir="")
+    attached = ocikit("compat", "attach", "--json", reference)
+    assert attached.returncode == 0, attached.stderr
+    document = json.loads(attached.stdout)
+    assert document["annotations"]["org.supercontainers.glibc"].startswith("2.36")
+    store, _ = api.open_store(reference)
+    [referrer] = store.referrers(pushed.manifest)
+    assert referrer.digest == document["digest"]
+    bad = ocikit("compat", "check", reference, "--host", old_host)
+    assert bad.returncode == 7 and "glibc >= 2.36" in bad.stdout

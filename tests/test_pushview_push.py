@@ -24,7 +24,7 @@ from pushview_support import (
 from ocikit.spec import mediatypes as mt
 from ocikit.view_push import push_view
 
-SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "schemas", "view-config.v1.json")
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "schemas", "ocikit.view.config.v1.schema.json")
 OTHER_HASH = "a" * 32
 
 

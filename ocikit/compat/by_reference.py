@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
 from ..content.base import Store
@@ -53,15 +54,31 @@ def scan_or_load(source: str, progress: Progress | None = None) -> ScanReport | 
 def resolve_subject(reference: str, options: Options = DEFAULT_OPTIONS) -> tuple[Store, Descriptor]:
     """Open the store of ``reference`` (never creating a layout) and resolve its manifest."""
     store, ref = open_store(parse_reference(reference), options, create=False)
-    return store, store.resolve(ref.reference or "latest")
+    return store, store.resolve(ref.reference)  # "" in a layout: its only manifest
 
 
 def attach_to_reference(
-    reference: str, source: str, options: Options = DEFAULT_OPTIONS, nfd: bool = False, progress: Progress | None = None
+    reference: str,
+    source: str | None = None,
+    options: Options = DEFAULT_OPTIONS,
+    nfd: bool = False,
+    progress: Progress | None = None,
 ) -> Descriptor:
-    """``ocikit compat attach REF SOURCE``: scan (or load) SOURCE and attach it to REF's manifest."""
-    report = scan_or_load(source, progress)
+    """``ocikit compat attach REF [SOURCE]``: scan SOURCE (a directory or a saved report) and attach it to REF.
+
+    Without SOURCE the artifact itself is pulled into a temporary directory (verified and
+    safely, not relocated) and scanned there, so an image pushed by any tool can get its
+    compatibility metadata after the fact.
+    """
     store, subject = resolve_subject(reference, options)
+    if source is not None:
+        return attach_compat(store, subject, scan_or_load(source, progress), nfd=nfd)
+    from ..puller import pull  # loaded on use: the extraction machinery
+
+    with tempfile.TemporaryDirectory(prefix="ocikit-compat-") as scratch:
+        tree = os.path.join(scratch, "tree")
+        pull(reference, tree, options=options, relocate=False, skip_compat_check=True, store=store)
+        report = scan(tree, progress=progress)
     return attach_compat(store, subject, report, nfd=nfd)
 
 

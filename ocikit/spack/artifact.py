@@ -4,7 +4,7 @@ the relocation record and placeholder, and the pinned creation time.
 The config describes what a puller needs without opening any layer: where the view lived
 (``viewPath``, ``realRoot``, ``storeRoot``), which packages it holds and in which layers,
 counts and sizes, each layer's uncompressed digest, and the relocation record. Its JSON
-Schema is ``schemas/view-config.v1.json`` (``$id`` = the media type).
+Schema is ``schemas/ocikit.view.config.v1.schema.json`` (``$id`` = the media type).
 
 **Relocation contract.** In ``packages`` mode every occurrence of the real root inside a
 regular file is replaced by :func:`placeholder_for` ``(real_root)``, a string of the same

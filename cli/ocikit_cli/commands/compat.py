@@ -35,12 +35,16 @@ def scan_command(cli: CliContext, path: str, files: bool, no_libmagic: bool, jso
 
 @compat.command("attach")
 @click.argument("reference")
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=click.Path(exists=True), required=False)
 @click.option("--nfd", is_flag=True, help="Also attach an NFD image-compatibility artifact.")
 @json_option
 @pass_cli
-def attach_command(cli: CliContext, reference: str, source: str, nfd: bool, json_output: bool) -> None:
-    """Attach the requirements of SOURCE (a view directory or a saved `compat scan --json`) to REFERENCE."""
+def attach_command(cli: CliContext, reference: str, source: str | None, nfd: bool, json_output: bool) -> None:
+    """Attach the host requirements of REFERENCE as a compatibility referrer.
+
+    SOURCE (a view directory or a saved `compat scan --json`) is scanned when given;
+    otherwise the artifact itself is pulled into a temporary directory and scanned.
+    """
     from ocikit.compat.by_reference import attach_to_reference
 
     progress = cli.progress(json_output)
