@@ -29,6 +29,30 @@ def test_every_command_has_help_and_json(command):
         assert "--json" in text
 
 
+def _leaf_commands():
+    import click
+
+    from ocikit_cli.main import cli
+
+    context = click.Context(cli)
+
+    def walk(command, path):
+        if isinstance(command, click.Group):
+            for name in command.list_commands(context):
+                yield from walk(command.get_command(context, name), [*path, name])
+        else:
+            yield " ".join(path), command
+
+    for name in sorted(COMMANDS):
+        yield from walk(cli.get_command(context, name), [name])
+
+
+def test_every_leaf_command_including_group_members_takes_json():
+    missing = [path for path, command in _leaf_commands() if not any("--json" in p.opts for p in command.params)]
+    assert missing == []
+    assert len(list(_leaf_commands())) >= 20
+
+
 def test_version():
     assert run("--version").stdout.decode().startswith("ocikit, version ")
 
