@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from compat_support import spack_view_fixture, validator  # noqa: F401
+from compat_support import VIEW_HASH, spack_view_fixture, validator  # noqa: F401
 
 from ocikit.content.layout import LayoutStore
 from ocikit.testing.store_tests import make_artifact
@@ -122,7 +122,7 @@ def test_attach_without_a_source_scans_the_pulled_artifact(registry, spack_view_
     import ocikit as api
 
     reference = f"{registry}/compat/after-the-fact:v1"
-    root = os.path.realpath(spack_view_fixture["view"])
+    root = f"/opt/._view/{VIEW_HASH}"  # the root the fixture's files were built for
     pushed = api.push_view(spack_view_fixture["view"], reference, root=root, compat=False, cache_dir="")
     attached = ocikit("compat", "attach", "--json", reference)
     assert attached.returncode == 0, attached.stderr
