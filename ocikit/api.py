@@ -9,7 +9,7 @@ modules and are exported from :mod:`ocikit` the same way.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from . import artifacts, transfer
 from .content.base import SupportsTagList, fetch_manifest

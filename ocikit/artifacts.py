@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from .content.base import Store, SupportsReferrers, ensure_empty_blob, push_manifest
 from .digest import digest_file

@@ -28,8 +28,9 @@ import fcntl
 import glob
 import os
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from .errors import AlreadyExistsError, LocalIOError
 from .extract.whiteout import remove_tree

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 from .errors import DigestMismatchError, InvalidReferenceError, SizeMismatchError
 

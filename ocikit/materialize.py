@@ -47,7 +47,7 @@ def materialize(source: str, target: str, mode: str = "auto", exclude_top: froze
     dirs: list[tuple[int, str, os.stat_result]] = []
     try:
         _copy_dir(src_fd, dst_fd, "", mode, stats, dirs, exclude_top)
-        for depth, path, st in sorted(dirs, key=lambda d: d[0], reverse=True):
+        for _depth, path, st in sorted(dirs, key=lambda d: d[0], reverse=True):
             fd = os.open(path, _DIR_FLAGS, dir_fd=dst_fd) if path else os.dup(dst_fd)
             try:
                 os.fchmod(fd, stat.S_IMODE(st.st_mode))

@@ -30,8 +30,9 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 from .content.base import Store
 from .content.layout import LayoutStore
@@ -42,7 +43,7 @@ from .extract.decompress import SizeBudget
 from .extract.layers import extract_plan
 from .extract.plan import ArtifactPlan, plan_artifact, resolve_manifest
 from .extract.whiteout import remove_tree
-from .materialize import materialize, make_read_only
+from .materialize import make_read_only, materialize
 from .options import DEFAULT_OPTIONS, Options
 from .progress import NULL_PROGRESS, Progress
 from .reference import Reference, parse_reference

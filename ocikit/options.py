@@ -7,8 +7,8 @@ only for loopback registries, bounded timeouts and retries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 
 @dataclass(frozen=True)

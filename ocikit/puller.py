@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from . import __version__
 from .content.base import Store

@@ -21,7 +21,8 @@ import os
 import select
 import time
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import LocalIOError, WaitTimeoutError
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Union
 
 from .digest import validate_digest
 from .errors import InvalidReferenceError
@@ -105,7 +104,7 @@ class LayoutReference:
         return text
 
 
-Reference = Union[RegistryReference, LayoutReference]
+Reference = RegistryReference | LayoutReference
 
 
 def parse_reference(text: str) -> Reference:

@@ -14,25 +14,13 @@ import subprocess
 from importlib import resources
 
 import pytest
+from environment import find_shared_fixtures
+from environment import skip_or_fail as _skip_or_fail
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 VIEW_HASH = "m5vlrdleywqmp3aiv3sv2s54dysxhz6m"
 
 
-def find_shared_fixtures() -> str | None:
-    """``shared/fixtures`` next to the repository or one of its parents (worktrees sit deeper)."""
-    candidates = [os.environ.get("OCIKIT_SHARED_FIXTURES", "")]
-    directory = REPO
-    for _ in range(4):
-        directory = os.path.dirname(directory)
-        candidates.append(os.path.join(directory, "shared", "fixtures"))
-    return next((c for c in candidates if c and os.path.isdir(c)), None)
-
-
-def _skip_or_fail(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

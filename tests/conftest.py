@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
+from environment import find_shared_fixtures, require_binary, skip_or_fail
 
 from ocikit.testing.registry import RegistryServer, registry_available
 
-def _shared_fixtures_dir() -> str:
-    # ../shared/fixtures next to the checkout; helper worktrees sit one level deeper (wt/<name>).
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [os.environ.get("OCIKIT_SHARED_FIXTURES", "")]
-    candidates += [os.path.join(here, *([".."] * up), "shared", "fixtures") for up in (2, 3)]
-    return next((os.path.abspath(c) for c in candidates if c and os.path.isdir(c)), os.path.abspath(candidates[1]))
+SHARED_FIXTURES = find_shared_fixtures()
 
 
-SHARED_FIXTURES = _shared_fixtures_dir()
-REPO_FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "fixtures"))
-
-
-def _require(binary: str) -> None:
-    # CI installs every peer; a missing one is a set-up bug there, so fail loudly when CI=1.
-    if shutil.which(binary) is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{binary} is not installed but CI requires it")
-        pytest.skip(f"{binary} not installed")
 
 
 @pytest.fixture(scope="session")
 def registry_server(tmp_path_factory: pytest.TempPathFactory):
     """One docker-registry for the whole session (repositories keep tests apart)."""
     if not registry_available():
-        _require("docker-registry")
+        require_binary("docker-registry")
     server = RegistryServer(workdir=str(tmp_path_factory.mktemp("registry")))
     yield server
     server.close()
@@ -52,6 +35,6 @@ def layout_dir(tmp_path) -> str:
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> str:
-    if not os.path.isdir(SHARED_FIXTURES):
-        pytest.skip("../shared/fixtures is not present")
+    if SHARED_FIXTURES is None:
+        skip_or_fail("shared/fixtures not found (set OCIKIT_SHARED_FIXTURES)")
     return SHARED_FIXTURES

@@ -7,7 +7,7 @@ import io
 import os
 import subprocess
 import tarfile
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from ocikit.content.base import push_bytes, push_manifest
 from ocikit.content.layout import LayoutStore
@@ -103,9 +103,9 @@ def push_layers(
     """Store an artifact in an OCI layout; each layer is (uncompressed tar or file bytes, compression, annotations)."""
     store = LayoutStore(layout)
     descs = []
-    for raw, kind, annotations in layers:
+    for raw, kind, layer_annotations in layers:
         blob = compress(raw, kind)
-        notes = dict(annotations)
+        notes = dict(layer_annotations)
         if annotate_diff_id and kind != "file":
             notes.setdefault(mt.ORAS_ANNOTATION_DIGEST, digest_bytes(raw))
         desc = Descriptor(media_type(kind) if kind != "file" else "application/octet-stream", digest_bytes(blob), len(blob), notes)

@@ -19,6 +19,7 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
+from environment import require_binary
 
 GREET_C = r"""
 #include <stdio.h>
@@ -70,11 +71,7 @@ TOOLS = ("gcc", "ar", "tic", "infocmp", "readelf", "pkg-config")
 
 
 def require_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing} not installed but CI requires them")
-        pytest.skip(f"{missing} not installed")
+    require_binary(*TOOLS)
 
 
 @pytest.fixture(scope="session", name="built")

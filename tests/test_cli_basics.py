@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from ocikit_cli.main import COMMANDS
 
 from ocikit.content.open import open_store
 from ocikit.registry.referrers import fallback_tag
 from ocikit.testing.images import make_image
-from ocikit_cli.main import COMMANDS
 
 OCIKIT = os.path.join(os.path.dirname(sys.executable), "ocikit")
 
@@ -31,7 +31,6 @@ def test_every_command_has_help_and_json(command):
 
 def _leaf_commands():
     import click
-
     from ocikit_cli.main import cli
 
     context = click.Context(cli)

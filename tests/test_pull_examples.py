@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from pull_support import TarBuilder, push_view
 
 from ocikit.ready import read_marker
-from pull_support import TarBuilder, push_view
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "kubernetes")
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 
 import pytest
+from pull_support import MTIME, TarBuilder, push_layers, push_tar, push_view, tree_snapshot
 
 import ocikit
 from ocikit.content.base import push_bytes, push_manifest
@@ -18,7 +19,6 @@ from ocikit.ready import read_marker
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.descriptor import Platform
 from ocikit.spec.manifest import build_index, canonical_json
-from pull_support import MTIME, TarBuilder, push_layers, push_tar, push_view, tree_snapshot
 
 
 @pytest.fixture
@@ -74,8 +74,8 @@ def test_multi_member_gzip(tmp_path):
     blob = gzip.compress(tar[:5120], mtime=0) + gzip.compress(tar[5120:], mtime=0)
     layout, dest = str(tmp_path / "layout"), str(tmp_path / "dest")
     store = LayoutStore(layout)
-    from ocikit.spec.descriptor import Descriptor
     from ocikit.digest import digest_bytes
+    from ocikit.spec.descriptor import Descriptor
     from ocikit.spec.manifest import build_manifest
 
     layer = Descriptor(mt.OCI_LAYER_GZIP, digest_bytes(blob), len(blob), {mt.ORAS_ANNOTATION_DIGEST: digest_bytes(tar)})

@@ -15,8 +15,8 @@ from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, push_image
 
 import ocikit
 from ocikit.content.base import fetch_manifest
-from ocikit.errors import UnsupportedError
 from ocikit.content.open import open_store
+from ocikit.errors import UnsupportedError
 from ocikit.ready import read_marker
 from ocikit.spec import mediatypes as mt
 from ocikit.ztoc.api import build_ztocs

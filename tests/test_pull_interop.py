@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
+from environment import require_binary
+from pull_support import TarBuilder, push_layers, tree_snapshot
 
 import ocikit
 from ocikit.digest import digest_bytes
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.manifest import canonical_json
-from pull_support import TarBuilder, push_layers, tree_snapshot
 
 
 def test_pull_what_oras_py_pushed(tmp_path, registry, monkeypatch):
@@ -51,10 +51,7 @@ def test_oras_py_pulls_what_ocikit_pulls_too(tmp_path, registry):
 
 @pytest.fixture
 def skopeo():
-    if shutil.which("skopeo") is None:
-        if os.environ.get("CI"):
-            pytest.fail("skopeo is not installed but CI requires it")
-        pytest.skip("skopeo not installed")
+    require_binary("skopeo")
 
     def run(*args: str) -> str:
         result = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120)

@@ -6,13 +6,13 @@ import dataclasses
 import os
 
 import pytest
+from pull_support import TarBuilder, ThrottledProxy, push_tar
 
 import ocikit
 from ocikit.content.mirror import MirrorHost, load_hosts_config, mirror_config
 from ocikit.errors import InvalidContentError, RegistryError
 from ocikit.options import Options, RetryPolicy
 from ocikit.testing.registry import RegistryServer, free_port
-from pull_support import TarBuilder, ThrottledProxy, push_tar
 
 FAST = Options(retry=RetryPolicy(attempts=1), connect_timeout=2, read_timeout=10)
 

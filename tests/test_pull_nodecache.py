@@ -11,13 +11,13 @@ import threading
 import time
 
 import pytest
+from pull_support import TarBuilder, ThrottledProxy, push_tar, tree_snapshot
 
 import ocikit
 from ocikit.content.layout import LayoutStore
 from ocikit.errors import UnsupportedError
 from ocikit.nodecache import NodeCache
 from ocikit.ready import read_marker
-from pull_support import TarBuilder, ThrottledProxy, push_tar, tree_snapshot
 
 
 class _SlowCountingStore:

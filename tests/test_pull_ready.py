@@ -11,11 +11,11 @@ import sys
 import time
 
 import pytest
+from pull_support import TarBuilder, ThrottledProxy, leftovers, push_tar
 
 import ocikit
 from ocikit import ready
 from ocikit.errors import WaitTimeoutError
-from pull_support import TarBuilder, ThrottledProxy, leftovers, push_tar
 
 OCIKIT = [sys.executable, "-m", "ocikit_cli.main"]
 

@@ -10,11 +10,11 @@ import subprocess
 import tarfile
 
 import pytest
+from pull_support import TarBuilder, leftovers, push_tar, push_view
 
 import ocikit
 from ocikit.errors import DigestMismatchError, InvalidContentError, UnsafeContentError
 from ocikit.ready import read_marker
-from pull_support import TarBuilder, leftovers, push_tar, push_view
 
 
 @pytest.fixture
@@ -189,8 +189,9 @@ def test_zero_bomb_hits_max_size(env, tmp_path):
 def test_view_layer_larger_than_declared(env):
     tmp, layout, dest, outside = env
     tar = TarBuilder().file("a", b"a" * 5000).bytes()
-    from ocikit.digest import digest_bytes
     from pull_support import compress
+
+    from ocikit.digest import digest_bytes
 
     blob_digest = digest_bytes(compress(tar, "zstd"))
     config = {"layers": [{"digest": blob_digest, "diffId": digest_bytes(tar), "tarSize": 2048}]}
@@ -244,8 +245,9 @@ def test_failed_replacement_keeps_the_old_ready_tree(env):
 
 def test_oras_directory_entries_must_stay_under_the_title(env):
     tmp, layout, dest, outside = env
-    from ocikit.spec import mediatypes as mt
     from pull_support import push_layers
+
+    from ocikit.spec import mediatypes as mt
 
     tar = TarBuilder().file("docs/readme", b"ok").file("other/file", b"sneaky").bytes()
     push_layers(layout, [(tar, "gzip", {mt.ANNOTATION_TITLE: "docs", mt.ORAS_ANNOTATION_UNPACK: "true"})])

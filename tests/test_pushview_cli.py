@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from ocikit_cli.commands.push_view import parse_labels, parse_size
 from pushview_support import decompress, layout_blob, layout_manifest, tar_members
 
 OCIKIT = os.path.join(os.path.dirname(sys.executable), "ocikit")
@@ -86,13 +85,3 @@ def test_progress_is_drawn_on_a_tty(tree, tmp_path):
     os.close(master)
     assert process.returncode == 0
     assert b"\r" in output and b"%" in output and b"[1/1]" in output
-
-
-@pytest.mark.parametrize("text,expected", [("2GiB", 2 << 30), ("512M", 512 << 20), ("1048576", 1 << 20),
-                                           ("1.5k", 1536)])
-def test_parse_size(text, expected):
-    assert parse_size(text) == expected
-
-
-def test_parse_labels_keeps_equals_in_values():
-    assert parse_labels(("a=b=c", "x=")) == {"a": "b=c", "x": ""}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from environment import require_binary
 
 from ocikit.content.open import open_store
 from ocikit.errors import (
@@ -150,8 +151,7 @@ class ReadOnlyRegistry(RegistryServer):
 
 @pytest.mark.registry
 def test_read_only_registry_gives_one_line(tree, tmp_path):
-    if shutil.which("docker-registry") is None:
-        pytest.skip("docker-registry not installed")
+    require_binary("docker-registry")
     server = ReadOnlyRegistry(workdir=str(tmp_path / "ro"))
     try:
         result = run_cli("push-view", str(tree), f"{server.host}/errors/ro:t", "--no-cache")

@@ -8,16 +8,15 @@ import shutil
 import subprocess
 
 import pytest
+from environment import require_binary
 
 from ocikit.relocate import relocate_tree
 from ocikit.relocate.filekind import FileKind, classify
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} not installed")
-    return path
+    require_binary(name)
+    return shutil.which(name) or name
 
 
 def _read(path) -> bytes:

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 
 import pytest
+from environment import require_binary
 from relocate_build import clean_env_run, resolved_libraries, snapshot
 
 from ocikit.errors import RelocationError
@@ -35,8 +36,7 @@ NEEDS = {"bin/xz": "liblzma.so.5", "bin/lzmainfo": "liblzma.so.5", "bin/bzip2": 
 @pytest.fixture(scope="module")
 def pristine_view(shared_fixtures, tmp_path_factory) -> str:
     """The view directory alone (not the install tree), unpacked once per module."""
-    if shutil.which("zstd") is None:
-        pytest.skip("zstd not installed")
+    require_binary("zstd")
     archive = os.path.join(shared_fixtures, "spack-views", "spack-view-a.tar.zst")
     top = str(tmp_path_factory.mktemp("spack-view"))
     subprocess.run(["tar", "--zstd", "-xf", archive, "-C", top, "opt/._view"], check=True)

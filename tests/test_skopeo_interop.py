@@ -2,10 +2,10 @@
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
+from environment import require_binary
 
 import ocikit
 from ocikit.content.base import fetch_manifest
@@ -16,10 +16,7 @@ from ocikit.testing.images import make_image
 
 @pytest.fixture(autouse=True)
 def _skopeo():
-    if shutil.which("skopeo") is None:
-        if os.environ.get("CI"):
-            pytest.fail("skopeo is not installed but CI requires it")
-        pytest.skip("skopeo not installed")
+    require_binary("skopeo")
 
 
 def skopeo(*args):
@@ -69,10 +66,7 @@ def test_ocikit_reads_what_skopeo_wrote(registry, tmp_path):
 
 
 def test_umoci_lists_and_unpacks_an_ocikit_layout(tmp_path):
-    if shutil.which("umoci") is None:
-        if os.environ.get("CI"):
-            pytest.fail("umoci is not installed but CI requires it")
-        pytest.skip("umoci not installed")
+    require_binary("umoci")
     layout_dir = tmp_path / "umoci-layout"
     layout = LayoutStore(str(layout_dir))
     make_image(layout, [{"etc/hello": b"hello from ocikit\n"}], tag="v1")

@@ -8,11 +8,10 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 
-import pytest
 import zstandard
+from environment import SOCI_VECTORS, require_binary
 
 from ocikit.content.base import Store, push_bytes, push_manifest
 from ocikit.digest import digest_file
@@ -26,20 +25,12 @@ LONG_NAME = "share/" + "deep-directory-name/" * 6 + "file-with-a-long-name.txt"
 
 
 def soci_vectors_dir() -> str:
-    """``shared/fixtures/soci-vectors`` beside the checkout (worktrees sit a level deeper: walk up)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    while True:
-        candidate = os.path.join(here, "shared", "fixtures", "soci-vectors")
-        if os.path.isdir(candidate) or os.path.dirname(here) == here:
-            return candidate
-        here = os.path.dirname(here)
+    """The SOCI golden vectors, copied into the repository (fixtures/soci-vectors)."""
+    return SOCI_VECTORS
 
 
 def require(binary: str) -> None:
-    if shutil.which(binary) is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{binary} is not installed but CI requires it")
-        pytest.skip(f"{binary} not installed")
+    require_binary(binary)
 
 
 def make_tree(root: str) -> None:

@@ -23,7 +23,8 @@ conveniences built on top, so stores only implement the small core.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Callable, Iterable, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from ..digest import VerifyingReader
 from ..errors import InvalidContentError

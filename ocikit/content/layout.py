@@ -20,7 +20,8 @@ import os
 import shutil
 import threading
 import uuid
-from typing import Any, BinaryIO, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
 
 from ..digest import VerifyingReader, algorithm_of, hex_of, new_hasher, validate_digest
 from ..errors import DigestMismatchError, InvalidContentError, LocalIOError, NotFoundError, SizeMismatchError

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 from ..digest import VerifyingReader, digest_bytes
 from ..errors import DigestMismatchError, NotFoundError, SizeMismatchError

@@ -25,8 +25,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable, Mapping
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from ..digest import VerifyingReader

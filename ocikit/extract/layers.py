@@ -13,11 +13,12 @@ cache's reader that also keeps a copy. Nothing is staged on disk in between.
 from __future__ import annotations
 
 import os
-import uuid
 import threading
+import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from ..progress import NULL_PROGRESS, Progress
 from ..spec.descriptor import Descriptor

@@ -20,8 +20,9 @@ records one (the ORAS ``io.deis.oras.content.digest`` annotation, a view config'
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..content.base import Store, fetch_manifest, read_all
 from ..errors import InvalidContentError, NotFoundError, UnsafeContentError, UnsupportedError

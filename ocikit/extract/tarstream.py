@@ -21,8 +21,8 @@ a chunk source may raise, which surfaces from whichever call is reading.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from ..errors import InvalidContentError, UnsafeContentError
 

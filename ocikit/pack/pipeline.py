@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..content.base import Store
 from ..spec.descriptor import Descriptor
@@ -79,7 +78,7 @@ def hash_layer(reader: LayerReader, on_bytes: Callable[[int], None]) -> CachedTa
 
 
 _Item = tuple[int, "Future[bytes]", "Future[None]"]
-_Message = Union[_Item, BaseException, object]
+_Message = _Item | BaseException | object
 
 
 class _Producer(threading.Thread):

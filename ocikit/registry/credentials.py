@@ -17,8 +17,9 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import AuthenticationError
 from ..options import Options

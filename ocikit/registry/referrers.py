@@ -21,8 +21,8 @@ import hashlib
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from enum import Enum
-from typing import Iterator
 
 from ..errors import InvalidContentError, RegistryError, RegistryNotFoundError
 from ..spec import mediatypes as mt

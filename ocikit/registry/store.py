@@ -9,7 +9,8 @@ the same registry are mounted across repositories instead of copied.
 from __future__ import annotations
 
 import io
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 from ..digest import VerifyingReader, digest_bytes
 from ..errors import DigestMismatchError, NotFoundError

@@ -19,7 +19,8 @@ import io
 import logging
 import re
 import time
-from typing import Any, BinaryIO, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
 from urllib.parse import urljoin
 
 import requests

@@ -18,7 +18,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import urljoin
 
 import requests

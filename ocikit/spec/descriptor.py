@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import platform as _platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from ..digest import digest_bytes, validate_digest
 from ..errors import InvalidContentError, InvalidReferenceError

@@ -8,8 +8,9 @@ keeps its original bytes (``ParsedManifest.raw``) instead of re-encoding it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..digest import digest_bytes
 from ..errors import InvalidContentError, NotFoundError

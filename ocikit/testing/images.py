@@ -10,12 +10,12 @@ import gzip
 import io
 import json
 import tarfile
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..content.base import Store, fetch_manifest, push_bytes, push_manifest, read_all
+from ..digest import digest_bytes
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
-from ..digest import digest_bytes
 from ..spec.manifest import build_manifest, canonical_json
 
 

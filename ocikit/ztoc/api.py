@@ -8,8 +8,8 @@ goes to a :class:`~ocikit.progress.Progress` and failures raise typed errors.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..content.base import Store
 from ..content.open import open_store

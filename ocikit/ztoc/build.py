@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from .. import __version__
 from ..errors import InvalidContentError, UnsupportedError

@@ -23,9 +23,10 @@ import os
 import posixpath
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from ..content.base import Store
 from ..errors import InvalidContentError, LocalIOError, UnsafeContentError, UnsupportedError

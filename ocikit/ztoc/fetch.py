@@ -13,8 +13,8 @@ with both spans and decompressed once.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from ..content.base import Store, SupportsRangeRead
 from ..errors import DigestMismatchError, InvalidContentError, UnsupportedError

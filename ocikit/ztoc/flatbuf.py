@@ -24,7 +24,7 @@ raises :class:`~ocikit.errors.InvalidContentError` instead of returning garbage.
 from __future__ import annotations
 
 import struct
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import InvalidContentError
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from ..errors import InvalidContentError
 from ._libz import GZIP_AUTO_WBITS, RAW_WBITS, WINDOW_SIZE, Z_BLOCK, Z_NO_FLUSH, Z_STREAM_END, Inflater
@@ -186,7 +187,7 @@ def parse_checkpoints(blob: bytes) -> tuple[int, list[tuple[int, int, int, int]]
         comp, uncomp, bits = _POINT.unpack_from(blob, at)
         points.append((comp, uncomp, bits, at + _POINT.size))
         at += POINT_SIZE
-    for (c0, u0, b0, _), (c1, u1, _, _) in zip(points, points[1:]):
+    for (c0, u0, _, _), (c1, u1, _, _) in zip(points, points[1:]):
         if c1 < c0 or u1 < u0:
             raise InvalidContentError("zTOC checkpoints are not monotonic")
     if any(b > 7 for _, _, b, _ in points):

@@ -9,7 +9,7 @@ zTOC ``compression_algorithm = Uncompressed``; span digests cover the raw bytes.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import InvalidContentError
 from .flatbuf import Builder, Table

@@ -30,8 +30,8 @@ from __future__ import annotations
 import bisect
 import io
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from ..errors import InvalidContentError
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from ..errors import InvalidContentError
 from .flatbuf import INT64, OFFSET, UINT32, Builder, Table, int_at, string_at

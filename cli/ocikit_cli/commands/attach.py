@@ -8,16 +8,7 @@ import ocikit
 
 from ..context import CliContext, pass_cli
 from ..output import emit, json_option
-
-
-def parse_annotations(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for value in values:
-        key, sep, text = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not key=value", param_hint="--annotation")
-        out[key] = text
-    return out
+from ..params import parse_pairs
 
 
 @click.command("attach")
@@ -32,7 +23,7 @@ def attach_cmd(
     json_output: bool,
 ) -> None:
     """Attach FILES to REF as a referrer (its subject is REF)."""
-    desc = ocikit.attach(reference, artifact_type, files, parse_annotations(annotations), options=cli.options)
+    desc = ocikit.attach(reference, artifact_type, files, parse_pairs(annotations, "--annotation"), options=cli.options)
     emit(json_output, desc.to_dict(), lambda d: d["digest"])
 
 

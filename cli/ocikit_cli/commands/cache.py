@@ -10,7 +10,7 @@ import click
 import ocikit
 
 from ..output import emit, human_bytes, json_option, table
-from .sizes import parse_duration, parse_size
+from ..params import parse_duration, parse_size
 
 
 def default_cache_dir() -> str:

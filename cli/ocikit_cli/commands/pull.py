@@ -10,7 +10,7 @@ import ocikit
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option
-from .sizes import parse_size
+from ..params import parse_size
 
 
 @click.command("pull")

@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option, table
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-
-
-def parse_size(text: str) -> int:
-    """``2GiB``, ``512M``, ``1500000`` → bytes (K/M/G/T are powers of 1024, as for --max-layer-size)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a size (examples: 2GiB, 512M, 1048576)")
-    number, unit, _ = match.groups()
-    return int(float(number) * 1024 ** _UNITS[unit.lower()])
-
-
-def parse_labels(values: tuple[str, ...]) -> dict[str, str]:
-    labels = {}
-    for value in values:
-        key, sep, text = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--label")
-        labels[key] = text
-    return labels
+from ..params import parse_pairs, parse_size
 
 
 @click.command("push-view")
@@ -80,7 +58,7 @@ def push_view_command(cli: CliContext, view_dir: str, reference: str, json_outpu
             compression=flags["compression"],
             level=flags["level"],
             max_layer_size=parse_size(flags["max_layer_size"]),
-            labels=parse_labels(flags["labels"]),
+            labels=parse_pairs(flags["labels"], "--label"),
             allow_external_symlinks=flags["allow_external_symlinks"],
             root=flags["root"],
             view_path=flags["view_path"],

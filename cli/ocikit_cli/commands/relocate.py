@@ -8,16 +8,7 @@ import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, json_option
-
-
-def _parse_maps(values: tuple[str, ...]) -> dict[str, str]:
-    maps = {}
-    for value in values:
-        old, sep, new = value.partition("=")
-        if not sep or not old or not new:
-            raise click.BadParameter(f"expected OLD=NEW, got {value!r}", param_hint="--map")
-        maps[old] = new
-    return maps
+from ..params import parse_pairs
 
 
 def _read_list(path: str | None) -> list[str] | None:
@@ -69,7 +60,7 @@ def command(
             old,
             new or os.path.abspath(directory),
             _read_list(files_from),
-            extra_prefixes=_parse_maps(maps),
+            extra_prefixes=parse_pairs(maps, "--map", require_value=True),
             relative_rpaths=not absolute_rpaths,
             dry_run=dry_run,
             progress=progress,

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option, table
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-
-
-class ByteSize(click.ParamType):
-    """An integer with an optional K/M/G (binary) suffix: ``4194304``, ``4M``, ``4MiB``."""
-
-    name = "size"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> int:
-        if isinstance(value, int):
-            return value
-        match = re.fullmatch(r"\s*(\d+)\s*([kmgKMG]?)(?:i?[bB])?\s*", str(value))
-        if not match:
-            self.fail(f"{value!r} is not a size (e.g. 4194304, 4M, 4MiB)", param, ctx)
-        return int(match.group(1)) * _UNITS[match.group(2).lower()]
-
-
-SIZE = ByteSize()
+from ..params import SIZE
 
 
 @click.group("ztoc")
