@@ -24,7 +24,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..spec.descriptor import Descriptor
 from .decompress import LayerStream, SizeBudget
 from .plan import FILE, ROOTFS, TITLED, ArtifactPlan, LayerJob
-from .safe_tar import DirRecord, ExtractPolicy, LayerOutcome, SafeExtractor, normalize_name
+from .safe_tar import Counts, DirRecord, ExtractPolicy, LayerOutcome, SafeExtractor, normalize_name
 from .tarstream import TarStream
 from .whiteout import merge_layer, remove_tree
 from .writer import WriterPool, default_threads
@@ -34,29 +34,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
-class ExtractStats:
-    """Totals of an extraction, and the directory metadata still to apply."""
+class ExtractStats(Counts):
+    """Totals of an extraction (``add`` sums each layer's counts), and the directory metadata still to apply."""
 
     layers: int = 0
-    files: int = 0
-    directories: int = 0
-    symlinks: int = 0
-    hardlinks: int = 0
-    special: int = 0
-    bytes: int = 0  # file contents written
-    compressed_bytes: int = 0  # blob bytes read
-    uncompressed_bytes: int = 0  # tar stream bytes
     dir_records: list[DirRecord] = field(default_factory=list)
-
-    def add(self, outcome: LayerOutcome) -> None:
-        self.files += outcome.files
-        self.directories += outcome.directories
-        self.symlinks += outcome.symlinks
-        self.hardlinks += outcome.hardlinks
-        self.special += outcome.special
-        self.bytes += outcome.bytes
-        self.compressed_bytes += outcome.compressed_bytes
-        self.uncompressed_bytes += outcome.uncompressed_bytes
 
 
 def extract_plan(

@@ -41,7 +41,7 @@ import errno
 import os
 import stat
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..errors import InvalidContentError, LocalIOError, UnsafeContentError
 from .tarstream import BLOCKDEV, CHARDEV, DIRECTORY, FIFO, FILE, HARDLINK, SYMLINK, TarEntry, TarStream
@@ -83,8 +83,8 @@ class DirRecord:
 
 
 @dataclass
-class LayerOutcome:
-    """What one layer's extraction produced (counts, and what the merge step must apply)."""
+class Counts:
+    """What an extraction wrote and read; a layer's outcome and a pull's totals both carry them."""
 
     files: int = 0
     directories: int = 0
@@ -94,6 +94,16 @@ class LayerOutcome:
     bytes: int = 0  # file contents written
     compressed_bytes: int = 0  # blob bytes read
     uncompressed_bytes: int = 0  # tar stream bytes
+
+    def add(self, other: "Counts") -> None:
+        for counter in fields(Counts):
+            setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
+
+
+@dataclass
+class LayerOutcome(Counts):
+    """What one layer's extraction produced (counts, and what the merge step must apply)."""
+
     dir_records: list[DirRecord] = field(default_factory=list)
     whiteouts: list[str] = field(default_factory=list)  # rootfs: paths hidden in lower layers
     opaque: list[str] = field(default_factory=list)  # rootfs: directories whose lower content is hidden
