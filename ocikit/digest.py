@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterable
 from typing import BinaryIO
 
 from .errors import DigestMismatchError, InvalidReferenceError, SizeMismatchError
@@ -19,8 +18,6 @@ from .errors import DigestMismatchError, InvalidReferenceError, SizeMismatchErro
 # distribution-spec: algorithm ":" encoded; sha256/sha512 are the registered algorithms.
 _ALGORITHMS = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
-
-SHA256_EMPTY = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def validate_digest(digest: str) -> str:
@@ -65,15 +62,6 @@ def digest_file(path: str, algorithm: str = "sha256", chunk_size: int = 1 << 20)
         while chunk := fh.read(chunk_size):
             hasher.update(chunk)
             size += len(chunk)
-    return f"{algorithm}:{hasher.hexdigest()}", size
-
-
-def digest_chunks(chunks: Iterable[bytes], algorithm: str = "sha256") -> tuple[str, int]:
-    hasher = hashlib.new(algorithm)
-    size = 0
-    for chunk in chunks:
-        hasher.update(chunk)
-        size += len(chunk)
     return f"{algorithm}:{hasher.hexdigest()}", size
 
 

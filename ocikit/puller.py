@@ -35,6 +35,7 @@ from .extract.plan import KIND_IMAGE, KIND_VIEW, ArtifactPlan, plan_artifact, re
 from .extract.safe_tar import ExtractPolicy, apply_directory_records
 from .options import DEFAULT_OPTIONS, Options
 from .progress import NULL_PROGRESS, Progress
+from .ready import MARKER_SCHEMA
 from .reference import LayoutReference, Reference, RegistryReference, parse_reference
 from .spec.descriptor import Descriptor, Platform
 
@@ -263,7 +264,7 @@ def marker_document(
 ) -> dict[str, Any]:
     """The ready marker's content (documented in docs/pull.md); ``include`` only for subset pulls."""
     document = {
-        "schemaVersion": 1,
+        "schemaVersion": MARKER_SCHEMA,
         "digest": plan.digest,
         "referenceDigest": plan.top_digest,
         "reference": plan.reference,

@@ -116,12 +116,6 @@ def requirements_from_document(document: Mapping[str, Any]) -> list[Requirement]
     return _requirements_from_labels(groups)
 
 
-def facts_from_document(document: Mapping[str, Any]) -> dict[str, Fact]:
-    ours = (document.get("compatibilities") or {}).get(OCIKIT_GROUP) or {}
-    facts = ours.get("facts") or {}
-    return {k: Fact.from_dict(k, v) for k, v in facts.items() if isinstance(v, Mapping)}
-
-
 def _list(value: Any) -> list[Mapping[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
         raise InvalidContentError("compatibility 'requirements' must be a list of objects")

@@ -61,10 +61,6 @@ class ElfInfo:
         """A program the kernel starts (not a library): ET_EXEC, or ET_DYN with an interpreter (PIE)."""
         return self.elf_type == "ET_EXEC" or (self.elf_type == "ET_DYN" and bool(self.interpreter))
 
-    @property
-    def is_shared_library(self) -> bool:
-        return self.elf_type == "ET_DYN" and not self.interpreter
-
     def max_version(self, family: str) -> str:
         """Highest needed version of ``family`` (GLIBC, GLIBCXX, CXXABI), "" if none."""
         return max_version_need(self.version_needs, family)

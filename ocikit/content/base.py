@@ -23,6 +23,7 @@ conveniences built on top, so stores only implement the small core.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -111,7 +112,7 @@ class SupportsMount(Protocol):
 def read_all(store: Store, desc: Descriptor, limit: int = MAX_MANIFEST_SIZE) -> bytes:
     """Fetch a small blob completely (verified); refuse anything above ``limit`` bytes."""
     if desc.data is not None and len(desc.data) == desc.size:
-        reader = VerifyingReader(_BytesReader(desc.data), desc.digest, desc.size)
+        reader = VerifyingReader(io.BytesIO(desc.data), desc.digest, desc.size)
         return reader.readall()
     if desc.size > limit:
         raise InvalidContentError(f"{desc.digest} is {desc.size} bytes, more than the {limit} allowed here")
@@ -148,23 +149,3 @@ def push_bytes(store: Store, media_type: str, data: bytes, **annotations: str) -
 def ensure_empty_blob(store: Store) -> Descriptor:
     """Registries that check referenced blobs (distribution 2.8) need ``{}`` uploaded first."""
     return push_bytes(store, mt.OCI_EMPTY, mt.EMPTY_JSON)
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._data = memoryview(data)
-        self._pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size is None or size < 0 else self._pos + size
-        chunk = bytes(self._data[self._pos : end])
-        self._pos += len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        pass
-
-
-def bytes_reader(data: bytes) -> BinaryIO:
-    """A minimal file-like reader over bytes (no copy of the buffer)."""
-    return _BytesReader(data)  # type: ignore[return-value]

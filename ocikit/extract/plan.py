@@ -124,14 +124,6 @@ def plan_artifact(store: Store, resolved: ResolvedManifest, *, rootfs: bool = Fa
     )
 
 
-def resolve_plan(
-    store: Store, reference: str, *, platform: Platform | None = None, rootfs: bool = False, label: str = ""
-) -> ArtifactPlan:
-    """:func:`resolve_manifest` then :func:`plan_artifact`."""
-    resolved = resolve_manifest(store, reference, platform=platform, label=label)
-    return plan_artifact(store, resolved, rootfs=rootfs)
-
-
 def _pick_manifest(index: ParsedManifest, platform: Platform) -> Descriptor:
     if all(entry.platform is None for entry in index.manifests) and len(index.manifests) == 1:
         return index.manifests[0]  # a single-entry index of an artifact (no platform to match)

@@ -16,8 +16,6 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 
-from ..errors import LocalIOError
-
 # Per extraction: at most this many bytes of file data waiting for a writer (memory bound).
 MAX_PENDING_BYTES = 64 << 20
 BATCH_FILES = 64
@@ -178,6 +176,3 @@ def default_threads() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if cores <= 2 else min(4, cores - 2)
 
-
-def local_error(exc: OSError, what: str) -> LocalIOError:
-    return LocalIOError(f"cannot write {what}: {exc.strerror or exc}")

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import tarfile
 from collections.abc import Mapping
 
-from ..content.base import Store, fetch_manifest, push_bytes, push_manifest, read_all
+from ..content.base import Store, push_bytes, push_manifest
 from ..digest import digest_bytes
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
@@ -56,8 +55,3 @@ def make_image(
     raw = build_manifest(layer_descs, config=config_desc, annotations=annotations)
     return push_manifest(store, raw, tag=tag)
 
-
-def image_config_json(store: Store, manifest: Descriptor) -> dict:  # type: ignore[type-arg]
-    parsed = fetch_manifest(store, manifest)
-    assert parsed.config is not None
-    return json.loads(read_all(store, parsed.config))

@@ -122,6 +122,3 @@ class Inflater:
     def __del__(self) -> None:
         self.close()
 
-
-def address(buffer: "ctypes.Array[ctypes.c_char]") -> int:
-    return ctypes.addressof(buffer)
