@@ -59,7 +59,7 @@ OCIKIT_STREAM = """
 import sys
 from ocikit.spack.view import scan_view
 from ocikit.spack.layering import plan_layers
-from ocikit.pack.stream import LayerReader, Relocation
+from ocikit.push.stream import LayerReader, Relocation
 view = scan_view(sys.argv[1])
 for plan in plan_layers(view, "packages"):
     for frame in LayerReader(view.source, plan, Relocation(view.real_root, "")).frames():

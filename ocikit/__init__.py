@@ -21,6 +21,12 @@ __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+# ``ocikit.pull`` is a function and ``ocikit/pull/`` a package. Importing a submodule binds it as
+# an attribute of its parent, but only the first time: importing the (light) package here and
+# dropping that binding lets ``__getattr__`` give the function, whatever is imported later.
+importlib.import_module(".pull", __name__)
+del globals()["pull"]
+
 # public name -> module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
     "open_store": "ocikit.content.open",
@@ -33,9 +39,9 @@ _LAZY: dict[str, str] = {
     "get_manifest": "ocikit.api",
     "list_tags": "ocikit.api",
     "resolve": "ocikit.api",
-    "pull": "ocikit.puller",
-    "wait_ready": "ocikit.ready",
-    "NodeCache": "ocikit.nodecache",
+    "pull": "ocikit.pull.api",
+    "wait_ready": "ocikit.pull.ready",
+    "NodeCache": "ocikit.pull.nodecache",
     "relocate_tree": "ocikit.relocate.tree",
     "RelocationReport": "ocikit.relocate.tree",
     "build_ztoc_file": "ocikit.ztoc.api",
@@ -58,8 +64,8 @@ _LAZY: dict[str, str] = {
     "HostInfo": "ocikit.compat.host",
     "add_labels": "ocikit.compat.labels",
     "read_labels": "ocikit.compat.labels",
-    "push_view": "ocikit.view_push",
-    "PushResult": "ocikit.view_push",
+    "push_view": "ocikit.push.api",
+    "PushResult": "ocikit.push.api",
     "placeholder_for": "ocikit.spack.artifact",
 }
 

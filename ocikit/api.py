@@ -2,7 +2,7 @@
 
 These are what the CLI commands call and what a notebook or CSI driver uses first;
 each opens the stores it needs with :func:`ocikit.content.open.open_store` and calls the
-store-level operation (``ocikit.transfer``, ``ocikit.artifacts``). Feature verbs
+store-level operation (``ocikit.graph.copy``, ``ocikit.graph.attach``). Feature verbs
 (``push_view``, ``pull``, ``build_ztocs``, ``scan``, ``similarity``…) live in their own
 modules and are exported from :mod:`ocikit` the same way.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import artifacts, transfer
+from .graph import attach as artifacts
+from .graph import copy as transfer
 from .content.base import SupportsTagList, fetch_manifest
 from .content.open import open_store
 from .errors import InvalidReferenceError, UnsupportedError

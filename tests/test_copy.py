@@ -8,16 +8,16 @@ import sys
 import pytest
 
 import ocikit
-from ocikit.artifacts import attach
 from ocikit.content.base import fetch_manifest, push_manifest
 from ocikit.content.layout import LayoutStore
 from ocikit.content.memory import MemoryStore
 from ocikit.content.open import open_store
 from ocikit.errors import VerificationError
+from ocikit.graph.attach import attach
+from ocikit.graph.copy import copy_graph
 from ocikit.spec.descriptor import Platform
 from ocikit.spec.manifest import build_index
 from ocikit.testing.images import make_image
-from ocikit.transfer import copy_graph
 
 OCIKIT = os.path.join(os.path.dirname(sys.executable), "ocikit")
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from pull_support import TarBuilder, push_view
 
-from ocikit.ready import read_marker
+from ocikit.pull.ready import read_marker
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "kubernetes")
 

@@ -15,7 +15,7 @@ import ocikit
 from ocikit.content.base import push_bytes, push_manifest
 from ocikit.content.layout import LayoutStore
 from ocikit.errors import InvalidContentError, NotFoundError
-from ocikit.ready import read_marker
+from ocikit.pull.ready import read_marker
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.descriptor import Platform
 from ocikit.spec.manifest import build_index, canonical_json

@@ -17,7 +17,7 @@ import ocikit
 from ocikit.content.base import fetch_manifest
 from ocikit.content.open import open_store
 from ocikit.errors import UnsupportedError
-from ocikit.ready import read_marker
+from ocikit.pull.ready import read_marker
 from ocikit.spec import mediatypes as mt
 from ocikit.ztoc.api import build_ztocs
 

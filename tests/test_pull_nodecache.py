@@ -16,8 +16,8 @@ from pull_support import TarBuilder, ThrottledProxy, push_tar, tree_snapshot
 import ocikit
 from ocikit.content.layout import LayoutStore
 from ocikit.errors import UnsupportedError
-from ocikit.nodecache import NodeCache
-from ocikit.ready import read_marker
+from ocikit.pull.nodecache import NodeCache
+from ocikit.pull.ready import read_marker
 
 
 class _SlowCountingStore:

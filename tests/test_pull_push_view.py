@@ -13,7 +13,7 @@ from compat_support import VIEW_HASH, spack_view_fixture  # noqa: F401
 
 import ocikit
 from ocikit.errors import RelocationError
-from ocikit.ready import read_marker
+from ocikit.pull.ready import read_marker
 
 ROOT = f"/opt/._view/{VIEW_HASH}"
 

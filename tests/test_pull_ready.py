@@ -14,7 +14,7 @@ import pytest
 from pull_support import TarBuilder, ThrottledProxy, leftovers, push_tar
 
 import ocikit
-from ocikit import ready
+from ocikit.pull import ready
 from ocikit.errors import WaitTimeoutError
 
 OCIKIT = [sys.executable, "-m", "ocikit_cli.main"]
@@ -100,13 +100,13 @@ def test_killed_pull_never_looks_ready(tmp_path, registry):
             time.sleep(delay)
             process.send_signal(signal.SIGKILL)
             process.wait()
-            assert ocikit.ready.read_marker(dest) is None, f"killed after {delay} s but marked ready"
+            assert ready.read_marker(dest) is None, f"killed after {delay} s but marked ready"
             assert not os.path.exists(dest) or not os.listdir(dest)
             interrupted += leftovers(str(tmp_path), os.path.basename(dest))
         assert interrupted, "no kill landed while a staging tree was being filled"
         # the next pull cleans the stale staging and completes
         result = ocikit.pull(f"{proxy.host}/pull/killed:v1", dest)
-        assert result.digest == desc.digest and ocikit.ready.is_ready(dest, desc.digest)
+        assert result.digest == desc.digest and ready.is_ready(dest, desc.digest)
         assert sorted(n for n in os.listdir(tmp_path) if n.startswith(f".dest-{delay}")) == [f".dest-{delay}.ocikit-lock"]
         assert len(os.listdir(os.path.join(dest, "d0"))) == 10
     finally:

@@ -14,7 +14,7 @@ from pull_support import TarBuilder, leftovers, push_tar, push_view
 
 import ocikit
 from ocikit.errors import DigestMismatchError, InvalidContentError, UnsafeContentError
-from ocikit.ready import read_marker
+from ocikit.pull.ready import read_marker
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from ocikit.errors import InvalidContentError
-from ocikit.extract.tarstream import DIRECTORY, FILE, HARDLINK, SYMLINK, TarStream
+from ocikit.formats.tar.reader import DIRECTORY, FILE, HARDLINK, SYMLINK, TarStream
 
 
 def _entries(data: bytes, chunk: int = 700) -> list[tuple]:

@@ -20,9 +20,9 @@ from ocikit.errors import (
     UnsupportedError,
 )
 from ocikit.progress import Progress
+from ocikit.push.api import push_view
 from ocikit.testing.fault_proxy import Fault, FaultProxy
 from ocikit.testing.registry import RegistryServer
-from ocikit.view_push import push_view
 
 OCIKIT = os.path.join(os.path.dirname(sys.executable), "ocikit")
 

@@ -11,12 +11,12 @@ import pytest
 import zstandard
 
 from ocikit.content.memory import MemoryStore
-from ocikit.pack.compress import Compression, FrameCompressor
-from ocikit.pack.pipeline import Pools, compress_and_push
-from ocikit.pack.stream import FRAME_TARGET, LayerReader, Relocation
+from ocikit.formats.zstd_seekable import read_seek_table
+from ocikit.push.compress import Compression, FrameCompressor
+from ocikit.push.pipeline import Pools, compress_and_push
+from ocikit.push.stream import FRAME_TARGET, LayerReader, Relocation
 from ocikit.spack.layering import plan_layers
 from ocikit.spack.view import scan_view
-from ocikit.ztoc.zstd_frames import read_seek_table
 
 ROOT = "/opt/._view/" + "q" * 32
 PLACEHOLDER = "/" + "P" * (len(ROOT) - 1)

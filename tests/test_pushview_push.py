@@ -21,8 +21,8 @@ from pushview_support import (
     unpack_fixture,
 )
 
+from ocikit.push.api import push_view
 from ocikit.spec import mediatypes as mt
-from ocikit.view_push import push_view
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "schemas", "ocikit.view.config.v1.schema.json")
 OTHER_HASH = "a" * 32

@@ -15,8 +15,8 @@ from pushview_support import (
 
 from ocikit.content.base import fetch_manifest
 from ocikit.content.open import open_store
+from ocikit.push.api import push_view
 from ocikit.spec import mediatypes as mt
-from ocikit.view_push import push_view
 
 pytestmark = pytest.mark.registry
 

@@ -7,7 +7,7 @@ import pytest
 from pushview_support import REAL_ROOT, VIEW_PATH, unpack_fixture
 
 from ocikit.errors import UnsafeContentError
-from ocikit.pack.tar import DIRECTORY, FILE, SYMLINK
+from ocikit.formats.tar.writer import DIRECTORY, FILE, SYMLINK
 from ocikit.spack.artifact import placeholder_for
 from ocikit.spack.layering import plan_layers
 from ocikit.spack.view import scan_view

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from ocikit.pack.tar import (
+from ocikit.formats.tar.writer import (
     DIRECTORY,
     END_OF_ARCHIVE,
     FILE,

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from ocikit.artifacts import attach, discover
 from ocikit.content.base import ensure_empty_blob, fetch_manifest, push_bytes, push_manifest
 from ocikit.errors import InvalidContentError
+from ocikit.graph.attach import attach, discover
 from ocikit.reference import parse_reference
 from ocikit.registry.referrers import fallback_tag
 from ocikit.registry.store import RegistryStore
@@ -50,7 +50,7 @@ def test_referrers_of_referrers_form_a_tree(registry):
 
 _ATTACHER = """
 import sys
-from ocikit.artifacts import attach
+from ocikit.graph.attach import attach
 from ocikit.reference import parse_reference
 from ocikit.registry.store import RegistryStore
 store = RegistryStore.open(parse_reference(sys.argv[1]))

@@ -26,7 +26,7 @@ from relocate_build import (  # noqa: F401 (built_tree_fixture is a fixture)
 
 import ocikit
 from ocikit.errors import RelocationError
-from ocikit.ready import read_marker
+from ocikit.pull.ready import read_marker
 
 
 @pytest.fixture

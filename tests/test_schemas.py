@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 import ocikit
-from ocikit.ready import read_marker
+from ocikit.pull.ready import read_marker
 from ocikit.testing.images import make_image
 
 SCHEMAS = os.path.join(os.path.dirname(__file__), "..", "schemas")

@@ -10,8 +10,8 @@ import pytest
 from ztoc_helpers import SPAN, gnu_tar, make_tree, require, sha256, zstd_cli, zstd_frames
 
 from ocikit.errors import InvalidContentError, UnsupportedError
+from ocikit.formats.zstd_seekable import SeekTableWriter, parse_seek_table, read_seek_table, scan_frames
 from ocikit.ztoc.build import build_ztoc
-from ocikit.ztoc.zstd_frames import SeekTableWriter, parse_seek_table, read_seek_table, scan_frames
 from ocikit.ztoc.ztoc import parse_ztoc
 
 SCHEMA = os.path.join(os.path.dirname(__file__), "..", "schemas", "ocikit.ztoc.zstd.v1.schema.json")

@@ -15,10 +15,10 @@ from environment import SOCI_VECTORS, require_binary
 
 from ocikit.content.base import Store, push_bytes, push_manifest
 from ocikit.digest import digest_file
+from ocikit.formats.zstd_seekable import SeekTableWriter
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.descriptor import Descriptor
 from ocikit.spec.manifest import build_manifest, canonical_json
-from ocikit.ztoc.zstd_frames import SeekTableWriter
 
 SPAN = 64 << 10  # small spans: many of them even in a few-MiB layer
 LONG_NAME = "share/" + "deep-directory-name/" * 6 + "file-with-a-long-name.txt"

@@ -73,7 +73,7 @@ def attach_to_reference(
     store, subject = resolve_subject(reference, options)
     if source is not None:
         return attach_compat(store, subject, scan_or_load(source, progress), nfd=nfd)
-    from ..puller import pull  # loaded on use: the extraction machinery
+    from ..pull.api import pull  # loaded on use: the extraction machinery
 
     with tempfile.TemporaryDirectory(prefix="ocikit-compat-") as scratch:
         tree = os.path.join(scratch, "tree")

@@ -8,9 +8,9 @@
 * :mod:`.layers` — extract all layers of an artifact, in parallel.
 """
 
+from ..formats.tar.reader import TarStream
 from .decompress import LayerStream, SizeBudget
 from .safe_tar import ExtractPolicy, LayerOutcome, SafeExtractor, apply_directory_records
-from .tarstream import TarStream
 
 __all__ = [
     "ExtractPolicy",

@@ -20,12 +20,12 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
+from ..formats.tar.reader import TarStream
 from ..progress import NULL_PROGRESS, Progress
 from ..spec.descriptor import Descriptor
 from .decompress import LayerStream, SizeBudget
 from .plan import FILE, ROOTFS, TITLED, ArtifactPlan, LayerJob
 from .safe_tar import Counts, DirRecord, ExtractPolicy, LayerOutcome, SafeExtractor, normalize_name
-from .tarstream import TarStream
 from .whiteout import merge_layer, remove_tree
 from .writer import WriterPool, default_threads
 

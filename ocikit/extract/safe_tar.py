@@ -44,7 +44,7 @@ import threading
 from dataclasses import dataclass, field, fields
 
 from ..errors import InvalidContentError, LocalIOError, UnsafeContentError
-from .tarstream import BLOCKDEV, CHARDEV, DIRECTORY, FIFO, FILE, HARDLINK, SYMLINK, TarEntry, TarStream
+from ..formats.tar.reader import BLOCKDEV, CHARDEV, DIRECTORY, FIFO, FILE, HARDLINK, SYMLINK, TarEntry, TarStream
 from .writer import BATCH_BYTES, BATCH_FILES, Job, JobTracker, WriterPool, create_file, write_all
 
 LARGE_FILE = 8 << 20  # files above this are streamed by the parser thread, not queued

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..pack.tar import DIRECTORY, END_OF_ARCHIVE, FILE, HARDLINK, SYMLINK, TarEntry, member_size
+from ..formats.tar.writer import DIRECTORY, END_OF_ARCHIVE, FILE, HARDLINK, SYMLINK, TarEntry, member_size
 from .view import SpackPackage, View, ViewEntry, mtime_of
 
 PACKAGES, SINGLE = "packages", "single"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidContentError, LocalIOError, NotFoundError, UnsafeContentError, UnsupportedError
-from ..pack.tar import DIRECTORY, FILE, SYMLINK
+from ..formats.tar.writer import DIRECTORY, FILE, SYMLINK
 
 SPACK_METADATA_DIR = ".spack"
 

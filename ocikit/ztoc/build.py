@@ -20,10 +20,10 @@ from typing import BinaryIO
 
 from .. import __version__
 from ..errors import InvalidContentError, UnsupportedError
+from ..formats.zstd_seekable import Frame, FrameHeader, FrameWalker, frames_from_seek_table, parse_seek_table
 from .gzip_index import build_gzip_index
 from .tar_zinfo import tar_zinfo_bytes
 from .toc import TarScanner
-from .zstd_frames import Frame, FrameHeader, FrameWalker, frames_from_seek_table, parse_seek_table
 from .ztoc import GZIP, UNCOMPRESSED, VERSION_09, ZSTD, Ztoc
 
 DEFAULT_SPAN_SIZE = 1 << 22  # 4 MiB, SOCI's default

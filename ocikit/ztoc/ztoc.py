@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import InvalidContentError
+from ..formats.zstd_seekable import Frame
 from .flatbuf import INT64, OFFSET, UINT32, Builder, Table, int_at, string_at
 from .toc import FileMetadata
-from .zstd_frames import Frame
 
 VERSION_09 = "0.9"
 ZSTD_ZTOC_VERSION = "1"
@@ -100,7 +100,7 @@ class Ztoc:
             from .tar_zinfo import TarSpans
 
             return TarSpans(self.checkpoints, self.compressed_archive_size, self.uncompressed_archive_size)
-        from .zstd_frames import FrameSpans
+        from ..formats.zstd_seekable import FrameSpans
 
         return FrameSpans(self.frames, self.compressed_archive_size, self.uncompressed_archive_size, self.span_size)
 

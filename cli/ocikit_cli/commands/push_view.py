@@ -46,7 +46,7 @@ def push_view_command(cli: CliContext, view_dir: str, reference: str, json_outpu
 
     REF is HOST/REPO:TAG or oci:PATH:TAG. Pushing an unchanged view again uploads nothing.
     """
-    from ocikit.view_push import push_view
+    from ocikit.push.api import push_view
 
     progress = cli.progress(json_output)
     try:

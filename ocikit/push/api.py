@@ -2,12 +2,12 @@
 
 Steps: scan the view (:mod:`ocikit.spack.view`), plan layers
 (:mod:`ocikit.spack.layering`), push the layers in parallel through the streaming
-pipeline (:mod:`ocikit.pack.pipeline`), then the config and, last, the manifest — so a
+pipeline (:mod:`ocikit.push.pipeline`), then the config and, last, the manifest — so a
 manifest is only ever pushed when every blob it names is in the store. Any failure stops
 the other layers and raises one typed error naming the file or layer.
 
 Skipping work that is already done (the digest cache, the view at the target tag): see
-:mod:`ocikit.pack.pusher`. Result: re-pushing an unchanged view uploads no blob bytes, and a view that differs by
+:mod:`ocikit.push.pusher`. Result: re-pushing an unchanged view uploads no blob bytes, and a view that differs by
 one package uploads about that package.
 """
 
@@ -18,22 +18,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .content.base import Store, push_manifest
-from .content.open import open_store
-from .errors import InvalidReferenceError, UnsupportedError
-from .options import DEFAULT_OPTIONS, Options
-from .pack.cache import DigestCache
-from .pack.compress import GZIP, ZSTD, Compression
-from .pack.pusher import LayerPusher, LayerResult
-from .pack.stream import Relocation, RpathHook
-from .progress import NULL_PROGRESS, Progress
-from .reference import Reference, parse_reference
-from .spack.artifact import build_config, created_timestamp, placeholder_for, relocation_record
-from .spack.layering import DEFAULT_MAX_LAYER_SIZE, PACKAGES, SINGLE, plan_layers
-from .spack.view import View, scan_view
-from .spec import mediatypes as mt
-from .spec.descriptor import Descriptor
-from .spec.manifest import build_manifest, canonical_json
+from ..content.base import Store, push_manifest
+from ..content.open import open_store
+from ..errors import InvalidReferenceError, UnsupportedError
+from ..options import DEFAULT_OPTIONS, Options
+from ..progress import NULL_PROGRESS, Progress
+from ..reference import Reference, parse_reference
+from ..spack.artifact import build_config, created_timestamp, placeholder_for, relocation_record
+from ..spack.layering import DEFAULT_MAX_LAYER_SIZE, PACKAGES, SINGLE, plan_layers
+from ..spack.view import View, scan_view
+from ..spec import mediatypes as mt
+from ..spec.descriptor import Descriptor
+from ..spec.manifest import build_manifest, canonical_json
+from .cache import DigestCache
+from .compress import GZIP, ZSTD, Compression
+from .pusher import LayerPusher, LayerResult
+from .stream import Relocation, RpathHook
 
 MIN_LAYER_SIZE = 1 << 20
 
@@ -185,7 +185,7 @@ def _relative_rpath_hook() -> RpathHook:
     # The relocation engine's push-time rewrite (same size): RPATH/RUNPATH entries under the
     # root become $ORIGIN-relative. Imported only when asked for (it loads pyelftools).
     try:
-        from .relocate.elf import make_rpaths_relative
+        from ..relocate.elf import make_rpaths_relative
     except ImportError:
         raise UnsupportedError("--relative-rpaths needs ocikit.relocate.elf, which is not available") from None
     return make_rpaths_relative  # type: ignore[no-any-return]
@@ -208,7 +208,7 @@ class _CompatScan:
 
     def _run(self) -> None:
         try:
-            from .compat.scan import scan  # loaded on use: ELF parsing, libmagic
+            from ..compat.scan import scan  # loaded on use: ELF parsing, libmagic
 
             self._report = scan(self._source, progress=self._progress)
         except BaseException as exc:  # re-raised in the caller's thread by attach()
@@ -216,7 +216,7 @@ class _CompatScan:
 
     def attach(self, store: Store, subject: Descriptor, created: str) -> Descriptor:
         """Attach the scan's result as a referrer of ``subject`` (the view manifest), pinned to ``created``."""
-        from .compat.artifact import attach_compat
+        from ..compat.artifact import attach_compat
 
         self._progress.message("attaching compatibility metadata")
         self._thread.join()

@@ -8,7 +8,7 @@ which uploads while the producer keeps reading: reading, compressing, hashing an
 uploading overlap. Nothing is written to a temporary file.
 
 **Memory bound.** Frames hold whole tar members up to a cut point (at most ~8 MiB, see
-:mod:`ocikit.pack.stream`). A frame takes a permit from a pool shared by every layer of
+:mod:`ocikit.push.stream`). A frame takes a permit from a pool shared by every layer of
 the push when it is submitted and returns it when its compressed bytes have been handed
 to the store, so at most ``permits = 2 × cores + 2`` frames are in flight in the whole
 push, each at most ~8 MiB uncompressed plus its compressed copy: ≤ ``permits × 16 MiB``

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..errors import InvalidContentError, UnsafeContentError
+from ...errors import InvalidContentError, UnsafeContentError
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)

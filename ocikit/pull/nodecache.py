@@ -34,21 +34,21 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
-from .content.base import Store
-from .content.layout import LayoutStore
+from ..content.base import Store
+from ..content.layout import LayoutStore
+from ..digest import VerifyingReader
+from ..errors import InvalidReferenceError, LocalIOError, NotFoundError
+from ..extract.decompress import SizeBudget
+from ..extract.layers import extract_plan
+from ..extract.plan import ArtifactPlan, plan_artifact, resolve_manifest
+from ..extract.whiteout import remove_tree
+from ..options import DEFAULT_OPTIONS, Options
+from ..progress import NULL_PROGRESS, Progress
+from ..reference import Reference, parse_reference
+from ..spec.descriptor import Descriptor, Platform
+from ..spec.manifest import canonical_json
 from .destination import Destination
-from .digest import VerifyingReader
-from .errors import InvalidReferenceError, LocalIOError, NotFoundError
-from .extract.decompress import SizeBudget
-from .extract.layers import extract_plan
-from .extract.plan import ArtifactPlan, plan_artifact, resolve_manifest
-from .extract.whiteout import remove_tree
 from .materialize import make_read_only, materialize
-from .options import DEFAULT_OPTIONS, Options
-from .progress import NULL_PROGRESS, Progress
-from .reference import Reference, parse_reference
-from .spec.descriptor import Descriptor, Platform
-from .spec.manifest import canonical_json
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -160,7 +160,7 @@ class NodeCache:
             found = self.get(ref.digest)
             if found is not None:
                 return self._used(found, str(ref))
-        from .puller import check_compatibility, extract_policy, open_source
+        from .api import check_compatibility, extract_policy, open_source
 
         source = store or open_source(ref, self.options)
         local_first = _LocalFirst(self.blobs, source)  # a pinned digest resolves from the cache
@@ -181,7 +181,7 @@ class NodeCache:
             return self._build(plan, source, policy, max_size, progress)
 
     def _build(self, plan: ArtifactPlan, source: Store, policy: Any, max_size: int | None, progress: Progress) -> CacheEntry:
-        from .puller import apply_records, marker_document
+        from .api import apply_records, marker_document
         from .ready import MARKER_DIR, MARKER_NAME, write_marker
 
         staging = os.path.join(self.root, "tmp", uuid.uuid4().hex)
@@ -313,7 +313,7 @@ class NodeCache:
         (and, except with hardlinks, whose inodes belong to the cache, from the files).
         """
         entry = ref if isinstance(ref, CacheEntry) else self.ensure(ref, progress=progress, **ensure_options)
-        from .puller import _finish_view
+        from .api import _finish_view
         from .ready import MARKER_DIR
 
         destination = Destination(target, ready_file)

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import InvalidContentError, LocalIOError
+from ..formats.tar.writer import END_OF_ARCHIVE, FILE, HARDLINK, TarEntry, header, padding
 from ..spack.layering import LayerPlan
-from .tar import END_OF_ARCHIVE, FILE, HARDLINK, TarEntry, header, padding
 
 FRAME_TARGET = 4 << 20
 FRAME_RULE = "ocikit-frames-v1"

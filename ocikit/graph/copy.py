@@ -15,11 +15,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .content.base import Store, SupportsMount, SupportsReferrers, read_all
-from .errors import UnsupportedError
-from .progress import NULL_PROGRESS, Progress
-from .spec.descriptor import Descriptor
-from .spec.manifest import parse_manifest
+from ..content.base import Store, SupportsMount, SupportsReferrers, read_all
+from ..errors import UnsupportedError
+from ..progress import NULL_PROGRESS, Progress
+from ..spec.descriptor import Descriptor
+from ..spec.manifest import parse_manifest
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Layer compression in independent frames: parallel to write, seekable to read.
 
-The uncompressed tar is cut into frames (see :func:`ocikit.pack.stream.layer_frames` for
+The uncompressed tar is cut into frames (see :func:`ocikit.push.stream.layer_frames` for
 the cut rule, "ocikit frames v1"); each frame is compressed on its own, so frames compress
 in parallel threads (zstandard and zlib release the GIL) and a reader can start
 decompressing at any frame boundary.
@@ -27,8 +27,8 @@ import zlib
 from dataclasses import dataclass
 
 from ..errors import InvalidReferenceError
+from ..formats.zstd_seekable import SeekTableWriter
 from ..spec import mediatypes as mt
-from ..ztoc.zstd_frames import SeekTableWriter
 
 ZSTD, GZIP = "zstd", "gzip"
 DEFAULT_LEVEL = {ZSTD: 3, GZIP: 6}

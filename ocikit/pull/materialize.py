@@ -21,7 +21,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 
-from .errors import InvalidContentError, LocalIOError, UnsupportedError
+from ..errors import InvalidContentError, LocalIOError, UnsupportedError
 
 MODES = ("auto", "hardlink", "reflink", "copy")
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int)

@@ -13,12 +13,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .content.base import Store, SupportsReferrers, ensure_empty_blob, push_manifest
-from .digest import digest_file
-from .errors import InvalidReferenceError, LocalIOError, UnsupportedError
-from .spec import mediatypes as mt
-from .spec.descriptor import Descriptor
-from .spec.manifest import build_manifest
+from ..content.base import Store, SupportsReferrers, ensure_empty_blob, push_manifest
+from ..digest import digest_file
+from ..errors import InvalidReferenceError, LocalIOError, UnsupportedError
+from ..spec import mediatypes as mt
+from ..spec.descriptor import Descriptor
+from ..spec.manifest import build_manifest
 
 # oras-go's check of RFC 6838 type/subtype syntax
 ARTIFACT_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")

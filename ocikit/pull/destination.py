@@ -32,8 +32,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AlreadyExistsError, LocalIOError
-from .extract.whiteout import remove_tree
+from ..errors import AlreadyExistsError, LocalIOError
+from ..extract.whiteout import remove_tree
 from .ready import MARKER_DIR, MARKER_NAME, marker_path, read_marker, remove_marker, write_marker
 
 _RENAME_EXCHANGE = 2

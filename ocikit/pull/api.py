@@ -12,7 +12,7 @@ Sequence (each step is a function below or in :mod:`ocikit.extract`):
    digest-verified), relocate a view to DEST's path, apply directory modes and times.
 6. Switch the staging tree in and write the ready marker last.
 
-With ``cache=DIR`` the tree is built (or found) in a :class:`~ocikit.nodecache.NodeCache`
+With ``cache=DIR`` the tree is built (or found) in a :class:`~ocikit.pull.nodecache.NodeCache`
 and published into DEST by reflink, hardlink or copy.
 """
 
@@ -25,19 +25,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from . import __version__
-from .content.base import Store
+from .. import __version__
+from ..content.base import Store
+from ..errors import IncompatibleError, UnsupportedError
+from ..extract.decompress import SizeBudget
+from ..extract.layers import ExtractStats, extract_plan
+from ..extract.plan import KIND_IMAGE, KIND_VIEW, ArtifactPlan, plan_artifact, resolve_manifest
+from ..extract.safe_tar import ExtractPolicy, apply_directory_records
+from ..options import DEFAULT_OPTIONS, Options
+from ..progress import NULL_PROGRESS, Progress
+from ..reference import LayoutReference, Reference, RegistryReference, parse_reference
+from ..spec.descriptor import Descriptor, Platform
 from .destination import Destination
-from .errors import IncompatibleError, UnsupportedError
-from .extract.decompress import SizeBudget
-from .extract.layers import ExtractStats, extract_plan
-from .extract.plan import KIND_IMAGE, KIND_VIEW, ArtifactPlan, plan_artifact, resolve_manifest
-from .extract.safe_tar import ExtractPolicy, apply_directory_records
-from .options import DEFAULT_OPTIONS, Options
-from .progress import NULL_PROGRESS, Progress
 from .ready import MARKER_SCHEMA
-from .reference import LayoutReference, Reference, RegistryReference, parse_reference
-from .spec.descriptor import Descriptor, Platform
 
 
 @dataclass(frozen=True)
@@ -167,11 +167,11 @@ def pull(
 def open_source(ref: Reference, options: Options) -> Store:
     """The store to read ``ref`` from: a layout, or a registry behind its configured mirrors."""
     if isinstance(ref, LayoutReference):
-        from .content.layout import LayoutStore
+        from ..content.layout import LayoutStore
 
         return LayoutStore(ref.path, create=False)
     assert isinstance(ref, RegistryReference)
-    from .content.mirror import open_with_mirrors
+    from ..content.mirror import open_with_mirrors
 
     return open_with_mirrors(ref, options)
 
@@ -202,7 +202,7 @@ def check_compatibility(store: Store, manifest: Descriptor) -> None:
     Reads only the referrer, never a layer. Without the compat module nothing is checked.
     """
     try:
-        from .compat.check import check_reference
+        from ..compat.check import check_reference
     except ModuleNotFoundError as exc:  # a build without the compat package; anything else is a bug
         if (exc.name or "").startswith("ocikit.compat"):
             return
@@ -239,7 +239,7 @@ def _finish_view(
     if not old or not new or old == new:
         return ""
     try:
-        from .relocate import relocate_tree
+        from ..relocate import relocate_tree
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("ocikit.relocate"):
             raise
@@ -312,7 +312,7 @@ def _pull_subset(
     progress: Progress,
 ) -> PullResult:
     """``pull --include``: extract the matching subtree through zTOC range reads, then as a full pull."""
-    from .ztoc.extract import extract_matching  # loaded on use: FlatBuffers, libz
+    from ..ztoc.extract import extract_matching  # loaded on use: FlatBuffers, libz
 
     with target.lock():
         if _marker_digest(target, plan.digests(), include):

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import LocalIOError, WaitTimeoutError
+from ..errors import LocalIOError, WaitTimeoutError
 
 MARKER_DIR = ".ocikit"
 MARKER_NAME = "ready.json"

@@ -1,13 +1,13 @@
 """Pushing the layers of one view: skip what the store has, stream the rest, in parallel.
 
-Per layer, in order of cost (see :mod:`ocikit.pack.cache` for the cache itself):
+Per layer, in order of cost (see :mod:`ocikit.push.cache` for the cache itself):
 
 1. ``cached``: the layer's fingerprint (metadata only) is in the local cache and the store
    has the cached blob (``store.exists``): nothing is read;
 2. ``exists``: the same package was pushed before (a local hint, or the view now at the
    target tag): the layer is hashed without compressing and reused if the store has a
    blob for that uncompressed digest;
-3. ``uploaded``: compressed and streamed to the store (:mod:`ocikit.pack.pipeline`).
+3. ``uploaded``: compressed and streamed to the store (:mod:`ocikit.push.pipeline`).
 
 Layers run ``concurrency`` at a time, largest first. The first failure stops the others
 and is raised with the layer's title in its message; nothing else is pushed.
@@ -189,7 +189,7 @@ class LayerPusher:
 
 
 def layer_fingerprint(plan: LayerPlan, relocation: Relocation) -> str:
-    """Identifies a layer's exact tar from metadata alone (see ocikit.pack.cache)."""
+    """Identifies a layer's exact tar from metadata alone (see ocikit.push.cache)."""
     hasher = hashlib.sha256()
     hasher.update(f"ocikit-tar-v1\0{relocation.root}\0{relocation.placeholder}\0"
                   f"{relocation.rpath_hook is not None}\n".encode())
