@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .graph import attach as artifacts
-from .graph import copy as transfer
 from .content.base import SupportsTagList, fetch_manifest
 from .content.open import open_store
 from .errors import InvalidReferenceError, UnsupportedError
+from .graph import attach as artifacts
+from .graph import copy as transfer
 from .options import DEFAULT_OPTIONS, Options
 from .progress import NULL_PROGRESS, Progress
 from .reference import Reference, RegistryReference

@@ -14,8 +14,8 @@ import pytest
 from pull_support import TarBuilder, ThrottledProxy, leftovers, push_tar
 
 import ocikit
-from ocikit.pull import ready
 from ocikit.errors import WaitTimeoutError
+from ocikit.pull import ready
 
 OCIKIT = [sys.executable, "-m", "ocikit_cli.main"]
 
