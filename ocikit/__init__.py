@@ -40,6 +40,8 @@ _LAZY: dict[str, str] = {
     "list_tags": "ocikit.api",
     "resolve": "ocikit.api",
     "pull": "ocikit.pull.api",
+    "PullPolicy": "ocikit.pull.policy",
+    "PullResult": "ocikit.pull.api",
     "wait_ready": "ocikit.pull.ready",
     "NodeCache": "ocikit.pull.nodecache",
     "relocate_tree": "ocikit.relocate.tree",

@@ -15,6 +15,7 @@ import ocikit
 from ocikit.content.base import push_bytes, push_manifest
 from ocikit.content.layout import LayoutStore
 from ocikit.errors import InvalidContentError, NotFoundError
+from ocikit.pull.policy import PullPolicy
 from ocikit.pull.ready import read_marker
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.descriptor import Platform
@@ -165,7 +166,7 @@ def test_rootfs_flag_applies_whiteouts_to_any_artifact(tmp_path):
     lower = TarBuilder().file("a", b"a").file("b", b"b").bytes()
     upper = TarBuilder().file(".wh.a", b"").bytes()
     push_layers(layout, [(lower, "zstd", {mt.ANNOTATION_TITLE: "l"}), (upper, "zstd", {mt.ANNOTATION_TITLE: "u"})])
-    ocikit.pull(f"oci:{layout}:v1", dest, rootfs=True)
+    ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(rootfs=True))
     assert sorted(os.listdir(dest)) == [".ocikit", "b"]
 
 
@@ -262,10 +263,10 @@ def test_index_selects_the_platform(tmp_path):
     assert marker["referenceDigest"] == index.digest and marker["digest"] != index.digest
     other = "arm64" if host.architecture != "arm64" else "amd64"
     dest2 = str(tmp_path / "dest2")
-    ocikit.pull(f"oci:{layout}:multi", dest2, platform=f"linux/{other}")
+    ocikit.pull(f"oci:{layout}:multi", dest2, PullPolicy(platform=f"linux/{other}"))
     assert open(os.path.join(dest2, "arch")).read() == other
     with pytest.raises(NotFoundError, match="no manifest for platform linux/s390x"):
-        ocikit.pull(f"oci:{layout}:multi", str(tmp_path / "dest3"), platform="linux/s390x")
+        ocikit.pull(f"oci:{layout}:multi", str(tmp_path / "dest3"), PullPolicy(platform="linux/s390x"))
     # the index digest a marker records is enough for a no-op
     assert ocikit.pull(f"oci:{layout}@{index.digest}", dest).unchanged and result.digest == marker["digest"]
 
@@ -345,7 +346,7 @@ def test_view_without_relocation_restores_the_recorded_root(tmp_path):
     pytest.importorskip("ocikit.relocate")
     layout, placeholder = _view_with_placeholder(tmp_path)
     dest = str(tmp_path / "dest")
-    result = ocikit.pull(f"oci:{layout}:v1", dest, relocate=False)
+    result = ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(relocate=False))
     assert result.relocated_to == "/opt/views/app-env"
     assert open(os.path.join(dest, "lib/pkgconfig/app.pc")).read().startswith("prefix=/opt/views/app-env\n")
 
@@ -396,4 +397,4 @@ def test_compatibility_referrer_is_checked_before_any_layer(tmp_path):
     with pytest.raises(IncompatibleError, match=other_arch):
         ocikit.pull(f"oci:{layout}:v1", dest, store=Recording())
     assert layer.digest not in fetched and not os.path.exists(dest)
-    assert ocikit.pull(f"oci:{layout}:v1", dest, skip_compat_check=True).files == 1
+    assert ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(check_compat=False)).files == 1

@@ -17,6 +17,7 @@ import ocikit
 from ocikit.content.base import fetch_manifest
 from ocikit.content.open import open_store
 from ocikit.errors import UnsupportedError
+from ocikit.pull.policy import PullPolicy
 from ocikit.pull.ready import read_marker
 from ocikit.spec import mediatypes as mt
 from ocikit.ztoc.api import build_ztocs
@@ -45,7 +46,7 @@ def big_image(tmp_path_factory, registry_server):
 def test_include_fetches_only_the_subset_and_marks_it(big_image, tmp_path):
     ref, root, manifest, store = big_image
     dest = str(tmp_path / "subset")
-    result = ocikit.pull(ref, dest, include=["bin/*"])
+    result = ocikit.pull(ref, dest, PullPolicy(include=("bin/*",)))
     layer_size = fetch_manifest(store, manifest).layers[0].size
     assert result.digest == manifest.digest and 0 < result.downloaded < layer_size / 4
     written = {os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs}
@@ -56,7 +57,7 @@ def test_include_fetches_only_the_subset_and_marks_it(big_image, tmp_path):
             assert got.read() == want.read()
     assert read_marker(dest)["include"] == ["bin/*"]
     # Pulling the same subset again does nothing; the full artifact is a different pull.
-    assert ocikit.pull(ref, dest, include=["bin/*"]).unchanged
+    assert ocikit.pull(ref, dest, PullPolicy(include=("bin/*",))).unchanged
     full = ocikit.pull(ref, dest)
     assert not full.unchanged and "include" not in read_marker(dest)
     assert os.path.isfile(os.path.join(dest, "share", "bulk", "blob7.bin"))
@@ -77,7 +78,7 @@ def test_include_from_the_cli(big_image, tmp_path):
 def test_include_and_cache_are_refused_together(big_image, tmp_path):
     ref, _, _, _ = big_image
     with pytest.raises(UnsupportedError):
-        ocikit.pull(ref, str(tmp_path / "x"), include=["bin/*"], cache=str(tmp_path / "cache"))
+        ocikit.pull(ref, str(tmp_path / "x"), PullPolicy(include=("bin/*",)), cache=str(tmp_path / "cache"))
 
 
 def test_include_of_a_view_relocates_what_it_wrote(registry, spack_view_fixture, request):  # noqa: F811
@@ -87,7 +88,7 @@ def test_include_of_a_view_relocates_what_it_wrote(registry, spack_view_fixture,
     short = tempfile.mkdtemp(prefix="oci", dir="/tmp")
     request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
     dest = os.path.join(short, "v")
-    result = ocikit.pull(ref, dest, include=["bin/xz", "lib/liblzma*", "lib/pkgconfig/liblzma.pc"])
+    result = ocikit.pull(ref, dest, PullPolicy(include=("bin/xz", "lib/liblzma*", "lib/pkgconfig/liblzma.pc")))
     assert result.relocated_to == dest
     with open(os.path.join(dest, "lib", "pkgconfig", "liblzma.pc")) as fh:
         assert f"prefix={dest}\n" in fh.readlines()

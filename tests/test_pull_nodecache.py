@@ -17,6 +17,7 @@ import ocikit
 from ocikit.content.layout import LayoutStore
 from ocikit.errors import UnsupportedError
 from ocikit.pull.nodecache import NodeCache
+from ocikit.pull.policy import PullPolicy
 from ocikit.pull.ready import read_marker
 
 
@@ -156,11 +157,11 @@ def test_reflink_is_refused_where_the_filesystem_cannot_clone(tmp_path, artifact
 def test_pull_with_cache_publishes_and_repull_is_a_noop(tmp_path, artifact):
     layout, desc = artifact
     cache_dir = str(tmp_path / "cache")
-    first = ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "dest"), cache=cache_dir, link_mode="hardlink")
+    first = ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "dest"), PullPolicy(link_mode="hardlink"), cache=cache_dir)
     assert first.cache == cache_dir and first.downloaded > 0
     second = ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "dest"), cache=cache_dir)
     assert second.unchanged
-    other = ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "other"), cache=cache_dir, link_mode="copy")
+    other = ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "other"), PullPolicy(link_mode="copy"), cache=cache_dir)
     assert other.downloaded == 0 and not other.unchanged
 
 

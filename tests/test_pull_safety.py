@@ -14,6 +14,7 @@ from pull_support import TarBuilder, leftovers, push_tar, push_view
 
 import ocikit
 from ocikit.errors import DigestMismatchError, InvalidContentError, UnsafeContentError
+from ocikit.pull.policy import PullPolicy
 from ocikit.pull.ready import read_marker
 
 
@@ -34,7 +35,7 @@ def writers(request, monkeypatch):
 
 def _fails(layout: str, dest: str, exc_type=UnsafeContentError, **kwargs):
     with pytest.raises(exc_type) as info:
-        ocikit.pull(f"oci:{layout}:v1", dest, **kwargs)
+        ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(**kwargs))
     assert not os.path.exists(dest), "a failed pull must not create DEST"
     assert read_marker(dest) is None
     parent, name = os.path.split(dest)
@@ -88,7 +89,7 @@ def test_view_symlink_into_its_own_root_is_allowed(env):
     tmp, layout, dest, outside = env
     config = {"relocation": {"root": "/opt/view", "viewPath": "/opt/view", "placeholder": "", "files": []}}
     push_view(layout, [TarBuilder().file("lib/libz.so.1", b"elf").symlink("lib/libz.so", "/opt/view/lib/libz.so.1").bytes()], config)
-    ocikit.pull(f"oci:{layout}:v1", dest, relocate=False)
+    ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(relocate=False))
     assert os.readlink(os.path.join(dest, "lib/libz.so")) == "/opt/view/lib/libz.so.1"
 
 
@@ -129,7 +130,7 @@ def test_devices_and_fifos_need_permission(env, kind, rule):
 def test_fifo_allowed_when_asked(env):
     tmp, layout, dest, outside = env
     push_tar(layout, TarBuilder().device("pipe", tarfile.FIFOTYPE).bytes())
-    ocikit.pull(f"oci:{layout}:v1", dest, allow_devices=True)
+    ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(allow_devices=True))
     assert stat.S_ISFIFO(os.lstat(os.path.join(dest, "pipe")).st_mode)
 
 
@@ -141,7 +142,7 @@ def test_special_mode_bits_are_stripped_unless_preserved(env):
     modes = {n: stat.S_IMODE(os.lstat(os.path.join(dest, n)).st_mode) for n in ("suid", "sgid", "sticky")}
     assert modes == {"suid": 0o755, "sgid": 0o755, "sticky": 0o777}
     kept = str(tmp / "kept")
-    ocikit.pull(f"oci:{layout}:v1", kept, preserve_special_modes=True)
+    ocikit.pull(f"oci:{layout}:v1", kept, PullPolicy(preserve_special_modes=True))
     modes = {n: stat.S_IMODE(os.lstat(os.path.join(kept, n)).st_mode) for n in ("suid", "sgid", "sticky")}
     assert modes == {"suid": 0o4755, "sgid": 0o2755, "sticky": 0o1777}
 

@@ -74,10 +74,11 @@ def attach_to_reference(
     if source is not None:
         return attach_compat(store, subject, scan_or_load(source, progress), nfd=nfd)
     from ..pull.api import pull  # loaded on use: the extraction machinery
+    from ..pull.policy import PullPolicy
 
     with tempfile.TemporaryDirectory(prefix="ocikit-compat-") as scratch:
         tree = os.path.join(scratch, "tree")
-        pull(reference, tree, options=options, relocate=False, skip_compat_check=True, store=store)
+        pull(reference, tree, PullPolicy(relocate=False, check_compat=False), options=options, store=store)
         report = scan(tree, progress=progress)
     return attach_compat(store, subject, report, nfd=nfd)
 

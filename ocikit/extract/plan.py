@@ -29,6 +29,7 @@ from ..errors import InvalidContentError, NotFoundError, UnsafeContentError, Uns
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import ParsedManifest, select_platform
+from ..spec.view_config import ViewConfig
 from .safe_tar import RESERVED_TOP, normalize_name
 
 KIND_VIEW, KIND_IMAGE, KIND_ORAS = "view", "image", "oras"
@@ -60,17 +61,13 @@ class ArtifactPlan:
     manifest_desc: Descriptor
     manifest: ParsedManifest
     kind: str
-    config: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)  # the raw config document
     layers: tuple[LayerJob, ...] = ()
+    view: ViewConfig | None = None  # the parsed config of a view (kind == KIND_VIEW)
 
     @property
     def digest(self) -> str:
         return self.manifest_desc.digest
-
-    @property
-    def relocation(self) -> Mapping[str, Any]:
-        record = self.config.get("relocation") if self.kind == KIND_VIEW else None
-        return record if isinstance(record, Mapping) else {}
 
     @property
     def compressed_size(self) -> int:
@@ -113,6 +110,7 @@ def plan_artifact(store: Store, resolved: ResolvedManifest, *, rootfs: bool = Fa
     """Read the config, classify the artifact and plan every layer."""
     config = _read_config(store, resolved.manifest)
     kind = classify(resolved.manifest, rootfs)
+    view = ViewConfig.from_document(config) if kind == KIND_VIEW else None
     return ArtifactPlan(
         reference=resolved.reference,
         top_digest=resolved.top_digest,
@@ -120,7 +118,8 @@ def plan_artifact(store: Store, resolved: ResolvedManifest, *, rootfs: bool = Fa
         manifest=resolved.manifest,
         kind=kind,
         config=config,
-        layers=tuple(plan_layers(resolved.manifest, kind, config)),
+        layers=tuple(plan_layers(resolved.manifest, kind, config, view)),
+        view=view,
     )
 
 
@@ -154,7 +153,9 @@ def _read_config(store: Store, manifest: ParsedManifest) -> Mapping[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
-def plan_layers(manifest: ParsedManifest, kind: str, config: Mapping[str, Any]) -> list[LayerJob]:
+def plan_layers(
+    manifest: ParsedManifest, kind: str, config: Mapping[str, Any], view: ViewConfig | None = None
+) -> list[LayerJob]:
     layers = [d for d in manifest.layers if d.media_type != mt.OCI_EMPTY and d.digest != mt.EMPTY_DIGEST]
     for desc in layers:
         if desc.urls:
@@ -166,10 +167,9 @@ def plan_layers(manifest: ParsedManifest, kind: str, config: Mapping[str, Any]) 
             for i, d in enumerate(layers)
         ]
     if kind == KIND_VIEW:
-        recorded = _view_layer_records(config)
         jobs = []
         for i, d in enumerate(layers):
-            record = recorded.get(d.digest, {})
+            record = view.layer(d.digest) if view is not None else None
             titled = d.annotations.get(mt.ORAS_ANNOTATION_UNPACK) == "true" and bool(d.title)
             jobs.append(
                 LayerJob(
@@ -178,8 +178,8 @@ def plan_layers(manifest: ParsedManifest, kind: str, config: Mapping[str, Any]) 
                     TREE,
                     title=_checked_title(d) if titled else "",
                     strip_title=titled,
-                    uncompressed_digest=_annotated_digest(d) or _str_or_none(record.get("diffId")),
-                    declared_size=_int_or_none(record.get("tarSize")),
+                    uncompressed_digest=_annotated_digest(d) or (record.diff_id if record and record.diff_id else None),
+                    declared_size=record.tar_size if record and record.tar_size >= 0 else None,
                 )
             )
         return jobs
@@ -225,18 +225,3 @@ def _image_diff_ids(config: Mapping[str, Any], layers: tuple[Descriptor, ...]) -
     if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
         return {}
     return {layer.digest: str(diff_id) for layer, diff_id in zip(layers, diff_ids) if diff_id}
-
-
-def _view_layer_records(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    records = config.get("layers")
-    if not isinstance(records, list):
-        return {}
-    return {str(r["digest"]): r for r in records if isinstance(r, Mapping) and "digest" in r}
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and value >= 0 else None

@@ -70,6 +70,13 @@ class Destination:
         outside = read_marker(self.path, self.ready_file)
         return inside if outside is not None and outside.get("digest") == inside.get("digest") else None
 
+    def ready_with(self, digests: set[str], include: tuple[str, ...] = ()) -> bool:
+        """Whether DEST is ready with one of ``digests`` and the same subset (all of it when ``include`` is empty)."""
+        marker = self.marker()
+        if marker is None or list(marker.get("include") or []) != list(include):
+            return False
+        return bool(digests & {marker.get("digest"), marker.get("referenceDigest")})
+
     def check_replaceable(self) -> None:
         try:
             names = os.listdir(self.path)

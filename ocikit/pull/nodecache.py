@@ -38,17 +38,19 @@ from ..content.base import Store
 from ..content.layout import LayoutStore
 from ..digest import VerifyingReader
 from ..errors import InvalidReferenceError, LocalIOError, NotFoundError
-from ..extract.decompress import SizeBudget
-from ..extract.layers import extract_plan
-from ..extract.plan import ArtifactPlan, plan_artifact, resolve_manifest
+from ..extract.plan import KIND_VIEW, ArtifactPlan, plan_artifact, resolve_manifest
 from ..extract.whiteout import remove_tree
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import NULL_PROGRESS, Progress
 from ..reference import Reference, parse_reference
-from ..spec.descriptor import Descriptor, Platform
+from ..spec.descriptor import Descriptor
 from ..spec.manifest import canonical_json
+from ..spec.view_config import ViewConfig
 from .destination import Destination
 from .materialize import make_read_only, materialize
+from .policy import DEFAULT_POLICY, PullPolicy
+from .ready import MARKER_DIR, MARKER_NAME, read_marker, write_marker
+from .steps import check_compatibility, extract_tree, marker_document, open_source, relocate_view
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -144,14 +146,9 @@ class NodeCache:
     def ensure(
         self,
         reference: "str | Reference",
+        policy: PullPolicy = DEFAULT_POLICY,
         *,
         store: Store | None = None,
-        platform: Platform | None = None,
-        rootfs: bool = False,
-        max_size: int | None = None,
-        allow_devices: bool = False,
-        preserve_special_modes: bool = False,
-        skip_compat_check: bool = False,
         progress: Progress = NULL_PROGRESS,
     ) -> CacheEntry:
         """The cached tree of ``reference``, downloading and extracting it if it is not there yet."""
@@ -160,42 +157,32 @@ class NodeCache:
             found = self.get(ref.digest)
             if found is not None:
                 return self._used(found, str(ref))
-        from .api import check_compatibility, extract_policy, open_source
-
         source = store or open_source(ref, self.options)
         local_first = _LocalFirst(self.blobs, source)  # a pinned digest resolves from the cache
-        resolved = resolve_manifest(local_first, ref.reference, platform=platform, label=str(ref))
+        resolved = resolve_manifest(local_first, ref.reference, platform=policy.platform, label=str(ref))
         found = self.get(resolved.descriptor.digest)
         if found is not None:
             return self._used(found, str(ref))
-        plan = plan_artifact(local_first, resolved, rootfs=rootfs)
-        if not skip_compat_check:
+        plan = plan_artifact(local_first, resolved, rootfs=policy.rootfs)
+        if policy.check_compat:
             check_compatibility(source, plan.manifest_desc)
-        policy = extract_policy(
-            plan, allow_devices=allow_devices, preserve_special_modes=preserve_special_modes, max_size=max_size
-        )
         with self._lock("gc", shared=True), self._lock(self._key(plan.digest)):
             found = self.get(plan.digest)  # built by another process while we waited
             if found is not None:
                 return self._used(found, str(ref))
-            return self._build(plan, source, policy, max_size, progress)
+            return self._build(plan, source, policy, progress)
 
-    def _build(self, plan: ArtifactPlan, source: Store, policy: Any, max_size: int | None, progress: Progress) -> CacheEntry:
-        from .api import apply_records, marker_document
-        from .ready import MARKER_DIR, MARKER_NAME, write_marker
-
+    def _build(self, plan: ArtifactPlan, source: Store, policy: PullPolicy, progress: Progress) -> CacheEntry:
         staging = os.path.join(self.root, "tmp", uuid.uuid4().hex)
         tree, work = os.path.join(staging, "tree"), os.path.join(staging, "work")
         os.makedirs(tree)
         try:
             opener = _BlobOpener(self, source)
-            stats = extract_plan(
-                plan, opener.open, tree, work, policy=policy, budget=SizeBudget(max_size),
-                concurrency=self.options.concurrency, progress=progress,
+            stats = extract_tree(
+                plan, opener.open, tree, work, policy, concurrency=self.options.concurrency, progress=progress
             )
-            apply_records(tree, stats)
             self._keep_documents(plan, source)
-            write_marker(os.path.join(tree, MARKER_DIR, MARKER_NAME), marker_document(plan, stats.layers, stats.files, stats.bytes))
+            write_marker(os.path.join(tree, MARKER_DIR, MARKER_NAME), marker_document(plan, stats))
             now = time.time()
             blobs = [plan.manifest_desc.digest] + ([plan.manifest.config.digest] if plan.manifest.config else [])
             blobs += [job.descriptor.digest for job in plan.layers]
@@ -302,7 +289,7 @@ class NodeCache:
         relocate_to: str | None = None,
         ready_file: str | None = None,
         progress: Progress = NULL_PROGRESS,
-        **ensure_options: Any,
+        policy: PullPolicy | None = None,
     ) -> PublishResult:
         """Materialise the tree of ``ref`` at ``target`` and mark it ready.
 
@@ -312,9 +299,7 @@ class NodeCache:
         view as it was pushed. ``read_only`` removes write permission from the directories
         (and, except with hardlinks, whose inodes belong to the cache, from the files).
         """
-        entry = ref if isinstance(ref, CacheEntry) else self.ensure(ref, progress=progress, **ensure_options)
-        from .api import _finish_view
-        from .ready import MARKER_DIR
+        entry = ref if isinstance(ref, CacheEntry) else self.ensure(ref, policy or DEFAULT_POLICY, progress=progress)
 
         destination = Destination(target, ready_file)
         with self._lock(self._key(entry.digest), shared=True), destination.lock():
@@ -325,8 +310,9 @@ class NodeCache:
             try:
                 stats = materialize(entry.path, staging.tree, mode, exclude_top=frozenset({MARKER_DIR}))
                 relocated = ""
-                if relocate_to is not None and entry.kind == "view":
-                    relocated = _finish_view(staging.tree, entry.config, relocate_to, True, progress)
+                if relocate_to is not None and entry.kind == KIND_VIEW:
+                    record = ViewConfig.from_document(entry.config).relocation
+                    relocated = relocate_view(staging.tree, record, relocate_to, progress)
                 if read_only:
                     make_read_only(staging.tree, files=mode != "hardlink")
                 document = self._marker(entry, relocated)
@@ -342,8 +328,6 @@ class NodeCache:
         )
 
     def _marker(self, entry: CacheEntry, relocated: str) -> dict[str, Any]:
-        from .ready import read_marker
-
         document = dict(read_marker(entry.path) or {})
         document.update(relocatedTo=relocated, cache=self.root)
         document.setdefault("digest", entry.digest)

@@ -129,13 +129,14 @@ def push_view(
         cache.close()
 
     relocated = [path for result in results for path in result.relocated]
-    config = build_config(
+    view_config = build_config(
         view, layers, plans,
         [r.descriptor for r in results], [r.diff_id for r in results],
         codec.describe(),
         relocation_record(view, relocation.placeholder, relocated, relative_rpaths),
         created_timestamp(plans),
     )
+    config = view_config.to_document()
     config_bytes = canonical_json(config)
     config_desc = Descriptor.from_bytes(mt.OCIKIT_VIEW_CONFIG, config_bytes)
     config_uploaded = 0

@@ -20,7 +20,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from ..spack.layering import ROLE_SINGLE, LayerPlan
 from ..spack.view import View
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
+from ..spec.view_config import ViewConfig
 from .cache import CachedTar, DigestCache
 from .compress import Compression, FrameCompressor
 from .pipeline import Pools, compress_and_push, hash_layer
@@ -95,14 +95,14 @@ class LayerPusher:
             parsed = fetch_manifest(self.store, tag)
             if parsed.artifact_type != mt.OCIKIT_VIEW_ARTIFACT or parsed.config is None:
                 return
-            config = json.loads(read_all(self.store, parsed.config))
-            if Compression.parse(**_compression_args(config)).cache_key != self.codec.cache_key:
+            config = ViewConfig.from_document(json.loads(read_all(self.store, parsed.config)))
+            compression = config.compression
+            if Compression.parse(compression.get("algorithm", ""), compression.get("level")).cache_key != self.codec.cache_key:
                 return
-            for layer in config.get("layers", []):
-                key = _layer_key(layer)
-                self.previous_hints[key] = layer["diffId"]
-                self.previous_blobs[layer["diffId"]] = Descriptor(layer["mediaType"], layer["digest"], layer["size"])
-        except (OcikitError, ValueError, KeyError, TypeError):
+            for layer in config.layers:
+                self.previous_hints[layer.identity] = layer.diff_id
+                self.previous_blobs[layer.diff_id] = Descriptor(layer.media_type, layer.digest, layer.size)
+        except (OcikitError, ValueError):
             return  # no usable previous artifact: hints are only an optimisation
 
     # -- all layers ----------------------------------------------------------------------
@@ -200,18 +200,6 @@ def layer_fingerprint(plan: LayerPlan, relocation: Relocation) -> str:
             f"{s.st_ino}\0{s.st_dev}\0{s.st_size}\0{s.st_mtime_ns}\0{s.st_ctime_ns}\n".encode()
         )
     return hasher.hexdigest()
-
-
-def _layer_key(layer: Mapping[str, Any]) -> str:
-    package = layer.get("package")
-    who = f"{package['name']}@{package['version']}/{package['hash']}" if package and package.get("hash") else (
-        package["name"] if package else layer["title"])
-    return f"{layer['role']}:{who}#{layer['part']}/{layer['parts']}"
-
-
-def _compression_args(config: Mapping[str, Any]) -> dict[str, Any]:
-    compression = config.get("compression") or {}
-    return {"algorithm": compression.get("algorithm", ""), "level": compression.get("level")}
 
 
 def _in_layer(exc: OcikitError, plan: LayerPlan) -> OcikitError:

@@ -24,10 +24,10 @@ from typing import Any
 
 from ..errors import InvalidContentError
 from ..spec.descriptor import Descriptor
+from ..spec.view_config import PackageRef, RelocationRecord, ViewConfig, ViewLayer
 from .layering import PACKAGES, LayerPlan
 from .view import View
 
-CONFIG_SCHEMA_VERSION = 1
 PLACEHOLDER_PATTERN = "__ocikit_root_placeholder__"
 MIN_PLACEHOLDER_LENGTH = 10
 
@@ -67,62 +67,48 @@ def build_config(
     layers: list[Descriptor],
     diff_ids: list[str],
     compression: Mapping[str, Any],
-    relocation: Mapping[str, Any],
+    relocation: RelocationRecord,
     created: str,
-) -> dict[str, Any]:
-    """The config document (see the module docstring and the JSON Schema)."""
-    layer_docs = [_layer_doc(plan, desc, diff_id) for plan, desc, diff_id in zip(plans, layers, diff_ids, strict=True)]
-    document: dict[str, Any] = {
-        "schemaVersion": CONFIG_SCHEMA_VERSION,
-        "name": view.name,
-        "kind": view.kind,
-        "viewPath": view.view_path,
-        "realRoot": view.real_root,
-        "storeRoot": view.store_root,
-        "created": created,
-        "layering": mode,
-        "compression": dict(compression),
-        "mtimes": "install-manifest" if view.kind == "spack" and mode == PACKAGES else "filesystem",
-        "packages": _package_docs(view, mode, plans, layers),
-        "layers": layer_docs,
-        "totals": _totals(view, plans),
-        "externalSymlinks": view.external_symlinks,
-        "relocation": dict(relocation),
-    }
-    if view.spack_version:
-        document["spackVersion"] = view.spack_version
-    return document
+) -> ViewConfig:
+    """The view's config (see :mod:`ocikit.spec.view_config` and the JSON Schema)."""
+    return ViewConfig(
+        name=view.name,
+        kind=view.kind,
+        view_path=view.view_path,
+        real_root=view.real_root,
+        store_root=view.store_root,
+        created=created,
+        layering=mode,
+        compression=dict(compression),
+        mtimes="install-manifest" if view.kind == "spack" and mode == PACKAGES else "filesystem",
+        packages=tuple(_package_docs(view, mode, plans, layers)),
+        layers=tuple(_view_layer(plan, desc, diff_id) for plan, desc, diff_id in zip(plans, layers, diff_ids, strict=True)),
+        totals=_totals(view, plans),
+        external_symlinks=tuple(view.external_symlinks),
+        relocation=relocation,
+        spack_version=view.spack_version or "",
+    )
 
 
-def relocation_record(view: View, placeholder: str, files: list[str], relative_rpaths: bool) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "root": view.real_root,
-        "viewPath": view.view_path,
-        "placeholder": placeholder,
-        "files": sorted(set(files)),
-        "relativeRpaths": relative_rpaths,
-    }
-    if view.store_root:
-        record["storeRoot"] = view.store_root
-    return record
+def relocation_record(view: View, placeholder: str, files: list[str], relative_rpaths: bool) -> RelocationRecord:
+    return RelocationRecord(
+        root=view.real_root,
+        view_path=view.view_path,
+        placeholder=placeholder,
+        files=tuple(sorted(set(files))),
+        relative_rpaths=relative_rpaths,
+        store_root=view.store_root or "",
+    )
 
 
-def _layer_doc(plan: LayerPlan, desc: Descriptor, diff_id: str) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "digest": desc.digest,
-        "size": desc.size,
-        "mediaType": desc.media_type,
-        "diffId": diff_id,
-        "tarSize": plan.tar_size,
-        "title": plan.title,
-        "role": plan.role,
-        "part": plan.part,
-        "parts": plan.parts,
-        **plan.counts,
-    }
+def _view_layer(plan: LayerPlan, desc: Descriptor, diff_id: str) -> ViewLayer:
+    package = None
     if plan.package is not None:
-        doc["package"] = {"name": plan.package.name, "version": plan.package.version, "hash": plan.package.hash}
-    return doc
+        package = PackageRef(plan.package.name, plan.package.version, plan.package.hash)
+    return ViewLayer(
+        digest=desc.digest, size=desc.size, media_type=desc.media_type, diff_id=diff_id, tar_size=plan.tar_size,
+        title=plan.title, role=plan.role, part=plan.part, parts=plan.parts, package=package, counts=dict(plan.counts),
+    )
 
 
 def _package_docs(view: View, mode: str, plans: list[LayerPlan], layers: list[Descriptor]) -> list[dict[str, Any]]:

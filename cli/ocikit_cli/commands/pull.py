@@ -7,6 +7,7 @@ import dataclasses
 import click
 
 import ocikit
+from ocikit.pull.policy import PullPolicy
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option
@@ -73,24 +74,21 @@ def pull_cmd(
         options = dataclasses.replace(options, mirrors={**options.mirrors, "*": tuple(mirrors)})
     if hosts_dir:
         options = dataclasses.replace(options, hosts_dir=hosts_dir)
+    policy = PullPolicy(
+        rootfs=rootfs,
+        max_size=parse_size(max_size) if max_size else None,
+        allow_devices=allow_devices,
+        preserve_special_modes=preserve_special_modes,
+        platform=platform,  # type: ignore[arg-type]
+        include=include,
+        relocate=not no_relocate,
+        check_compat=not skip_compat_check,
+        link_mode=link_mode,
+    )
     progress = cli.progress(json_output)
     try:
         result = ocikit.pull(
-            reference,
-            dest,
-            options=options,
-            rootfs=rootfs,
-            ready_file=ready_file,
-            relocate=not no_relocate,
-            skip_compat_check=skip_compat_check,
-            max_size=parse_size(max_size) if max_size else None,
-            allow_devices=allow_devices,
-            preserve_special_modes=preserve_special_modes,
-            platform=platform,
-            cache=cache_dir,
-            link_mode=link_mode,
-            include=include,
-            progress=progress,
+            reference, dest, policy, options=options, cache=cache_dir, ready_file=ready_file, progress=progress
         )
     finally:
         getattr(progress, "close", lambda: None)()
