@@ -87,5 +87,5 @@ def test_corrupt_header_and_truncation():
 
 
 def test_not_a_tar_at_all():
-    with pytest.raises(InvalidContentError, match="not a tar stream"):
+    with pytest.raises(InvalidContentError, match="not a tar archive"):
         _entries(b"PK\x03\x04" + bytes(2000))

@@ -2,9 +2,8 @@
 
 A pull streams every layer from the store through decompression straight into tar
 extraction: there is no temporary copy of the blob and memory stays bounded by a short
-queue of chunks. The producer thread reads the (verifying) blob reader, detects the
-compression from the magic bytes (the media type is a hint that tools get wrong:
-oras-py labels plain files ``…layer.v1.tar``), decompresses, hashes the uncompressed
+queue of chunks. The producer thread reads the (verifying) blob reader, sniffs the
+compression (:mod:`ocikit.formats.compression`), decompresses, hashes the uncompressed
 stream and counts it against the pull's size budget. zstd, zlib and hashlib release the
 GIL, so this thread runs beside the Python tar parser on another core.
 
@@ -17,17 +16,16 @@ from __future__ import annotations
 
 import queue
 import threading
-import zlib
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from ..digest import DigestMismatchError, algorithm_of, new_hasher
 from ..errors import InvalidContentError, UnsafeContentError
+from ..formats.compression import SNIFF_BYTES, Prefixed, decompressed_chunks, sniff
 
 CHUNK_SIZE = 2 << 20
 QUEUE_DEPTH = 8  # chunks in flight per layer: memory is bounded by QUEUE_DEPTH * CHUNK_SIZE
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class SizeBudget:
@@ -44,15 +42,6 @@ class SizeBudget:
             used = self.used
         if self.limit is not None and used > self.limit:
             raise UnsafeContentError(what, f"size limit exceeded (more than max_size {self.limit} bytes)")
-
-
-def detect_compression(head: bytes) -> str:
-    """``"zstd"``, ``"gzip"`` or ``"none"`` from the first bytes of a blob."""
-    if head.startswith(_ZSTD_MAGIC):
-        return "zstd"
-    if head.startswith(_GZIP_MAGIC):
-        return "gzip"
-    return "none"
 
 
 class LayerStream:
@@ -135,8 +124,8 @@ class LayerStream:
     def _run(self) -> None:
         hasher: _BackgroundHasher | None = None
         try:
-            head = self._reader.read(4)
-            self.compression = detect_compression(head)
+            head = self._reader.read(SNIFF_BYTES)
+            self.compression = sniff(head)
             # Hash the uncompressed stream only when there is something to compare it with: the
             # blob digest already covers every byte, this second digest is the artifact's own claim.
             hasher = _BackgroundHasher(self._expected) if self._expected else None
@@ -182,15 +171,8 @@ class LayerStream:
             while self._reader.read(self._chunk_size):
                 pass
 
-    def _decompressed(self, head: bytes):  # type: ignore[no-untyped-def]
-        source = _Prefixed(head, self._reader)
-        if self.compression == "zstd":
-            yield from _zstd_chunks(source, self._chunk_size)
-        elif self.compression == "gzip":
-            yield from _gzip_chunks(source, self._chunk_size, self.what)
-        else:
-            while chunk := source.read(self._chunk_size):
-                yield chunk
+    def _decompressed(self, head: bytes) -> Iterator[bytes]:
+        return decompressed_chunks(self.compression, Prefixed(head, self._reader), self._chunk_size, self.what)
 
 
 class _BackgroundHasher:
@@ -221,66 +203,3 @@ class _BackgroundHasher:
     def _work(self) -> None:
         while (chunk := self._queue.get()) is not self._STOP:
             self._hasher.update(chunk)
-
-
-class _Prefixed:
-    """A reader that returns ``head`` first, then the rest of ``raw`` (undoing the magic sniff)."""
-
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
-        self._head = head
-        self._raw = raw
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
-            if size is None or size < 0:
-                return head + self._raw.read()
-            return head if len(head) >= size else head + self._raw.read(size - len(head))
-        return self._raw.read(size)
-
-
-def _zstd_chunks(source: _Prefixed, chunk_size: int):  # type: ignore[no-untyped-def]
-    import zstandard
-
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        source, read_size=1 << 20, read_across_frames=True, closefd=False
-    )
-    try:
-        while chunk := reader.read(chunk_size):
-            yield chunk
-    except zstandard.ZstdError as exc:
-        raise InvalidContentError(f"corrupt zstd stream: {exc}") from None
-
-
-def _gzip_chunks(source: _Prefixed, chunk_size: int, what: str):  # type: ignore[no-untyped-def]
-    """Inflate one or more concatenated gzip members (RFC 1952), each checked by zlib (CRC, ISIZE)."""
-    decompressor = zlib.decompressobj(31)
-    fed = False  # whether the current member has received input
-    carry = b""  # the start of a possible next member, too short to recognise yet
-    try:
-        while read := source.read(1 << 20):
-            data, carry = carry + read, b""
-            while data:
-                if decompressor.eof:  # a member ended: what follows is another member or zero padding
-                    if len(data) < 2 and data == _GZIP_MAGIC[:1]:
-                        carry = data
-                        break
-                    if not data.startswith(_GZIP_MAGIC):
-                        if data.strip(b"\x00"):
-                            raise InvalidContentError(f"{what}: data after the end of the gzip stream")
-                        break
-                    decompressor = zlib.decompressobj(31)
-                fed = True
-                out = decompressor.decompress(data, chunk_size)
-                if out:
-                    yield out
-                data = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
-        if carry:
-            raise InvalidContentError(f"{what}: data after the end of the gzip stream")
-        tail = decompressor.flush()
-        if tail:
-            yield tail
-        if fed and not decompressor.eof:
-            raise InvalidContentError(f"{what}: gzip stream truncated")
-    except zlib.error as exc:
-        raise InvalidContentError(f"{what}: corrupt gzip stream: {exc}") from None

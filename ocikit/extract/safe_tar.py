@@ -44,7 +44,18 @@ import threading
 from dataclasses import dataclass, field, fields
 
 from ..errors import InvalidContentError, LocalIOError, UnsafeContentError
-from ..formats.tar.reader import BLOCKDEV, CHARDEV, DIRECTORY, FIFO, FILE, HARDLINK, SYMLINK, TarEntry, TarStream
+from ..formats.tar.reader import (
+    BLOCKDEV,
+    CHARDEV,
+    DIRECTORY,
+    FIFO,
+    FILE,
+    GLOBAL,
+    HARDLINK,
+    SYMLINK,
+    TarEntry,
+    TarStream,
+)
 from .writer import BATCH_BYTES, BATCH_FILES, Job, JobTracker, WriterPool, create_file, write_all
 
 LARGE_FILE = 8 << 20  # files above this are streamed by the parser thread, not queued
@@ -171,6 +182,8 @@ class SafeExtractor:
     # -- dispatch ----------------------------------------------------------------------
 
     def _one(self, entry: TarEntry, stream: TarStream) -> None:
+        if entry.kind is GLOBAL:
+            return  # PAX global headers apply to nothing (Go, containerd)
         path = normalize_name(entry.name, entry.name)
         if not path:
             return  # the archive root ("./"): DEST itself

@@ -20,10 +20,13 @@ from typing import BinaryIO
 
 from .. import __version__
 from ..errors import InvalidContentError, UnsupportedError
+from ..formats import compression
+from ..formats.compression import SNIFF_BYTES, sniff
+from ..formats.tar.reader import TarScanner
 from ..formats.zstd_seekable import Frame, FrameHeader, FrameWalker, frames_from_seek_table, parse_seek_table
 from .gzip_index import build_gzip_index
 from .tar_zinfo import tar_zinfo_bytes
-from .toc import TarScanner
+from .toc import TocCollector
 from .ztoc import GZIP, UNCOMPRESSED, VERSION_09, ZSTD, Ztoc
 
 DEFAULT_SPAN_SIZE = 1 << 22  # 4 MiB, SOCI's default
@@ -32,15 +35,7 @@ _CHUNK = 1 << 20
 _MAX_SEEK_TABLE = 64 << 20
 
 ByteCallback = Callable[[int], None]
-
-
-def detect_compression(head: bytes) -> str:
-    """``gzip``, ``zstd`` or ``uncompressed`` from a layer's first bytes."""
-    if head[:2] == b"\x1f\x8b":
-        return GZIP
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        return ZSTD
-    return UNCOMPRESSED
+_ZTOC_NAMES = {compression.GZIP: GZIP, compression.ZSTD: ZSTD, compression.NONE: UNCOMPRESSED}
 
 
 def build_ztoc(
@@ -54,7 +49,7 @@ def build_ztoc(
     if span_size <= 0:
         raise ValueError("span size must be positive")
     source = _Source(reader, on_bytes)
-    detected = detect_compression(source.peek(4))
+    detected = _ZTOC_NAMES[sniff(source.peek(SNIFF_BYTES))]
     if compression and compression != detected:
         raise InvalidContentError(f"layer is declared {compression} but its bytes are {detected}")
     builder = {GZIP: _build_gzip, UNCOMPRESSED: _build_tar, ZSTD: _build_zstd}[detected]
@@ -64,11 +59,12 @@ def build_ztoc(
 
 
 def _build_gzip(source: "_Source", span_size: int) -> Ztoc:
-    scanner = TarScanner()
+    toc = TocCollector()
+    scanner = TarScanner(toc)
     index = build_gzip_index(source, span_size, scanner.feed)  # type: ignore[arg-type]
     scanner.close()
     return Ztoc(
-        entries=scanner.entries,
+        entries=toc.entries,
         compression=GZIP,
         compressed_archive_size=index.compressed_size,
         uncompressed_archive_size=scanner.archive_size,
@@ -80,7 +76,8 @@ def _build_gzip(source: "_Source", span_size: int) -> Ztoc:
 
 
 def _build_tar(source: "_Source", span_size: int) -> Ztoc:
-    scanner = TarScanner()
+    toc = TocCollector()
+    scanner = TarScanner(toc)
     digests: list[str] = []
     hasher, in_span, total = hashlib.sha256(), 0, 0
     while chunk := source.read(_CHUNK):
@@ -98,7 +95,7 @@ def _build_tar(source: "_Source", span_size: int) -> Ztoc:
     if in_span or not digests:
         digests.append("sha256:" + hasher.hexdigest())
     return Ztoc(
-        entries=scanner.entries,
+        entries=toc.entries,
         compression=UNCOMPRESSED,
         compressed_archive_size=total,
         uncompressed_archive_size=scanner.archive_size,
@@ -116,7 +113,8 @@ class _ZstdBuild:
         import zstandard
 
         self.span_size = span_size
-        self.scanner = TarScanner()
+        self.toc = TocCollector()
+        self.scanner = TarScanner(self.toc)
         self.frames: list[Frame] = []
         self.digests: list[str] = []
         self.dctx = zstandard.ZstdDecompressor()
@@ -195,7 +193,7 @@ def _build_zstd(source: "_Source", span_size: int) -> Ztoc:
             "(recompress with frames, e.g. by ocikit's push, to index it)"
         )
     return Ztoc(
-        entries=state.scanner.entries,
+        entries=state.toc.entries,
         compression=ZSTD,
         compressed_archive_size=walker.offset,
         uncompressed_archive_size=state.scanner.archive_size,

@@ -1,48 +1,53 @@
-"""A lean, streaming tar reader: headers in, entries and zero-copy data pieces out.
+"""The one tar reader: every header ocikit reads goes through :class:`HeaderDecoder`.
 
-Python's :mod:`tarfile` in stream mode is general but slow per member and hides how much
-it buffers; a pull spends most of its Python time here, once per file, so ocikit parses
-the formats that real layers use itself:
+A pull extracts layers, ``ztoc build`` indexes them and the zTOC readers serve files from
+them; all three must see the same tree, and the same tree a container runtime sees. So
+there is one set of reading rules, Go's ``archive/tar`` (what containerd, SOCI and most
+registries' tools use), decided here once:
 
-* ustar (POSIX ``ustar\\0`` ``00`` with the 155-byte name prefix) and GNU (``ustar  \\0``),
-* GNU long names and link names (type ``L`` / ``K``),
-* PAX extended headers (``x``, and global ``g``): ``path``, ``linkpath``, ``size``,
-  ``mtime`` (other keys, such as ownership and xattrs, are read and ignored: a pull
-  runs unprivileged and files belong to the puller),
-* numbers in octal or base-256.
+* the header checksum is verified on every header (unsigned or signed byte sum);
+* the format is told from the magic: USTAR/PAX (``ustar\\0``), GNU (``ustar  \\0``), star,
+  v7; the 155-byte name prefix is joined only for USTAR/PAX (131 bytes for star);
+* numbers are octal (NUL/space padded, cut at the first NUL) or base-256, negatives allowed
+  where Go allows them (a negative size is an error);
+* PAX extended headers (``x``) apply to the next entry, each non-empty record overriding the
+  header field (``path``, ``linkpath``, ``size``, ``mtime``, ``uid``, ``gid``, ``uname``,
+  ``gname``); record lengths count *bytes*; every record is kept in :attr:`TarEntry.pax`;
+* PAX *global* headers (``g``) are returned as entries of kind :data:`GLOBAL` and applied to
+  nothing — Go and containerd ignore them, so a ``path`` in one cannot rename what follows;
+* GNU long names and link names (``L``/``K``) apply to the next entry;
+* the legacy ``'\\0'`` type is a file, or a directory when the name ends in ``/``;
+* extended headers hold at most 1 MiB each (Go's limit), so header bytes stay bounded;
+* one zero block followed by another (or by the end of the data) ends the archive; a zero
+  block followed by a header is an error.
 
-Sparse files, multi-volume and other exotic types are reported as such (the extractor
-rejects them). Data is handed out as :class:`memoryview` slices of the decompressed
-chunks, so file contents are never copied between decompression and ``write(2)``.
+Names are decoded as UTF-8 with ``surrogateescape``, so non-UTF-8 names round-trip exactly.
 
-The reader is fed by a callable returning the next chunk of bytes (``b""`` at the end);
-a chunk source may raise, which surfaces from whichever call is reading.
+:class:`HeaderDecoder` knows nothing of I/O ("sans-IO"); two drivers feed it:
+:class:`TarStream` pulls chunks and hands out file data as zero-copy ``memoryview`` slices
+(extraction), :class:`TarScanner` is pushed chunks of any size and records entries with the
+offset of their data (zTOC building, where a decompressor drives the loop).
 """
 
 from __future__ import annotations
 
+import re
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from zlib import adler32
 
-from ...errors import InvalidContentError, UnsafeContentError
+from ...errors import InvalidContentError
 
 BLOCK = 512
-_ZERO_BLOCK = bytes(BLOCK)
-# PAX records and GNU long names are held in memory; real ones are a few hundred bytes.
-MAX_META_SIZE = 1 << 20
+ZERO_BLOCK = bytes(BLOCK)
+MAX_EXTENDED_HEADER = 1 << 20  # Go's maxSpecialFileSize: PAX records and GNU long names
 
-FILE, DIRECTORY, SYMLINK, HARDLINK, CHARDEV, BLOCKDEV, FIFO = (
-    "file",
-    "directory",
-    "symlink",
-    "hardlink",
-    "char device",
-    "block device",
-    "fifo",
-)
-_TYPES = {
+# Entry kinds (the names SOCI's zTOC stores), plus GLOBAL for PAX global headers.
+FILE, DIRECTORY, SYMLINK, HARDLINK, CHARDEV, BLOCKDEV, FIFO = "reg", "dir", "symlink", "hardlink", "char", "block", "fifo"
+GLOBAL = "global"
+_KINDS = {
     b"0": FILE,
-    b"\x00": FILE,
     b"7": FILE,  # contiguous file: a regular file everywhere but on ancient hardware
     b"1": HARDLINK,
     b"2": SYMLINK,
@@ -52,40 +57,299 @@ _TYPES = {
     b"6": FIFO,
     b"D": DIRECTORY,  # GNU dumpdir: a directory whose data lists its contents (skipped)
 }
-_META_TYPES = (b"x", b"g", b"L", b"K", b"V")
+_HEADER_ONLY = frozenset({b"1", b"2", b"3", b"4", b"5", b"6"})  # Go's isHeaderOnlyType: no data
+_EXTENDED = frozenset({b"x", b"g", b"L", b"K"})
+
+_INT64_MAX = (1 << 63) - 1
+_DECIMAL = re.compile(rb"[+-]?[0-9]+")
+_OCTAL = re.compile(rb"[0-7]+")
+_HIGH_BYTES = bytes(range(128, 256))
+# name mode uid gid size mtime chksum type linkname magic version uname gname devmajor devminor prefix
+_FIELDS = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
 
 
 @dataclass(slots=True)
 class TarEntry:
-    """One archive member, with the names exactly as stored (not yet checked)."""
+    """One archive member as Go's reader returns it (names as stored, not yet checked)."""
 
     name: str
-    kind: str
-    size: int
-    mode: int
-    mtime_ns: int
+    kind: str  # one of the kinds above, or "" for a type ocikit does not know (see raw_type)
+    size: int  # the member's size (0 for links, devices, directories)
+    mode: int  # as stored (some writers include file-type bits); extraction keeps 0o7777 at most
+    mtime: int  # seconds since the epoch; may be negative or beyond what a filesystem stores
+    mtime_nanos: int = 0
     linkname: str = ""
+    uid: int = 0
+    gid: int = 0
+    uname: str = ""
+    gname: str = ""
     devmajor: int = 0
     devminor: int = 0
-    sparse: bool = False
+    pax: dict[str, str] | None = None  # every PAX record of this entry (and of a GLOBAL header)
+    sparse: bool = False  # old GNU sparse ('S') or PAX GNU.sparse records: unsupported by ocikit
     raw_type: str = ""  # the type flag, for messages about unsupported types
+    offset: int = 0  # where the member's data starts in the uncompressed stream
+    data_size: int = 0  # bytes of data that follow the header (padding excluded)
+
+    @property
+    def mtime_ns(self) -> int:
+        return self.mtime * 1_000_000_000 + self.mtime_nanos
+
+
+# -- field decoding (Go's parser) ------------------------------------------------------------
+
+
+def _text(raw: bytes) -> str:
+    cut = raw.find(b"\0")
+    return (raw if cut < 0 else raw[:cut]).decode("utf-8", "surrogateescape")
+
+
+def _octal(raw: bytes) -> int:
+    digits = raw.strip(b" \0")
+    if digits and not digits.translate(None, b"01234567"):
+        return int(digits, 8)  # the common case; fields of <= 12 bytes cannot overflow
+    cut = digits.find(b"\0")
+    if cut >= 0:
+        digits = digits[:cut]
+    if not digits:
+        return 0
+    if not _OCTAL.fullmatch(digits):
+        raise InvalidContentError(f"not a tar archive: bad octal field {raw!r}")
+    value = int(digits, 8)
+    if value >> 64:
+        raise InvalidContentError("tar header: numeric field overflows")
+    return value if value <= _INT64_MAX else value - (1 << 64)
+
+
+def _numeric(raw: bytes) -> int:
+    """Go's ``parseNumeric``: base-256 (two's complement) when the top bit is set, else octal."""
+    if raw and raw[0] & 0x80:
+        negative = bool(raw[0] & 0x40)
+        value = 0
+        for i, byte in enumerate(raw):
+            if negative:
+                byte ^= 0xFF
+            if i == 0:
+                byte &= 0x7F
+            if value >> 56:
+                raise InvalidContentError("tar header: base-256 field overflows")
+            value = value << 8 | byte
+        if value >> 63:
+            raise InvalidContentError("tar header: base-256 field overflows")
+        return ~value if negative else value
+    return _octal(raw)
+
+
+def _byte_sum(block: bytes) -> int:
+    """Sum of a block's bytes, fast: the low half of Adler-32 is 1 + the byte sum mod 65521,
+    exact for 256 bytes (at most 65280), so each half of the block is summed in C."""
+    return (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2
+
+
+def _checksum_ok(block: bytes, field: bytes) -> bool:
+    """Go accepts the unsigned or the signed sum, with the checksum field counted as spaces."""
+    try:
+        stored = _octal(field)
+    except InvalidContentError:
+        return False
+    unsigned = _byte_sum(block) - sum(field) + 8 * 32
+    if stored == unsigned:
+        return True
+    high = BLOCK - len(block.translate(None, _HIGH_BYTES))
+    high -= 8 - len(field.translate(None, _HIGH_BYTES))
+    return stored == unsigned - 256 * high
+
+
+def _go_int(value: str, what: str) -> int:
+    raw = value.encode("utf-8", "surrogateescape")
+    if not _DECIMAL.fullmatch(raw):
+        raise InvalidContentError(f"tar PAX record {what}={value!r} is not an integer")
+    number = int(raw)
+    if not -(1 << 63) <= number <= _INT64_MAX:
+        raise InvalidContentError(f"tar PAX record {what}={value!r} overflows")
+    return number
+
+
+def pax_time(value: str) -> tuple[int, int]:
+    """Go's ``parsePAXTime``: seconds and nanoseconds (the fraction cut to 9 digits)."""
+    whole, _, fraction = value.partition(".")
+    seconds = _go_int(whole, "time")
+    if not fraction:
+        return seconds, 0
+    if not fraction.isdigit() or not fraction.isascii():
+        raise InvalidContentError(f"tar PAX time {value!r} is malformed")
+    nanos = int((fraction + "000000000")[:9])
+    return (seconds, -nanos) if whole.startswith("-") else (seconds, nanos)
+
+
+def parse_pax(data: bytes) -> dict[str, str]:
+    """PAX records (``"%d %s=%s\\n"``, the length counting bytes), validated as Go validates them."""
+    records: dict[str, str] = {}
+    pos, end = 0, len(data)
+    while pos < end:
+        space = data.find(b" ", pos, min(end, pos + 21))
+        length_text = data[pos:space] if space > 0 else b""
+        if not length_text or not _DECIMAL.fullmatch(length_text):
+            raise InvalidContentError("tar PAX header is malformed (bad record length)")
+        length = int(length_text)
+        if length < 5 or pos + length > end or length <= len(length_text) + 1:
+            raise InvalidContentError("tar PAX header is malformed (record length out of range)")
+        record = data[space + 1 : pos + length]
+        if not record.endswith(b"\n"):
+            raise InvalidContentError("tar PAX header is malformed (record does not end in a newline)")
+        key, equals, value = record[:-1].partition(b"=")
+        if not equals or not key:
+            raise InvalidContentError("tar PAX header is malformed (record without a key)")
+        name = key.decode("utf-8", "surrogateescape")
+        if b"\0" in (value if name in ("path", "linkpath", "uname", "gname") else key):
+            raise InvalidContentError("tar PAX header holds a NUL byte")
+        records[name] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return records
+
+
+def _merge_pax(entry: TarEntry, records: dict[str, str]) -> None:
+    """Go's ``mergePAX``: each non-empty record overrides the header field it names."""
+    for key, value in records.items():
+        if not value:
+            continue  # keep the header's value
+        if key == "path":
+            entry.name = value
+        elif key == "linkpath":
+            entry.linkname = value
+        elif key == "size":
+            entry.size = _go_int(value, key)
+        elif key == "mtime":
+            entry.mtime, entry.mtime_nanos = pax_time(value)
+        elif key == "uid":
+            entry.uid = _go_int(value, key)
+        elif key == "gid":
+            entry.gid = _go_int(value, key)
+        elif key == "uname":
+            entry.uname = value
+        elif key == "gname":
+            entry.gname = value
+        elif key in ("atime", "ctime"):
+            pax_time(value)  # validated like Go does, not kept
+        elif key.startswith("GNU.sparse."):
+            entry.sparse = True
+
+
+def decode_header(block: bytes) -> TarEntry:
+    """One non-zero 512-byte header block as Go's ``readHeader`` reads it (no PAX applied yet)."""
+    (name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic, version, uname, gname, major, minor,
+     prefix) = _FIELDS.unpack(block)
+    if not _checksum_ok(block, chksum):
+        raise InvalidContentError("not a tar archive, or a corrupt header (bad checksum)")
+    # plain octal is the common case: parse inline, leave the rest to Go's full rules
+    size_, mode_, uid_, gid_, mtime_ = (
+        int(d, 8) if (d := raw.strip(b" \0")) and not d.translate(None, b"01234567") else _numeric(raw)
+        for raw in (size, mode, uid, gid, mtime)
+    )
+    entry = TarEntry(_text(name), "", size_, mode_, mtime_, 0, _text(linkname), uid_, gid_)
+    entry.raw_type = typeflag.decode("latin-1")
+    ustar = magic == b"ustar\0"
+    if ustar or (magic == b"ustar " and version == b" \0"):
+        entry.uname = _text(uname)
+        entry.gname = _text(gname)
+        entry.devmajor = _numeric(major)
+        entry.devminor = _numeric(minor)
+        if ustar and prefix[0]:  # USTAR/PAX prefix; star archives keep a 131-byte prefix
+            text = _text(prefix[:131] if block[508:512] == b"tar\0" else prefix)
+            if text:
+                entry.name = f"{text}/{entry.name}"
+    return entry
+
+
+class HeaderDecoder:
+    """Go's ``Reader.Next`` without the I/O: feed header blocks, and extended-header payloads when asked.
+
+    :meth:`header` returns a :class:`TarEntry` (a member; ``entry.data_size`` bytes of data
+    follow it, then padding to a block), an ``int`` n (an extended header: pass its n bytes
+    of payload to :meth:`extended`, which returns a GLOBAL entry or None), or None (a zero
+    block; :attr:`ended` tells whether the archive is over).
+    """
+
+    def __init__(self) -> None:
+        self._pax: dict[str, str] | None = None
+        self._long_name: str | None = None
+        self._long_link: str | None = None
+        self._kind = b""
+        self._zero_seen = False
+        self.ended = False
+
+    def header(self, block: bytes) -> TarEntry | int | None:
+        if block == ZERO_BLOCK:
+            self.ended = self._zero_seen
+            self._zero_seen = True
+            return None
+        if self._zero_seen:
+            raise InvalidContentError("tar archive: a header follows an end-of-archive block")
+        entry = decode_header(block)
+        flag = block[156:157]
+        if flag in _EXTENDED:
+            if entry.size < 0 or entry.size > MAX_EXTENDED_HEADER:
+                raise InvalidContentError(f"tar extended header of {entry.size} bytes (at most {MAX_EXTENDED_HEADER})")
+            self._kind = flag
+            return entry.size
+        return self._member(entry, flag)
+
+    def extended(self, payload: bytes) -> TarEntry | None:
+        """The payload of the extended header :meth:`header` announced."""
+        kind, self._kind = self._kind, b""
+        if kind == b"L":
+            self._long_name = _text(payload)
+        elif kind == b"K":
+            self._long_link = _text(payload)
+        elif kind == b"x":
+            self._pax = parse_pax(payload)
+        else:  # 'g': returned so callers can see it, applied to nothing (Go, containerd)
+            records = parse_pax(payload)
+            return TarEntry(records.get("path", ""), GLOBAL, 0, 0, 0, pax=records, raw_type="g")
+        return None
+
+    def _member(self, entry: TarEntry, flag: bytes) -> TarEntry:
+        if self._pax is not None:
+            pax, self._pax = self._pax, None
+            _merge_pax(entry, pax)
+            entry.pax = pax
+        if self._long_name is not None:
+            entry.name, self._long_name = self._long_name, None
+        if self._long_link is not None:
+            entry.linkname, self._long_link = self._long_link, None
+        if flag in (b"\0", b""):
+            flag = b"5" if entry.name.endswith("/") else b"0"
+        entry.kind = _KINDS.get(flag, "")
+        entry.sparse = entry.sparse or flag == b"S"
+        if entry.size < 0:
+            raise InvalidContentError(f"tar header for {entry.name!r}: negative size")
+        # Links, devices and directories carry no data whatever their size field says (Go keeps
+        # the field as stored, and so does the zTOC; extraction reads data_size).
+        entry.data_size = 0 if flag in _HEADER_ONLY else entry.size
+        return entry
+
+
+def _padding(size: int) -> int:
+    return -size % BLOCK
 
 
 class TarStream:
-    """Iterate over the entries of a tar stream; read each entry's data before the next."""
+    """The pull driver: iterate over the entries of a chunked stream; read each entry's data
+    (as slices of the chunks, never copied) before asking for the next entry.
 
-    def __init__(self, next_chunk: Callable[[], bytes], verify_checksums: bool = False) -> None:
+    ``next_chunk`` returns the next chunk of bytes, ``b""`` at the end; it may raise, and the
+    error surfaces from whichever call is reading.
+    """
+
+    def __init__(self, next_chunk: Callable[[], bytes]) -> None:
         self._next_chunk = next_chunk
+        self._decoder = HeaderDecoder()
         self._buf = b""
         self._pos = 0
         self._eof = False
-        self._pending_data = 0  # unread data (and padding) of the current entry
+        self._pending = 0  # unread data and padding of the current entry
         self._data_left = 0  # unread data (without padding) of the current entry
-        self._globals: dict[str, str] = {}
-        self.offset = 0  # bytes consumed so far, for messages
-        # Header checksums are verified for non-ustar headers only by default: the blob's digest
-        # already covers integrity, and the magic is what tells a tar from other data.
-        self._verify_all = verify_checksums
+        self.offset = 0  # bytes consumed so far
 
     # -- buffer ------------------------------------------------------------------------
 
@@ -102,11 +366,12 @@ class TarStream:
         return True
 
     def _read_exact(self, n: int, what: str) -> bytes:
-        if self._pos + n <= len(self._buf):
-            data = self._buf[self._pos : self._pos + n]
-            self._pos += n
+        """``n`` bytes; b"" when the stream ends exactly here; an error when it ends inside."""
+        pos = self._pos
+        if pos + n <= len(self._buf):
+            self._pos = pos + n
             self.offset += n
-            return data
+            return self._buf[pos : pos + n]
         parts = []
         need = n
         while need:
@@ -121,9 +386,11 @@ class TarStream:
             need -= take
         return b"".join(parts)
 
-    def _skip(self, n: int, what: str) -> None:
+    def _skip(self, n: int, what: str, eof_ok: bool = False) -> None:
         while n:
             if not self._fill():
+                if eof_ok:
+                    return
                 raise InvalidContentError(f"tar stream truncated in {what} at offset {self.offset}")
             take = min(n, len(self._buf) - self._pos)
             self._pos += take
@@ -133,93 +400,42 @@ class TarStream:
     # -- entries -----------------------------------------------------------------------
 
     def next_entry(self) -> TarEntry | None:
-        """The next member, or None at the end-of-archive marker (or a clean end of stream)."""
-        if self._pending_data:
-            self._skip(self._pending_data, "entry data")
-            self._pending_data = self._data_left = 0
-        pax: dict[str, str] = {}
-        long_name = long_link = None
-        while True:
-            pos = self._pos
-            if pos + BLOCK <= len(self._buf):  # the common case: the header is in this chunk
-                block = self._buf[pos : pos + BLOCK]
-                self._pos = pos + BLOCK
-                self.offset += BLOCK
-            else:
-                block = self._read_exact(BLOCK, "a header")
-            if not block or block == _ZERO_BLOCK:
-                return None
-            if block[257:262] != b"ustar" or self._verify_all:
-                _verify_checksum(block, self.offset - BLOCK)
-            flag = block[156:157]
-            size = _number(block[124:136], "size")
-            if flag in _META_TYPES:
-                if size > MAX_META_SIZE:
-                    raise UnsafeContentError(_raw_name(block), f"oversized {flag.decode()} header ({size} bytes)")
-                data = self._read_exact(size, "an extended header") if size else b""
-                self._skip(-size % BLOCK, "header padding")
-                if flag == b"x":
-                    pax.update(_pax_records(data))
-                elif flag == b"g":
-                    self._globals.update(_pax_records(data))
-                elif flag == b"L":
-                    long_name = data.split(b"\x00", 1)[0]
-                elif flag == b"K":
-                    long_link = data.split(b"\x00", 1)[0]
-                continue  # 'V' (volume label) carries nothing for us
-            if self._globals:
-                pax = {**self._globals, **pax}
-            return self._entry(block, flag, size, pax, long_name, long_link)
-
-    def _entry(
-        self, block: bytes, flag: bytes, size: int, pax: dict[str, str], long_name: bytes | None, long_link: bytes | None
-    ) -> TarEntry:
-        if long_name is not None:
-            name = _decode(long_name)
-        else:
-            name = _decode(_cstring(block, 0, 100))
-            if block[257:263] == b"ustar\x00" and block[345] != 0:  # POSIX: name = prefix "/" name
-                name = _decode(_cstring(block, 345, 500)) + "/" + name
-        link = ""
-        if long_link is not None:
-            link = _decode(long_link)
-        elif block[157] != 0:
-            link = _decode(_cstring(block, 157, 257))
-        mtime_ns = _number(block[136:148], "mtime") * 1_000_000_000
-        kind = _TYPES.get(flag, "")
-        sparse = flag == b"S"
-        if pax:
-            name = pax.get("path", name)
-            link = pax.get("linkpath", link)
-            if "size" in pax:
-                size = _pax_int(pax["size"], "size")
-            if "mtime" in pax:
-                mtime_ns = _pax_time_ns(pax["mtime"])
-            sparse = sparse or any(k.startswith("GNU.sparse.") for k in pax)
-        if kind is FILE and flag != b"7" and name.endswith("/"):
-            kind = DIRECTORY  # pre-POSIX archives mark directories by a trailing slash
-        entry = TarEntry(name, kind, size, _number(block[100:108], "mode") & 0o7777, mtime_ns, link)
-        entry.sparse = sparse
-        entry.raw_type = flag.decode("latin-1")
-        if kind is CHARDEV or kind is BLOCKDEV:
-            entry.devmajor = _number(block[329:337], "devmajor")
-            entry.devminor = _number(block[337:345], "devminor")
-        # Links and devices carry no data whatever the size field says (tar(5)).
-        if kind is FILE or kind is DIRECTORY or kind == "":
-            data = size
-        else:
-            data = entry.size = 0
-        self._pending_data = data + (-data % BLOCK)
-        self._data_left = data
-        return entry
+        """The next member (GLOBAL headers included), or None at the end of the archive."""
+        if self._pending:
+            self._skip(self._data_left, "entry data")
+            self._skip(self._pending - self._data_left, "data padding", eof_ok=True)
+            self._pending = self._data_left = 0
+        decoder = self._decoder
+        while not decoder.ended:
+            block = self._read_exact(BLOCK, "a header")
+            if not block:
+                return None  # the data ended without an end-of-archive marker: Go accepts that
+            result = decoder.header(block)
+            if result is None:
+                continue
+            if isinstance(result, int):
+                payload = self._read_exact(result, "an extended header") if result else b""
+                if len(payload) != result:
+                    raise InvalidContentError(f"tar stream truncated in an extended header at offset {self.offset}")
+                self._skip(_padding(result), "header padding", eof_ok=True)
+                entry = decoder.extended(payload)
+                if entry is None:
+                    continue
+                entry.offset = self.offset
+                return entry
+            result.offset = self.offset
+            self._data_left = result.data_size
+            self._pending = result.data_size + _padding(result.data_size)
+            return result
+        return None
 
     def iter_data(self, entry: TarEntry) -> Iterator[memoryview]:
-        """Yield the current entry's data as slices of the underlying chunks (exactly ``size`` bytes)."""
+        """Yield the current entry's data as slices of the underlying chunks (exactly its size)."""
         left = self._data_left
         while left:
             if not self._fill():
                 raise InvalidContentError(
-                    f"tar stream truncated in the data of {entry.name!r}: {left} of {entry.size} bytes missing"
+                    f"tar stream truncated in the data of {entry.name!r}: {left} of {entry.data_size} bytes missing"
                 )
             take = min(left, len(self._buf) - self._pos)
             piece = memoryview(self._buf)[self._pos : self._pos + take]
@@ -227,20 +443,19 @@ class TarStream:
             self.offset += take
             left -= take
             self._data_left = left
-            self._pending_data -= take
+            self._pending -= take
             yield piece
-        padding = self._pending_data
-        self._pending_data = 0
-        self._skip(padding, "data padding")
+        padding, self._pending = self._pending, 0
+        self._skip(padding, "data padding", eof_ok=True)
 
     def read_data(self, entry: TarEntry) -> list[memoryview]:
         """All of the current entry's data as a list of pieces (for small entries)."""
         left, pos = self._data_left, self._pos
-        end = pos + self._pending_data
+        end = pos + self._pending
         if left and end <= len(self._buf):  # the common case: data and padding are in this chunk
             self._pos = end
-            self.offset += self._pending_data
-            self._pending_data = self._data_left = 0
+            self.offset += self._pending
+            self._pending = self._data_left = 0
             return [memoryview(self._buf)[pos : pos + left]]
         return list(self.iter_data(entry))
 
@@ -260,94 +475,92 @@ class TarStream:
         return trailing
 
 
-def _verify_checksum(block: bytes, offset: int) -> None:
-    stored = _number(block[148:156], "checksum")
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
-    if stored != unsigned:
-        signed = sum(b - 256 if b > 127 else b for b in block) - sum(
-            b - 256 if b > 127 else b for b in block[148:156]
-        ) + 8 * 32
-        if stored != signed:
-            raise InvalidContentError(f"not a tar stream, or a corrupt header at offset {offset} (bad checksum)")
+class TarScanner:
+    """The push driver: feed uncompressed bytes in chunks of any size; every member (GLOBAL
+    headers too) goes to ``on_entry`` with the offset of its data. Data is skipped, never copied.
 
+    :attr:`archive_size` (after :meth:`close`) is where the archive ends: after the two zero
+    blocks, or at the end of the data when the marker is missing.
+    """
 
-def _number(field: bytes, what: str) -> int:
-    if field[-1] in (0, 32):
-        try:  # the common case: octal digits and one terminating NUL or space
-            return int(field[:-1], 8)
-        except ValueError:
-            pass
-    if field[0] & 0x80:  # base-256 (GNU/star), big-endian; 0xff lead byte means negative
-        if field[0] == 0xFF:
-            raise InvalidContentError(f"negative {what} in tar header")
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    try:
-        return int(field.rstrip(b"\x00 ") or b"0", 8)
-    except ValueError:
-        pass
-    text = field.split(b"\x00", 1)[0].strip(b" ")  # NUL-terminated with garbage after it
-    try:
-        return int(text or b"0", 8)
-    except ValueError:
-        raise InvalidContentError(f"invalid {what} field {field!r} in tar header") from None
+    def __init__(self, on_entry: Callable[[TarEntry], None]) -> None:
+        self._on_entry = on_entry
+        self._decoder = HeaderDecoder()
+        self.position = 0
+        self.archive_size = 0
+        self._partial = bytearray()
+        self._data_left = 0  # member data still to skip (the stream ending here is an error)
+        self._pad_left = 0  # padding still to skip (the stream ending here is the end, as in Go)
+        self._payload: bytearray | None = None  # an extended header's payload being collected
 
+    @property
+    def done(self) -> bool:
+        return self._decoder.ended
 
-def _cstring(block: bytes, start: int, end: int) -> bytes:
-    nul = block.find(b"\x00", start, end)
-    return block[start : nul if nul >= 0 else end]
+    def feed(self, chunk: memoryview | bytes) -> None:
+        base, n, i = self.position, len(chunk), 0
+        while i < n and not self._decoder.ended:
+            if self._data_left or self._pad_left:
+                i = self._skip(chunk, i, n)
+                continue
+            if not self._partial and n - i >= BLOCK:
+                block = bytes(chunk[i : i + BLOCK])
+                i += BLOCK
+            else:
+                take = min(BLOCK - len(self._partial), n - i)
+                self._partial += chunk[i : i + take]
+                i += take
+                if len(self._partial) < BLOCK:
+                    break
+                block = bytes(self._partial)
+                self._partial.clear()
+            self._header(block, base + i)
+        self.position = base + n
+        if self._decoder.ended and not self.archive_size:
+            self.archive_size = base + i
 
+    def _skip(self, chunk: memoryview | bytes, i: int, n: int) -> int:
+        if self._data_left:
+            take = min(self._data_left, n - i)
+            if self._payload is not None:
+                self._payload += chunk[i : i + take]
+            self._data_left -= take
+            i += take
+            if not self._data_left and not self._pad_left:
+                self._payload_done()
+            return i
+        take = min(self._pad_left, n - i)
+        self._pad_left -= take
+        if not self._pad_left:
+            self._payload_done()
+        return i + take
 
-def _decode(raw: bytes) -> str:
-    # Linux file names are bytes; surrogateescape round-trips non-UTF-8 names exactly.
-    return raw.decode("utf-8", "surrogateescape")
+    def _header(self, block: bytes, end: int) -> None:
+        result = self._decoder.header(block)
+        if result is None:
+            return
+        if isinstance(result, int):
+            self._payload = bytearray()
+            self._data_left, self._pad_left = result, _padding(result)
+            if not result:
+                self._payload_done()
+            return
+        result.offset = end
+        self._data_left, self._pad_left = result.data_size, _padding(result.data_size)
+        self._on_entry(result)
 
+    def _payload_done(self) -> None:
+        if self._payload is None:
+            return
+        payload, self._payload = bytes(self._payload), None
+        entry = self._decoder.extended(payload)
+        if entry is not None:
+            self._on_entry(entry)
 
-def _raw_name(block: bytes) -> str:
-    return _decode(block[0:100].split(b"\x00", 1)[0])
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    """Parse ``"%d %s=%s\\n"`` records (the length counts the whole record)."""
-    records: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        if data[pos] == 0:
-            break  # NUL padding some writers leave
-        space = data.find(b" ", pos)
-        if space < 0:
-            raise InvalidContentError("malformed PAX header record")
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise InvalidContentError("malformed PAX header record length") from None
-        if length <= 0 or pos + length > len(data):
-            raise InvalidContentError("PAX header record length out of range")
-        record = data[space + 1 : pos + length]
-        if not record.endswith(b"\n") or b"=" not in record:
-            raise InvalidContentError("malformed PAX header record")
-        key, value = record[:-1].split(b"=", 1)
-        records[key.decode("utf-8", "surrogateescape")] = _decode(value)
-        pos += length
-    return records
-
-
-def _pax_int(value: str, what: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidContentError(f"invalid PAX {what} {value!r}") from None
-    if number < 0:
-        raise InvalidContentError(f"negative PAX {what} {value!r}")
-    return number
-
-
-def _pax_time_ns(value: str) -> int:
-    seconds, _, fraction = value.partition(".")
-    try:
-        ns = int(seconds) * 1_000_000_000
-        if fraction:
-            digits = (fraction + "000000000")[:9]
-            ns += int(digits) if not seconds.startswith("-") else -int(digits)
-    except ValueError:
-        raise InvalidContentError(f"invalid PAX mtime {value!r}") from None
-    return ns
+    def close(self) -> None:
+        """The stream ended: check it did not end inside a header, an extended header or member data."""
+        if self._decoder.ended:
+            return
+        if self._partial or self._data_left or self._payload is not None:
+            raise InvalidContentError("tar archive is truncated")
+        self.archive_size = self.position
