@@ -3,7 +3,9 @@
 ``oci-layout``, ``index.json`` and ``blobs/<alg>/<hex>``, as skopeo and umoci read them.
 Tags are index entries annotated ``org.opencontainers.image.ref.name``; referrers are
 untagged index entries whose manifest has a ``subject`` (the way oras-go's OCI store
-keeps them), so a layout can carry an artifact's whole referrer graph.
+keeps them), so a layout can carry an artifact's whole referrer graph. ``latest`` (what a
+reference without a tag means) falls back to the layout's only image — skopeo's reading
+of an untagged layout — and never to a referrer.
 
 Writes are crash-safe: blobs land in ``.ingest/`` and are renamed into place only after
 their digest checks out; ``index.json`` is replaced atomically under a lock (a thread lock
@@ -25,6 +27,7 @@ from typing import Any, BinaryIO
 
 from ..digest import VerifyingReader, algorithm_of, hex_of, new_hasher, validate_digest
 from ..errors import DigestMismatchError, InvalidContentError, LocalIOError, NotFoundError, SizeMismatchError
+from ..reference import DEFAULT_TAG
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
 from ..spec.manifest import build_index, parse_manifest
@@ -207,13 +210,9 @@ class LayoutStore:
         os.replace(tmp, target)
 
     def resolve(self, reference: str) -> Descriptor:
+        """The entry for a tag or digest; ``""`` means ``latest`` (see :meth:`_only_image`)."""
+        reference = reference or DEFAULT_TAG
         entries = self.entries()
-        if not reference:
-            if len(entries) == 1:
-                return entries[0]
-            raise NotFoundError(
-                f"{self.describe()} holds {len(entries)} manifests; name one with :TAG or @DIGEST"
-            )
         if ":" in reference and reference.split(":", 1)[0] in ("sha256", "sha512"):
             validate_digest(reference)
             for entry in entries:
@@ -223,7 +222,31 @@ class LayoutStore:
         for entry in reversed(entries):
             if entry.annotations.get(mt.ANNOTATION_REF_NAME) == reference:
                 return entry
+        if reference == DEFAULT_TAG:
+            return self._only_image(entries)
         raise NotFoundError(f"tag {reference!r} not found in {self.describe()}")
+
+    def _only_image(self, entries: list[Descriptor]) -> Descriptor:
+        """``latest`` in a layout that tags nothing ``latest``: its only image, never a referrer.
+
+        skopeo writes ``oci:DIR`` without a tag as one untagged entry and reads a tag-less
+        reference as "the only entry"; ocikit keeps that, but counts only images — entries
+        whose manifest has no ``subject`` — so a compatibility referrer or a signature listed
+        beside one image is never what a tag-less reference means.
+        """
+        images = {e.digest: e for e in entries if self._subject_of(e) is None}
+        if len(images) == 1:
+            return next(iter(images.values()))
+        if not images:
+            subjects = sorted({s for e in entries if (s := self._subject_of(e))})
+            held = f"only referrers (of {', '.join(subjects)})" if subjects else "no manifest"
+            raise NotFoundError(f"no tag 'latest' in {self.describe()}, which holds {held}; name one with @DIGEST")
+        tags = sorted({t for e in images.values() if (t := e.annotations.get(mt.ANNOTATION_REF_NAME))})
+        named = f" (tags: {', '.join(tags)})" if tags else ""
+        raise NotFoundError(
+            f"no tag 'latest' in {self.describe()}, which holds {len(images)} images{named}; "
+            "name one with :TAG or @DIGEST"
+        )
 
     def _descriptor_from_blob(self, digest: str) -> Descriptor:
         path = self.blob_path(digest)
@@ -292,7 +315,10 @@ class LayoutStore:
         if not (entry.is_manifest or entry.is_index) or not self.exists(entry):
             return None
         with open(self.blob_path(entry.digest), "rb") as fh:
-            return parse_manifest(fh.read(), entry.media_type)
+            raw = fh.read(MAX_MANIFEST_SIZE + 1)
+        if len(raw) > MAX_MANIFEST_SIZE:
+            raise InvalidContentError(f"{entry.digest} in {self.describe()} is too large to be a manifest")
+        return parse_manifest(raw, entry.media_type)
 
     def _track_referrer(self, desc: Descriptor) -> None:
         """List a pushed manifest that has a subject in index.json, untagged, so referrers finds it."""
