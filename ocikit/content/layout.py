@@ -10,7 +10,9 @@ of an untagged layout — and never to a referrer.
 Writes are crash-safe: blobs land in ``.ingest/`` and are renamed into place only after
 their digest checks out; ``index.json`` is replaced atomically under a lock (a thread lock
 plus ``flock`` on the layout directory), so concurrent writers in several processes
-neither corrupt it nor lose each other's tags.
+neither corrupt it nor lose each other's tags. A failed write (a full disk, a quota)
+removes its temporary file and raises :class:`~ocikit.errors.LocalIOError`: no partial
+blob or index is ever left under its real name.
 """
 
 from __future__ import annotations
@@ -85,9 +87,28 @@ class LayoutStore:
 
     def _write_atomic(self, name: str, data: bytes) -> None:
         tmp = self._path(f".{name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, self._path(name))
+        try:
+            with self._writing(name):
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, self._path(name))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write (disk full, quota, read-only) into a one-line LocalIOError.
+
+        Only writes go through here: an OSError while *reading* the data being pushed (a
+        view file) belongs to the reader and keeps its own meaning.
+        """
+        try:
+            yield
+        except LocalIOError:
+            raise
+        except OSError as exc:
+            raise LocalIOError(f"cannot write {what} to {self.describe()}: {exc.strerror or exc}") from None
 
     @contextlib.contextmanager
     def _index_lock(self) -> Iterator[None]:
@@ -147,13 +168,13 @@ class LayoutStore:
             return
         hasher = new_hasher(desc.digest)
         size = 0
-        with self._ingest() as (tmp, fh):
+        with self._ingest(desc.digest) as (tmp, fh):
             for chunk in _chunks(data):
                 hasher.update(chunk)
                 size += len(chunk)
                 if size > desc.size:
                     raise SizeMismatchError(desc.digest, desc.size, size)
-                fh.write(chunk)
+                self._write(fh, chunk, desc.digest)
                 if on_bytes:
                     on_bytes(len(chunk))
             actual = f"{algorithm_of(desc.digest)}:{hasher.hexdigest()}"
@@ -161,8 +182,7 @@ class LayoutStore:
                 raise SizeMismatchError(desc.digest, desc.size, size)
             if actual != desc.digest:
                 raise DigestMismatchError(desc.digest, desc.digest, actual)
-            fh.close()
-            self._commit(tmp, desc.digest)
+            self._commit(fh, tmp, desc.digest)
         if desc.is_manifest or desc.is_index:
             self._track_referrer(desc)
 
@@ -171,43 +191,52 @@ class LayoutStore:
     ) -> Descriptor:
         hasher = new_hasher("sha256")
         size = 0
-        with self._ingest() as (tmp, fh):
+        with self._ingest("a blob") as (tmp, fh):
             for chunk in chunks:
                 hasher.update(chunk)
                 size += len(chunk)
-                fh.write(chunk)
+                self._write(fh, chunk, "a blob")
                 if on_bytes:
                     on_bytes(len(chunk))
-            fh.close()
             desc = Descriptor(media_type, f"sha256:{hasher.hexdigest()}", size)
-            self._commit(tmp, desc.digest)
+            self._commit(fh, tmp, desc.digest)
         return desc
 
     @contextlib.contextmanager
-    def _ingest(self) -> Iterator[tuple[str, BinaryIO]]:
+    def _ingest(self, what: str) -> Iterator[tuple[str, BinaryIO]]:
+        """A temporary file under ``.ingest/``, removed whatever happens unless committed."""
         ingest = self._path(".ingest")
         tmp = os.path.join(ingest, uuid.uuid4().hex)
-        for attempt in range(5):  # another writer may remove the empty dir at any moment here
-            try:
-                os.makedirs(ingest, exist_ok=True)
-                fh = open(tmp, "wb")
-                break
-            except (FileNotFoundError, FileExistsError):
-                if attempt == 4:
-                    raise
+        with self._writing(what):
+            for attempt in range(5):  # another writer may remove the empty dir at any moment here
+                try:
+                    os.makedirs(ingest, exist_ok=True)
+                    fh = open(tmp, "wb")
+                    break
+                except (FileNotFoundError, FileExistsError):
+                    if attempt == 4:
+                        raise
         try:
             yield tmp, fh
         finally:
-            fh.close()
+            with contextlib.suppress(OSError):
+                fh.close()  # after a failed write the buffer may not flush: the file goes anyway
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             with contextlib.suppress(OSError):
                 os.rmdir(ingest)  # only succeeds when no other writer is busy
 
-    def _commit(self, tmp: str, digest: str) -> None:
-        target = self.blob_path(digest)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(tmp, target)
+    def _write(self, fh: BinaryIO, chunk: bytes, what: str) -> None:
+        with self._writing(what):
+            fh.write(chunk)
+
+    def _commit(self, fh: BinaryIO, tmp: str, digest: str) -> None:
+        """Close (the last buffered bytes may still fail to land) and rename into ``blobs/``."""
+        with self._writing(digest):
+            fh.close()
+            target = self.blob_path(digest)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(tmp, target)
 
     def resolve(self, reference: str) -> Descriptor:
         """The entry for a tag or digest; ``""`` means ``latest`` (see :meth:`_only_image`)."""
