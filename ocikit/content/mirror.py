@@ -102,7 +102,7 @@ def parse_hosts_toml(path: str) -> HostsConfig:
     try:
         import tomllib  # type: ignore[import-not-found]
     except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
     try:
         with open(path, "rb") as fh:
             document = tomllib.load(fh)

@@ -102,7 +102,7 @@ class RegistryStore:
         return self.client.list_tags()
 
     def referrers(self, subject: Descriptor, artifact_type: str = "") -> list[Descriptor]:
-        return self._referrers.list(subject, artifact_type)
+        return self._referrers.find(subject, artifact_type)
 
     @property
     def referrers_mode(self) -> str:
