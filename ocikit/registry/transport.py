@@ -63,7 +63,7 @@ class _BlockAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def origin(url: str) -> tuple[str, str, int]:
+def _origin(url: str) -> tuple[str, str, int]:
     """``(scheme, host, port)`` of a URL, the port made explicit (what credentials are bound to)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -227,7 +227,7 @@ class Transport:
 
     def owns(self, url: str) -> bool:
         """Whether ``url`` is on this registry's own origin (the only one given credentials)."""
-        return origin(url) == origin(self.base_url)
+        return _origin(url) == _origin(self.base_url)
 
     def _foreign_challenge(self, response: requests.Response, operation: str) -> AuthenticationError:
         """A 401 from another host (an upload location, a redirect target): never answered."""
