@@ -18,7 +18,7 @@ from .graph import attach as artifacts
 from .graph import copy as transfer
 from .options import DEFAULT_OPTIONS, Options
 from .progress import NULL_PROGRESS, Progress
-from .reference import Reference, RegistryReference
+from .reference import Reference
 from .spec.descriptor import Descriptor, Platform
 from .spec.manifest import ParsedManifest, select_platform
 
@@ -72,15 +72,9 @@ def copy(
 
 
 def _destination_tag(src: Reference, dst: Reference) -> str:
-    if dst.tag:
+    if dst.tag or dst.digest:
         return dst.tag
-    if dst.digest:
-        return ""
-    if src.tag:
-        return src.tag
-    if isinstance(src, RegistryReference) and not src.digest:
-        return "latest"
-    return ""
+    return src.push_tag  # the source's tag; latest when it has none; none when pinned by digest
 
 
 def attach(

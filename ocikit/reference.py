@@ -10,6 +10,11 @@ Two kinds of reference exist:
   image-layout directory on disk. This is ocikit's embedded default: no server needed.
 
 Grammar from distribution/reference (``reference/regexp.go``), tag up to 128 characters.
+
+A reference without a tag means ``latest`` for both kinds, for pull and push alike
+(:class:`DefaultTag` holds that rule): ``push-view DIR oci:/x`` tags ``latest``, and
+``pull oci:/x`` resolves ``latest``. How a layout without a ``latest`` tag answers is the
+layout store's business (:meth:`ocikit.content.layout.LayoutStore.resolve`).
 """
 
 from __future__ import annotations
@@ -32,8 +37,25 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOST_RE = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$")
 
 
+class DefaultTag:
+    """The one rule for a reference without a tag: it means ``latest``, for pull and push alike."""
+
+    tag: str
+    digest: str
+
+    @property
+    def reference(self) -> str:
+        """What to resolve: the digest if pinned, else the tag (``latest`` when none is given)."""
+        return self.digest or self.tag or DEFAULT_TAG
+
+    @property
+    def push_tag(self) -> str:
+        """The tag a push writes: the tag, ``latest`` when none is given, none when pinned by digest."""
+        return self.tag or ("" if self.digest else DEFAULT_TAG)
+
+
 @dataclass(frozen=True)
-class RegistryReference:
+class RegistryReference(DefaultTag):
     """A repository on a registry, optionally pinned to a tag and/or digest."""
 
     registry: str
@@ -45,11 +67,6 @@ class RegistryReference:
     def api_host(self) -> str:
         """The host the HTTP API lives on (Docker Hub's API is not on ``docker.io``)."""
         return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
-
-    @property
-    def reference(self) -> str:
-        """What to ask the manifests endpoint for: the digest if pinned, else the tag."""
-        return self.digest or self.tag or DEFAULT_TAG
 
     @property
     def is_loopback(self) -> bool:
@@ -75,16 +92,12 @@ class RegistryReference:
 
 
 @dataclass(frozen=True)
-class LayoutReference:
+class LayoutReference(DefaultTag):
     """An OCI image layout directory, optionally with a tag (``ref.name``) or digest."""
 
     path: str
     tag: str = ""
     digest: str = ""
-
-    @property
-    def reference(self) -> str:
-        return self.digest or self.tag
 
     def with_tag(self, tag: str) -> "LayoutReference":
         return replace(self, tag=_check_tag(tag), digest="")

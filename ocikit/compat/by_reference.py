@@ -54,7 +54,7 @@ def scan_or_load(source: str, progress: Progress | None = None) -> ScanReport | 
 def resolve_subject(reference: str, options: Options = DEFAULT_OPTIONS) -> tuple[Store, Descriptor]:
     """Open the store of ``reference`` (never creating a layout) and resolve its manifest."""
     store, ref = open_store(parse_reference(reference), options, create=False)
-    return store, store.resolve(ref.reference)  # "" in a layout: its only manifest
+    return store, store.resolve(ref.reference)
 
 
 def attach_to_reference(

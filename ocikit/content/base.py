@@ -68,7 +68,7 @@ class Store(Protocol):
         ...
 
     def resolve(self, reference: str) -> Descriptor:
-        """The manifest descriptor a tag or digest points at (raise NotFoundError if none)."""
+        """The manifest descriptor a tag or digest points at; ``""`` means ``latest`` (NotFoundError if none)."""
         ...
 
     def tag(self, desc: Descriptor, tag: str) -> None:

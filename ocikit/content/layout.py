@@ -3,12 +3,16 @@
 ``oci-layout``, ``index.json`` and ``blobs/<alg>/<hex>``, as skopeo and umoci read them.
 Tags are index entries annotated ``org.opencontainers.image.ref.name``; referrers are
 untagged index entries whose manifest has a ``subject`` (the way oras-go's OCI store
-keeps them), so a layout can carry an artifact's whole referrer graph.
+keeps them), so a layout can carry an artifact's whole referrer graph. ``latest`` (what a
+reference without a tag means) falls back to the layout's only image — skopeo's reading
+of an untagged layout — and never to a referrer.
 
 Writes are crash-safe: blobs land in ``.ingest/`` and are renamed into place only after
 their digest checks out; ``index.json`` is replaced atomically under a lock (a thread lock
 plus ``flock`` on the layout directory), so concurrent writers in several processes
-neither corrupt it nor lose each other's tags.
+neither corrupt it nor lose each other's tags. A failed write (a full disk, a quota)
+removes its temporary file and raises :class:`~ocikit.errors.LocalIOError`: no partial
+blob or index is ever left under its real name.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, BinaryIO
 
 from ..digest import VerifyingReader, algorithm_of, hex_of, new_hasher, validate_digest
 from ..errors import DigestMismatchError, InvalidContentError, LocalIOError, NotFoundError, SizeMismatchError
+from ..reference import DEFAULT_TAG
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
 from ..spec.manifest import build_index, parse_manifest
@@ -82,9 +87,28 @@ class LayoutStore:
 
     def _write_atomic(self, name: str, data: bytes) -> None:
         tmp = self._path(f".{name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, self._path(name))
+        try:
+            with self._writing(name):
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, self._path(name))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write (disk full, quota, read-only) into a one-line LocalIOError.
+
+        Only writes go through here: an OSError while *reading* the data being pushed (a
+        view file) belongs to the reader and keeps its own meaning.
+        """
+        try:
+            yield
+        except LocalIOError:
+            raise
+        except OSError as exc:
+            raise LocalIOError(f"cannot write {what} to {self.describe()}: {exc.strerror or exc}") from None
 
     @contextlib.contextmanager
     def _index_lock(self) -> Iterator[None]:
@@ -144,13 +168,13 @@ class LayoutStore:
             return
         hasher = new_hasher(desc.digest)
         size = 0
-        with self._ingest() as (tmp, fh):
+        with self._ingest(desc.digest) as (tmp, fh):
             for chunk in _chunks(data):
                 hasher.update(chunk)
                 size += len(chunk)
                 if size > desc.size:
                     raise SizeMismatchError(desc.digest, desc.size, size)
-                fh.write(chunk)
+                self._write(fh, chunk, desc.digest)
                 if on_bytes:
                     on_bytes(len(chunk))
             actual = f"{algorithm_of(desc.digest)}:{hasher.hexdigest()}"
@@ -158,8 +182,7 @@ class LayoutStore:
                 raise SizeMismatchError(desc.digest, desc.size, size)
             if actual != desc.digest:
                 raise DigestMismatchError(desc.digest, desc.digest, actual)
-            fh.close()
-            self._commit(tmp, desc.digest)
+            self._commit(fh, tmp, desc.digest)
         if desc.is_manifest or desc.is_index:
             self._track_referrer(desc)
 
@@ -168,52 +191,57 @@ class LayoutStore:
     ) -> Descriptor:
         hasher = new_hasher("sha256")
         size = 0
-        with self._ingest() as (tmp, fh):
+        with self._ingest("a blob") as (tmp, fh):
             for chunk in chunks:
                 hasher.update(chunk)
                 size += len(chunk)
-                fh.write(chunk)
+                self._write(fh, chunk, "a blob")
                 if on_bytes:
                     on_bytes(len(chunk))
-            fh.close()
             desc = Descriptor(media_type, f"sha256:{hasher.hexdigest()}", size)
-            self._commit(tmp, desc.digest)
+            self._commit(fh, tmp, desc.digest)
         return desc
 
     @contextlib.contextmanager
-    def _ingest(self) -> Iterator[tuple[str, BinaryIO]]:
+    def _ingest(self, what: str) -> Iterator[tuple[str, BinaryIO]]:
+        """A temporary file under ``.ingest/``, removed whatever happens unless committed."""
         ingest = self._path(".ingest")
         tmp = os.path.join(ingest, uuid.uuid4().hex)
-        for attempt in range(5):  # another writer may remove the empty dir at any moment here
-            try:
-                os.makedirs(ingest, exist_ok=True)
-                fh = open(tmp, "wb")
-                break
-            except (FileNotFoundError, FileExistsError):
-                if attempt == 4:
-                    raise
+        with self._writing(what):
+            for attempt in range(5):  # another writer may remove the empty dir at any moment here
+                try:
+                    os.makedirs(ingest, exist_ok=True)
+                    fh = open(tmp, "wb")
+                    break
+                except (FileNotFoundError, FileExistsError):
+                    if attempt == 4:
+                        raise
         try:
             yield tmp, fh
         finally:
-            fh.close()
+            with contextlib.suppress(OSError):
+                fh.close()  # after a failed write the buffer may not flush: the file goes anyway
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             with contextlib.suppress(OSError):
                 os.rmdir(ingest)  # only succeeds when no other writer is busy
 
-    def _commit(self, tmp: str, digest: str) -> None:
-        target = self.blob_path(digest)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(tmp, target)
+    def _write(self, fh: BinaryIO, chunk: bytes, what: str) -> None:
+        with self._writing(what):
+            fh.write(chunk)
+
+    def _commit(self, fh: BinaryIO, tmp: str, digest: str) -> None:
+        """Close (the last buffered bytes may still fail to land) and rename into ``blobs/``."""
+        with self._writing(digest):
+            fh.close()
+            target = self.blob_path(digest)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(tmp, target)
 
     def resolve(self, reference: str) -> Descriptor:
+        """The entry for a tag or digest; ``""`` means ``latest`` (see :meth:`_only_image`)."""
+        reference = reference or DEFAULT_TAG
         entries = self.entries()
-        if not reference:
-            if len(entries) == 1:
-                return entries[0]
-            raise NotFoundError(
-                f"{self.describe()} holds {len(entries)} manifests; name one with :TAG or @DIGEST"
-            )
         if ":" in reference and reference.split(":", 1)[0] in ("sha256", "sha512"):
             validate_digest(reference)
             for entry in entries:
@@ -223,7 +251,31 @@ class LayoutStore:
         for entry in reversed(entries):
             if entry.annotations.get(mt.ANNOTATION_REF_NAME) == reference:
                 return entry
+        if reference == DEFAULT_TAG:
+            return self._only_image(entries)
         raise NotFoundError(f"tag {reference!r} not found in {self.describe()}")
+
+    def _only_image(self, entries: list[Descriptor]) -> Descriptor:
+        """``latest`` in a layout that tags nothing ``latest``: its only image, never a referrer.
+
+        skopeo writes ``oci:DIR`` without a tag as one untagged entry and reads a tag-less
+        reference as "the only entry"; ocikit keeps that, but counts only images — entries
+        whose manifest has no ``subject`` — so a compatibility referrer or a signature listed
+        beside one image is never what a tag-less reference means.
+        """
+        images = {e.digest: e for e in entries if self._subject_of(e) is None}
+        if len(images) == 1:
+            return next(iter(images.values()))
+        if not images:
+            subjects = sorted({s for e in entries if (s := self._subject_of(e))})
+            held = f"only referrers (of {', '.join(subjects)})" if subjects else "no manifest"
+            raise NotFoundError(f"no tag 'latest' in {self.describe()}, which holds {held}; name one with @DIGEST")
+        tags = sorted({t for e in images.values() if (t := e.annotations.get(mt.ANNOTATION_REF_NAME))})
+        named = f" (tags: {', '.join(tags)})" if tags else ""
+        raise NotFoundError(
+            f"no tag 'latest' in {self.describe()}, which holds {len(images)} images{named}; "
+            "name one with :TAG or @DIGEST"
+        )
 
     def _descriptor_from_blob(self, digest: str) -> Descriptor:
         path = self.blob_path(digest)
@@ -292,7 +344,10 @@ class LayoutStore:
         if not (entry.is_manifest or entry.is_index) or not self.exists(entry):
             return None
         with open(self.blob_path(entry.digest), "rb") as fh:
-            return parse_manifest(fh.read(), entry.media_type)
+            raw = fh.read(MAX_MANIFEST_SIZE + 1)
+        if len(raw) > MAX_MANIFEST_SIZE:
+            raise InvalidContentError(f"{entry.digest} in {self.describe()} is too large to be a manifest")
+        return parse_manifest(raw, entry.media_type)
 
     def _track_referrer(self, desc: Descriptor) -> None:
         """List a pushed manifest that has a subject in index.json, untagged, so referrers finds it."""

@@ -18,6 +18,11 @@ compatibility check reads them) are listed through mirrors too: found by digest,
 by digest, a mirror can at worst omit one. Requests to a
 mirror carry ``?ns=<registry>`` as containerd sends them. A mirror that fails or lacks the
 content is skipped silently; only the upstream's error is reported.
+
+Credentials: a mirror is another host, so it never receives the explicit credentials
+given for the registry (``Options.username/password``); it authenticates with what the
+docker config or a credential helper holds for the mirror's own host, else anonymously.
+A hosts.toml ``server`` is the registry's own endpoint and keeps them.
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ def parse_hosts_toml(path: str) -> HostsConfig:
     try:
         import tomllib  # type: ignore[import-not-found]
     except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
     try:
         with open(path, "rb") as fh:
             document = tomllib.load(fh)
@@ -157,7 +162,10 @@ def open_with_mirrors(ref: RegistryReference, options: Options) -> Store:
         upstream = _open_host(config.server, ref, options, namespace="")
     else:
         upstream = RegistryStore.open(ref, options)
-    mirrors = [(m, _open_host(m, ref, options, namespace=ref.registry)) for m in config.mirrors]
+    # Explicit credentials (-u, OCIKIT_USERNAME) belong to the registry the reference names; a
+    # mirror gets only what the docker config and credential helpers hold for its own host.
+    mirror_options = dataclasses.replace(options, username="", password="")
+    mirrors = [(m, _open_host(m, ref, mirror_options, namespace=ref.registry)) for m in config.mirrors]
     return MirrorStore(upstream, mirrors)
 
 

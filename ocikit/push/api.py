@@ -110,6 +110,7 @@ def push_view(
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     if ref.digest:
         raise InvalidReferenceError(f"push-view needs a tag (or none), not a digest: {reference}")
+    tag = ref.push_tag  # no tag means latest, as for pull
 
     progress.message("scanning view")
     view = scan_view(view_dir, root=root, view_path=view_path, name=name,
@@ -123,7 +124,7 @@ def push_view(
     cache = DigestCache(cache_dir)
     try:
         pusher = LayerPusher(store, view, codec, relocation, cache, progress, options.concurrency)
-        pusher.load_previous(ref.tag)
+        pusher.load_previous(tag)
         results = pusher.push_all(plans)
     finally:
         cache.close()
@@ -149,7 +150,7 @@ def push_view(
         [r.descriptor for r in results], config_desc, artifact_type=mt.OCIKIT_VIEW_ARTIFACT, annotations=annotations
     )
     progress.message("pushing manifest")
-    manifest_desc = push_manifest(store, manifest, mt.OCI_MANIFEST, tag=ref.tag)
+    manifest_desc = push_manifest(store, manifest, mt.OCI_MANIFEST, tag=tag)
     compat_desc = compat_scan.attach(store, manifest_desc, created=config["created"]) if compat_scan else None
     return PushResult(
         reference=str(ref),

@@ -190,7 +190,7 @@ class RepositoryClient:
     def start_upload(self, mount: str = "", mount_from: str = "") -> tuple[int, str]:
         """POST an upload session (or a mount). Returns (status, absolute Location)."""
         params: dict[str, str] = {}
-        scopes = self.push_scope
+        scopes: tuple[str, ...] = self.push_scope
         if mount:
             params = {"mount": mount, "from": mount_from}
             scopes = (*self.push_scope, repository_scope(mount_from))

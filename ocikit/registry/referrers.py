@@ -65,7 +65,7 @@ class RegistryReferrers:
     def mode(self, value: ReferrersMode) -> None:
         _MODES[self._key] = value
 
-    def list(self, subject: Descriptor, artifact_type: str = "") -> list[Descriptor]:
+    def find(self, subject: Descriptor, artifact_type: str = "") -> list[Descriptor]:
         if self.mode is not ReferrersMode.TAG:
             page = self.client.get_referrers(subject.digest, artifact_type)
             if page is not None:

@@ -15,7 +15,7 @@ from typing import BinaryIO
 from ..digest import VerifyingReader, digest_bytes
 from ..errors import DigestMismatchError, NotFoundError
 from ..options import DEFAULT_OPTIONS, Options
-from ..reference import RegistryReference
+from ..reference import DEFAULT_TAG, RegistryReference
 from ..spec.descriptor import Descriptor
 from ..spec.manifest import parse_manifest
 from .client import RepositoryClient
@@ -83,9 +83,10 @@ class RegistryStore:
         return desc
 
     def resolve(self, reference: str) -> Descriptor:
-        desc = self.client.head_manifest(reference or "latest")
+        reference = reference or DEFAULT_TAG
+        desc = self.client.head_manifest(reference)
         if desc is None:
-            raise NotFoundError(f"{self.describe()}:{reference or 'latest'} not found")
+            raise NotFoundError(f"{self.describe()}:{reference} not found")
         return desc
 
     def tag(self, desc: Descriptor, tag: str) -> None:
@@ -101,7 +102,7 @@ class RegistryStore:
         return self.client.list_tags()
 
     def referrers(self, subject: Descriptor, artifact_type: str = "") -> list[Descriptor]:
-        return self._referrers.list(subject, artifact_type)
+        return self._referrers.find(subject, artifact_type)
 
     @property
     def referrers_mode(self) -> str:

@@ -7,6 +7,12 @@ when the body can be replayed), timeouts on every call, and turning an error ans
 into a typed :class:`~ocikit.errors.RegistryError` that names the registry, the operation
 and the registry's error code — never a URL query or a credential.
 
+Credentials belong to the registry's own origin (scheme, host, port), as in containerd:
+an upload ``Location`` on another host gets no ``Authorization`` (it carries its own
+authority in the URL, if any), a redirect to another host loses it (requests strips it),
+and a ``401`` challenge is learned only from the registry itself — otherwise a storage
+host could name a token realm of its choosing and receive the user's password there.
+
 One :class:`Transport` exists per registry host and options (``get_transport``), so
 repositories on the same host share the connection pool and the token cache.
 """
@@ -20,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -55,6 +61,17 @@ class _BlockAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["blocksize"] = _SEND_BLOCK
         super().init_poolmanager(*args, **kwargs)
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a URL, the port made explicit (what credentials are bound to)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a malformed port never matches the registry
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
 
 
 def is_loopback(host: str) -> bool:
@@ -133,6 +150,7 @@ class Transport:
         raises the matching :class:`RegistryError` subclass after retries are used up.
         """
         url = self._url(path)
+        own_host = self.owns(url)  # only the registry itself sees credentials
         query = self._query(path, params)
         start = body.tell() if hasattr(body, "seek") and hasattr(body, "tell") else None
         replayable = body is None or isinstance(body, (bytes, bytearray)) or start is not None
@@ -144,7 +162,7 @@ class Transport:
             if start is not None:
                 body.seek(start)
             request_headers = dict(headers or {})
-            authorization = self.auth.header(scopes)
+            authorization = self.auth.header(scopes) if own_host else None
             if authorization:
                 request_headers["Authorization"] = authorization
             try:
@@ -166,6 +184,8 @@ class Transport:
                     self.registry, operation, method=method, url=url, reason=_describe_exception(exc)
                 ) from None
             status = response.status_code
+            if status == 401 and not self.owns(response.url):
+                raise self._foreign_challenge(response, operation)
             if status == 401 and not answered_challenge and replayable:
                 answered_challenge = True
                 if self._answer_challenge(response, scopes, operation):
@@ -204,6 +224,21 @@ class Transport:
                 raise InvalidContentError(f"{operation}: the response is larger than {limit} bytes")
             return response, data
         raise AssertionError("unreachable")
+
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` is on this registry's own origin (the only one given credentials)."""
+        return _origin(url) == _origin(self.base_url)
+
+    def _foreign_challenge(self, response: requests.Response, operation: str) -> AuthenticationError:
+        """A 401 from another host (an upload location, a redirect target): never answered."""
+        response.close()
+        host = urlsplit(response.url).netloc.rpartition("@")[2]  # no user info, no query
+        return AuthenticationError(
+            self.registry,
+            operation,
+            status=401,
+            reason=f"{host} asked for credentials; ocikit sends credentials only to {self.host}",
+        )
 
     def _answer_challenge(self, response: requests.Response, scopes: tuple[str, ...], operation: str) -> bool:
         """Learn the challenge; True if a resend with credentials or a token makes sense."""

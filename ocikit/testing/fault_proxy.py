@@ -10,7 +10,9 @@ unless a :class:`Fault` rule matches:
 * ``drop_request``: read ``after_bytes`` of the request body, then cut the connection;
 * ``corrupt``: forward, flipping one bit of the response body at ``after_bytes``.
 
-Each rule applies ``times`` times (``-1``: always) and counts its hits.
+Each rule applies ``times`` times (``-1``: always) and counts its hits. Every request's
+method, path and headers are recorded in ``requests``, so a test can prove which headers
+(``Authorization``) reached this host.
 """
 
 from __future__ import annotations
@@ -40,11 +42,19 @@ class Fault:
         return (self.method in ("*", method)) and re.search(self.path, path) is not None and self.times != 0
 
 
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str  # query included
+    headers: dict[str, str]  # as received, header names lower-cased
+
+
 class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream  # "127.0.0.1:PORT"
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every answered request
+        self.requests: list[SeenRequest] = []  # every request received, answered or not
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -60,6 +70,7 @@ class FaultProxy:
         with self._lock:
             self.faults.clear()
             self.log.clear()
+            self.requests.clear()
 
     def _take(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -81,6 +92,10 @@ class FaultProxy:
                 pass
 
             def _handle(self) -> None:
+                with proxy._lock:
+                    proxy.requests.append(
+                        SeenRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+                    )
                 fault = proxy._take(self.command, self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 if fault and fault.action == "drop_request":

@@ -48,19 +48,25 @@ class RegistryServer:
         htpasswd: str | None = None,
         token: TokenAuthConfig | None = None,
         port: int | None = None,
+        public_url: str | None = None,
+        secret: str | None = None,
+        storage: str | None = None,
     ) -> None:
+        """``public_url`` is distribution's ``http.host``: the URL written into ``Location``
+        headers (a front end on another host). Two servers with the same ``storage`` and
+        ``secret`` share upload sessions, so one can continue what the other started."""
         if not registry_available():
             raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="ocikit-registry-")
-        self.storage = os.path.join(self.workdir, "storage")
+        self.storage = storage or os.path.join(self.workdir, "storage")
         os.makedirs(self.storage, exist_ok=True)
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
         self.config_path = os.path.join(self.workdir, "config.yml")
         with open(self.config_path, "w") as fh:
-            fh.write(self._config(htpasswd, token))
+            fh.write(self._config(htpasswd, token, public_url, secret))
         self._log = open(os.path.join(self.workdir, "registry.log"), "wb")
         self._process = subprocess.Popen(
             [REGISTRY_BINARY, "serve", self.config_path],
@@ -70,7 +76,9 @@ class RegistryServer:
         )
         self._wait_ready()
 
-    def _config(self, htpasswd: str | None, token: TokenAuthConfig | None) -> str:
+    def _config(
+        self, htpasswd: str | None, token: TokenAuthConfig | None, public_url: str | None, secret: str | None
+    ) -> str:
         lines = [
             "version: 0.1",
             "log:",
@@ -88,6 +96,10 @@ class RegistryServer:
             "http:",
             f"  addr: {self.host}",
         ]
+        if public_url:
+            lines.append(f"  host: {public_url}")
+        if secret:
+            lines.append(f"  secret: {secret}")
         if htpasswd:
             lines += ["auth:", "  htpasswd:", "    realm: ocikit-test", f"    path: {htpasswd}"]
         elif token:
