@@ -9,6 +9,7 @@ Hierarchy::
     OcikitError
     ├── InvalidReferenceError (ValueError)       a reference string that does not parse
     ├── InvalidContentError (ValueError)         a manifest/index/config/zTOC that is malformed
+    │   └── CorruptDataError                     bytes that do not decode as their format (tar, gzip, zstd)
     ├── NotFoundError (LookupError)              a tag, manifest, blob, file or path that is absent
     ├── AlreadyExistsError (FileExistsError)
     ├── UnsupportedError                         the store or registry lacks a capability
@@ -48,6 +49,14 @@ class InvalidReferenceError(OcikitError, ValueError):
 
 class InvalidContentError(OcikitError, ValueError):
     """A document (manifest, index, config, zTOC, tar) is malformed or of an unexpected type."""
+
+
+class CorruptDataError(InvalidContentError):
+    """Bytes do not decode as the format they claim to be (a tar archive, a gzip or zstd stream).
+
+    Where the bytes are a blob pinned by its digest, the caller reports a
+    :class:`VerificationError` instead: the blob is corrupt, or was published broken.
+    """
 
 
 class NotFoundError(OcikitError, LookupError):

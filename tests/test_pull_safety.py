@@ -13,7 +13,7 @@ import pytest
 from pull_support import TarBuilder, leftovers, push_tar, push_view
 
 import ocikit
-from ocikit.errors import DigestMismatchError, InvalidContentError, UnsafeContentError
+from ocikit.errors import DigestMismatchError, UnsafeContentError, VerificationError
 from ocikit.pull.policy import PullPolicy
 from ocikit.pull.ready import read_marker
 
@@ -122,9 +122,26 @@ def test_hardlink_through_symlink(env):
 )
 def test_devices_and_fifos_need_permission(env, kind, rule):
     tmp, layout, dest, outside = env
-    push_tar(layout, TarBuilder().file("ok").device("dev/thing", kind).bytes())
+    push_view(layout, [TarBuilder().file("ok").device("dev/thing", kind).bytes()])
     error = _fails(layout, dest)
     assert (error.entry, error.rule) == ("dev/thing", rule)
+
+
+@pytest.mark.parametrize("kind", [tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE])
+def test_a_rootfs_skips_device_nodes_and_counts_them(env, kind):
+    """A root filesystem's /dev is the runtime's business (containerd skips device nodes too):
+    skipped with a message, counted in the result, never created without --allow-devices."""
+    tmp, layout, dest, outside = env
+    push_tar(layout, TarBuilder().file("ok").device("dev/null", kind).bytes())
+    messages = []
+
+    class Listener(ocikit.Progress):
+        def message(self, text):
+            messages.append(text)
+
+    result = ocikit.pull(f"oci:{layout}:v1", dest, progress=Listener())
+    assert result.skipped == ["dev/null"] and not os.path.lexists(os.path.join(dest, "dev", "null"))
+    assert os.path.exists(os.path.join(dest, "ok")) and any("dev/null" in m for m in messages)
 
 
 def test_fifo_allowed_when_asked(env):
@@ -140,7 +157,8 @@ def test_special_mode_bits_are_stripped_unless_preserved(env):
     push_tar(layout, tar)
     ocikit.pull(f"oci:{layout}:v1", dest)
     modes = {n: stat.S_IMODE(os.lstat(os.path.join(dest, n)).st_mode) for n in ("suid", "sgid", "sticky")}
-    assert modes == {"suid": 0o755, "sgid": 0o755, "sticky": 0o777}
+    # setuid/setgid go; the sticky bit stays (without it a 1777 directory is an open door)
+    assert modes == {"suid": 0o755, "sgid": 0o755, "sticky": 0o1777}
     kept = str(tmp / "kept")
     ocikit.pull(f"oci:{layout}:v1", kept, PullPolicy(preserve_special_modes=True))
     modes = {n: stat.S_IMODE(os.lstat(os.path.join(kept, n)).st_mode) for n in ("suid", "sgid", "sticky")}
@@ -159,7 +177,8 @@ def test_truncated_entry_lies_about_its_size(env):
     good = TarBuilder().file("big", b"y" * 10000).bytes()
     # cut the archive inside the file's data: the header promised 10000 bytes
     push_tar(layout, good[:512 + 4000])
-    error = _fails(layout, dest, InvalidContentError)
+    # the blob is pinned by its digest: bytes that do not decode are a verification failure (exit 5)
+    error = _fails(layout, dest, VerificationError)
     assert "truncated" in str(error) and "big" in str(error)
 
 

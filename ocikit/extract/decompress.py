@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from ..digest import DigestMismatchError, algorithm_of, new_hasher
-from ..errors import InvalidContentError, UnsafeContentError
+from ..errors import SizeMismatchError, UnsafeContentError
 from ..formats.compression import SNIFF_BYTES, Prefixed, decompressed_chunks, sniff
 
 CHUNK_SIZE = 2 << 20
@@ -148,9 +148,7 @@ class LayerStream:
                 if self.uncompressed_digest != self._expected:
                     raise DigestMismatchError(f"uncompressed {self.what}", self._expected, self.uncompressed_digest)
             if self._declared is not None and self.uncompressed_size != self._declared:
-                raise InvalidContentError(
-                    f"{self.what}: uncompressed size {self.uncompressed_size} differs from the declared {self._declared}"
-                )
+                raise SizeMismatchError(f"uncompressed {self.what}", self._declared, self.uncompressed_size)
             self._put(self._END)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)

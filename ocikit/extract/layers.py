@@ -20,12 +20,14 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
+from ..errors import CorruptDataError, VerificationError
 from ..formats.tar.reader import TarStream
 from ..progress import NULL_PROGRESS, Progress
 from ..spec.descriptor import Descriptor
 from .decompress import LayerStream, SizeBudget
 from .plan import FILE, ROOTFS, TITLED, ArtifactPlan, LayerJob
-from .safe_tar import Counts, DirRecord, ExtractPolicy, LayerOutcome, SafeExtractor, normalize_name
+from .rules import normalize_name
+from .safe_tar import Counts, DirRecord, ExtractPolicy, LayerOutcome, SafeExtractor
 from .whiteout import merge_layer, remove_tree
 from .writer import WriterPool, default_threads
 
@@ -39,6 +41,15 @@ class ExtractStats(Counts):
 
     layers: int = 0
     dir_records: list[DirRecord] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)  # symlinks to verify against the finished tree
+    skipped: list[str] = field(default_factory=list)  # entries left out on purpose (devices in a rootfs)
+
+    def take(self, outcome: LayerOutcome) -> None:
+        """Add one layer's outcome: its counts, and what is still to be done with the whole tree."""
+        self.add(outcome)
+        self.dir_records.extend(outcome.dir_records)
+        self.links.extend(outcome.links)
+        self.skipped.extend(outcome.skipped)
 
 
 def extract_plan(
@@ -84,8 +95,7 @@ def _collect(futures: list[Future[LayerOutcome | None]], stats: ExtractStats, ca
     for future in futures:
         outcome = future.result()
         if outcome is not None:
-            stats.add(outcome)
-            stats.dir_records.extend(outcome.dir_records)
+            stats.take(outcome)
 
 
 def _extract_ordered(
@@ -110,8 +120,7 @@ def _extract_ordered(
                 merge_layer(tree_fd, layer_fd, outcome)
             finally:
                 os.close(layer_fd)
-            stats.add(outcome)
-            stats.dir_records.extend(outcome.dir_records)
+            stats.take(outcome)
             remove_tree(path)
     except BaseException:
         runner.cancel.set()
@@ -180,9 +189,14 @@ class _LayerRunner:
             budget=self.budget,
             declared_size=job.declared_size,
         )
-        with stream:
-            extractor = SafeExtractor(tree_fd, policy, self.pool, label)
-            outcome = extractor.extract(TarStream(stream.next_chunk), self.cancel)
+        try:
+            with stream:
+                extractor = SafeExtractor(tree_fd, policy, self.pool, label)
+                outcome = extractor.extract(TarStream(stream.next_chunk), self.cancel)
+        except CorruptDataError as exc:
+            # The blob is pinned by its digest: bytes that do not decode are corrupt (or were
+            # published broken), which is a verification failure whichever check saw it first.
+            raise VerificationError(f"layer {job.descriptor.digest} does not decode: {exc}") from None
         outcome.uncompressed_bytes = stream.uncompressed_size
         return outcome
 

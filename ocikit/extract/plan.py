@@ -30,7 +30,7 @@ from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import ParsedManifest, select_platform
 from ..spec.view_config import ViewConfig
-from .safe_tar import RESERVED_TOP, normalize_name
+from .rules import check_reserved, normalize_name
 
 KIND_VIEW, KIND_IMAGE, KIND_ORAS = "view", "image", "oras"
 TREE, ROOTFS, TITLED, FILE = "tree", "rootfs", "titled", "file"
@@ -208,8 +208,7 @@ def _checked_title(desc: Descriptor) -> str:
     title = normalize_name(desc.title, desc.title)
     if not title:
         raise UnsafeContentError(desc.title, "invalid name (empty title)")
-    if title == RESERVED_TOP or title.startswith(RESERVED_TOP + "/"):
-        raise UnsafeContentError(desc.title, "reserved name (.ocikit is ocikit's marker directory)")
+    check_reserved(title, desc.title)
     return title
 
 

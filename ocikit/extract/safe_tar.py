@@ -56,11 +56,11 @@ from ..formats.tar.reader import (
     TarEntry,
     TarStream,
 )
+from .rules import RESERVED_TOP, check_reserved, check_symlink_target, clamp_mtime_ns, normalize_name
 from .writer import BATCH_BYTES, BATCH_FILES, Job, JobTracker, WriterPool, create_file, write_all
 
 LARGE_FILE = 8 << 20  # files above this are streamed by the parser thread, not queued
 MAX_DIR_FDS = 256  # open directory descriptors per extraction before they are recycled
-RESERVED_TOP = ".ocikit"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
@@ -119,25 +119,8 @@ class LayerOutcome(Counts):
     whiteouts: list[str] = field(default_factory=list)  # rootfs: paths hidden in lower layers
     opaque: list[str] = field(default_factory=list)  # rootfs: directories whose lower content is hidden
     lower_links: list[tuple[str, str]] = field(default_factory=list)  # rootfs: (link, target in a lower layer)
-
-
-def normalize_name(name: str, entry: str) -> str:
-    """``./a//b/`` → ``a/b``; reject absolute names, ``..`` and NUL bytes."""
-    while name.startswith("./"):
-        name = name[2:]
-    if name.endswith("/"):
-        name = name[:-1]
-    padded = "/" + name + "/"
-    if "//" not in padded and "/./" not in padded and "/../" not in padded and "\x00" not in name:
-        return name  # the common case: already clean
-    if "\x00" in name:
-        raise UnsafeContentError(entry, "invalid name (NUL byte)")
-    if name.startswith("/"):
-        raise UnsafeContentError(entry, "absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeContentError(entry, "path traversal")
-    return "/".join(parts)
+    links: list[tuple[str, str]] = field(default_factory=list)  # symlinks to verify once the tree is complete
+    skipped: list[str] = field(default_factory=list)  # entries left out on purpose (devices in a rootfs)
 
 
 class SafeExtractor:
@@ -160,7 +143,9 @@ class SafeExtractor:
         self._strip = bool(self._prefix) and policy.strip_prefix
         self._inline = pool.threads == 0  # no writer threads: create files right here
         self._rootfs = policy.rootfs
-        self._special_modes = 0o7777 if policy.preserve_special_modes else 0o777
+        # setuid/setgid are dropped unless asked for; the sticky bit is kept, because dropping it
+        # would leave a /tmp-like directory world-writable without its protection.
+        self._special_modes = 0o7777 if policy.preserve_special_modes else 0o1777
 
     # -- public ------------------------------------------------------------------------
 
@@ -192,6 +177,10 @@ class SafeExtractor:
             path = path[len(self._prefix_slash) :]
             if not path:
                 return  # the title directory itself: DEST
+        check_reserved(path, entry.name)  # after every change to the name, in every mode
+        mtime_ns = entry.mtime_ns
+        if clamp_mtime_ns(mtime_ns) != mtime_ns:
+            entry.mtime, entry.mtime_nanos = 0, 0
         parent, _, base = path.rpartition("/")
         kind = entry.kind
         if self._rootfs and base.startswith(WHITEOUT_PREFIX):
@@ -212,8 +201,7 @@ class SafeExtractor:
             raise UnsafeContentError(entry.name, f"unsupported entry type {entry.raw_type!r}")
 
     def _check_location(self, path: str) -> None:
-        if path.startswith(RESERVED_TOP) and (path == RESERVED_TOP or path[len(RESERVED_TOP)] == "/"):
-            raise UnsafeContentError(self._entry, "reserved name (.ocikit is ocikit's marker directory)")
+        check_reserved(path, self._entry)
         if self._prefix and path != self._prefix and not path.startswith(self._prefix_slash):
             raise UnsafeContentError(self._entry, f"outside title directory {self._prefix!r}")
 
@@ -282,7 +270,15 @@ class SafeExtractor:
         self.outcome.dir_records.append(DirRecord(path, mode, entry.mtime_ns))
 
     def _symlink(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
-        self._check_symlink_target(path, entry.linkname)
+        target = entry.linkname
+        if self._rootfs and target.startswith("/"):
+            pass  # a root filesystem's absolute links resolve inside it, under the runtime's chroot
+        elif path not in self.policy.external_symlinks:
+            check_symlink_target(path, target, self.policy.symlink_roots, entry.name)
+            if not self._rootfs:
+                self.outcome.links.append((path, target))  # resolved against the finished tree
+        if not target or "\x00" in target:
+            raise UnsafeContentError(entry.name, "symlink target outside destination (empty or invalid target)")
         self._claim(path, parent, base)
         dir_fd = self._dir(parent)
         try:
@@ -311,6 +307,8 @@ class SafeExtractor:
         target_parent, _, target_base = target.rpartition("/")
         try:
             target_fd = self._dir(target_parent, create=False)
+            if not stat.S_ISREG(os.stat(target_base, dir_fd=target_fd, follow_symlinks=False).st_mode):
+                raise UnsafeContentError(entry.name, f"hardlink target {target!r} is not a regular file")
             os.link(target_base, base, src_dir_fd=target_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             if self.policy.rootfs:  # the target lives in a lower layer: linked after the merge
@@ -325,6 +323,9 @@ class SafeExtractor:
 
     def _special(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
         if not self.policy.allow_devices:
+            if self._rootfs:  # a root filesystem's /dev: the runtime provides those (containerd skips them too)
+                self.outcome.skipped.append(path)
+                return
             raise UnsafeContentError(entry.name, "fifo" if entry.kind == FIFO else "device node")
         self._claim(path, parent, base)
         dir_fd = self._dir(parent)
@@ -335,6 +336,7 @@ class SafeExtractor:
             else:
                 kind = stat.S_IFCHR if entry.kind == CHARDEV else stat.S_IFBLK
                 os.mknod(base, mode | kind, os.makedev(entry.devmajor, entry.devminor), dir_fd=dir_fd)
+            os.chmod(base, mode, dir_fd=dir_fd)  # mknod applies the umask; the archive's mode wins
             os.utime(base, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
         except PermissionError:
             raise LocalIOError(f"cannot create {entry.kind} {entry.name!r}: creating devices needs privileges") from None
@@ -343,40 +345,32 @@ class SafeExtractor:
         self.outcome.special += 1
 
     def _whiteout(self, parent: str, base: str) -> None:
-        self._dir(parent)  # the directory exists in this layer even if it only hides things
+        # The directory exists in this layer even if it only hides things, unless the layer
+        # itself replaced it by a file or a link (umoci lists the hidden children then too):
+        # the whiteouts still apply to the lower layers, which the merge removes anyway.
+        if not self._replaced(parent):
+            self._dir(parent)
         if base == OPAQUE_MARKER:
             self.outcome.opaque.append(parent)
             return
         hidden = base[len(WHITEOUT_PREFIX) :]
         if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
             raise UnsafeContentError(self._entry, "invalid whiteout")
+        check_reserved(f"{parent}/{hidden}" if parent else hidden, self._entry)
         self.outcome.whiteouts.append(f"{parent}/{hidden}" if parent else hidden)
+
+    def _replaced(self, directory: str) -> bool:
+        """Whether this layer made ``directory`` (or one of its parents) a non-directory."""
+        while directory:
+            if directory in self._seen:
+                return True
+            directory = directory.rpartition("/")[0]
+        return False
 
     # -- rules -------------------------------------------------------------------------
 
     def _mode(self, mode: int) -> int:
         return mode & self._special_modes
-
-    def _check_symlink_target(self, path: str, target: str) -> None:
-        if not target or "\x00" in target:
-            raise UnsafeContentError(self._entry, "symlink target outside destination (empty or invalid target)")
-        if path in self.policy.external_symlinks:
-            return  # declared by the publisher (a view's externalSymlinks); never followed here
-        if target.startswith("/"):
-            if self.policy.rootfs:
-                return  # resolved against the rootfs by the runtime that uses it
-            for root in self.policy.symlink_roots:
-                root = root.rstrip("/")
-                if root and (target == root or target.startswith(root + "/")):
-                    return
-            raise UnsafeContentError(self._entry, f"symlink target outside destination ({target!r} is absolute)")
-        depth = path.count("/")  # directories between the tree root and the link
-        for part in target.split("/"):
-            if part in ("", "."):
-                continue
-            depth = depth - 1 if part == ".." else depth + 1
-            if depth < 0:
-                raise UnsafeContentError(self._entry, f"symlink target outside destination ({target!r})")
 
     def _claim(self, path: str, parent: str, base: str) -> None:
         """Register a non-directory path; a repeat within the layer replaces the earlier entry."""
@@ -406,6 +400,8 @@ class SafeExtractor:
         """Turn an OSError from a create/link into the rule it broke (or a local I/O error)."""
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             return UnsafeContentError(entry, "path through symlink")
+        if exc.errno == errno.ENAMETOOLONG:
+            return InvalidContentError(f"{entry[:80]!r}…: a name in the archive is too long for this filesystem")
         if exc.errno == errno.EEXIST:
             return InvalidContentError(
                 f"{entry!r} is provided by more than one layer; layers of a merged artifact must not overlap"

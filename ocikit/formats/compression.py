@@ -6,7 +6,7 @@ from the first bytes with :func:`sniff` and decompresses through :func:`decompre
 A faster inflate can replace the standard library's behind this seam without its callers
 noticing.
 
-Decompression errors are :class:`~ocikit.errors.InvalidContentError`; a caller that holds a
+Decompression errors are :class:`~ocikit.errors.CorruptDataError`; a caller that holds a
 digest-pinned blob turns them into a verification failure (:mod:`ocikit.extract.layers`).
 """
 
@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from ..errors import InvalidContentError
+from ..errors import CorruptDataError
 
 GZIP, ZSTD, NONE = "gzip", "zstd", "none"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -68,7 +68,7 @@ def _zstd_chunks(source: Prefixed, chunk_size: int, what: str) -> Iterator[bytes
         while chunk := reader.read(chunk_size):
             yield chunk
     except zstandard.ZstdError as exc:
-        raise InvalidContentError(f"{what}: corrupt zstd stream: {exc}") from None
+        raise CorruptDataError(f"{what}: corrupt zstd stream: {exc}") from None
 
 
 def _gzip_chunks(source: Prefixed, chunk_size: int, what: str) -> Iterator[bytes]:
@@ -86,7 +86,7 @@ def _gzip_chunks(source: Prefixed, chunk_size: int, what: str) -> Iterator[bytes
                         break
                     if not data.startswith(GZIP_MAGIC):
                         if data.strip(b"\x00"):
-                            raise InvalidContentError(f"{what}: data after the end of the gzip stream")
+                            raise CorruptDataError(f"{what}: data after the end of the gzip stream")
                         break
                     decompressor = zlib.decompressobj(31)
                 fed = True
@@ -95,11 +95,11 @@ def _gzip_chunks(source: Prefixed, chunk_size: int, what: str) -> Iterator[bytes
                     yield out
                 data = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
         if carry:
-            raise InvalidContentError(f"{what}: data after the end of the gzip stream")
+            raise CorruptDataError(f"{what}: data after the end of the gzip stream")
         tail = decompressor.flush()
         if tail:
             yield tail
         if fed and not decompressor.eof:
-            raise InvalidContentError(f"{what}: gzip stream truncated")
+            raise CorruptDataError(f"{what}: gzip stream truncated")
     except zlib.error as exc:
-        raise InvalidContentError(f"{what}: corrupt gzip stream: {exc}") from None
+        raise CorruptDataError(f"{what}: corrupt gzip stream: {exc}") from None

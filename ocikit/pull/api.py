@@ -20,7 +20,7 @@ through zTOC range reads (:mod:`.subset`).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..content.base import Store
@@ -53,6 +53,7 @@ class PullResult:
     ready_file: str = ""
     cache: str = ""
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # entries left out on purpose (a rootfs's device nodes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +127,7 @@ def pull(
         reference=str(ref), digest=plan.digest, dest=target.path, kind=plan.kind, unchanged=False,
         layers=stats.layers, files=stats.files, directories=stats.directories, symlinks=stats.symlinks,
         bytes=stats.bytes, downloaded=stats.compressed_bytes, relocated_to=relocated_to,
-        ready_file=ready_file or "", seconds=time.monotonic() - started,
+        ready_file=ready_file or "", seconds=time.monotonic() - started, skipped=stats.skipped,
     )
 
 

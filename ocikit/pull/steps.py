@@ -20,7 +20,8 @@ from ..errors import IncompatibleError, UnsupportedError
 from ..extract.decompress import SizeBudget
 from ..extract.layers import ExtractStats, extract_plan
 from ..extract.plan import KIND_VIEW, ArtifactPlan, plan_artifact, resolve_manifest
-from ..extract.safe_tar import apply_directory_records
+from ..extract.rules import verify_symlinks
+from ..extract.safe_tar import ExtractPolicy, apply_directory_records
 from ..options import Options
 from ..progress import NULL_PROGRESS, Progress
 from ..reference import LayoutReference, Reference, RegistryReference
@@ -84,12 +85,21 @@ def extract_tree(
         plan, open_blob, tree, work, policy=policy.extract_policy(plan), budget=SizeBudget(policy.max_size),
         concurrency=concurrency, writer_threads=writer_threads, progress=progress,
     )
+    finish_tree(tree, stats, policy.extract_policy(plan))
+    if stats.skipped:
+        progress.message(f"skipped {len(stats.skipped)} device node(s) or fifo(s), e.g. {stats.skipped[0]}")
+    return stats
+
+
+def finish_tree(tree: str, stats: ExtractStats, rules: ExtractPolicy) -> None:
+    """What can only be decided once every layer is in: every symlink resolves inside the tree
+    (the one symlink rule), then directory modes and times, deepest first."""
+    verify_symlinks(tree, stats.links, rules.symlink_roots)
     fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         apply_directory_records(fd, stats.dir_records)
     finally:
         os.close(fd)
-    return stats
 
 
 def relocate_view(

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from zlib import adler32
 
-from ...errors import InvalidContentError
+from ...errors import CorruptDataError
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -114,10 +114,10 @@ def _octal(raw: bytes) -> int:
     if not digits:
         return 0
     if not _OCTAL.fullmatch(digits):
-        raise InvalidContentError(f"not a tar archive: bad octal field {raw!r}")
+        raise CorruptDataError(f"not a tar archive: bad octal field {raw!r}")
     value = int(digits, 8)
     if value >> 64:
-        raise InvalidContentError("tar header: numeric field overflows")
+        raise CorruptDataError("tar header: numeric field overflows")
     return value if value <= _INT64_MAX else value - (1 << 64)
 
 
@@ -132,10 +132,10 @@ def _numeric(raw: bytes) -> int:
             if i == 0:
                 byte &= 0x7F
             if value >> 56:
-                raise InvalidContentError("tar header: base-256 field overflows")
+                raise CorruptDataError("tar header: base-256 field overflows")
             value = value << 8 | byte
         if value >> 63:
-            raise InvalidContentError("tar header: base-256 field overflows")
+            raise CorruptDataError("tar header: base-256 field overflows")
         return ~value if negative else value
     return _octal(raw)
 
@@ -150,7 +150,7 @@ def _checksum_ok(block: bytes, field: bytes) -> bool:
     """Go accepts the unsigned or the signed sum, with the checksum field counted as spaces."""
     try:
         stored = _octal(field)
-    except InvalidContentError:
+    except CorruptDataError:
         return False
     unsigned = _byte_sum(block) - sum(field) + 8 * 32
     if stored == unsigned:
@@ -163,10 +163,10 @@ def _checksum_ok(block: bytes, field: bytes) -> bool:
 def _go_int(value: str, what: str) -> int:
     raw = value.encode("utf-8", "surrogateescape")
     if not _DECIMAL.fullmatch(raw):
-        raise InvalidContentError(f"tar PAX record {what}={value!r} is not an integer")
+        raise CorruptDataError(f"tar PAX record {what}={value!r} is not an integer")
     number = int(raw)
     if not -(1 << 63) <= number <= _INT64_MAX:
-        raise InvalidContentError(f"tar PAX record {what}={value!r} overflows")
+        raise CorruptDataError(f"tar PAX record {what}={value!r} overflows")
     return number
 
 
@@ -177,7 +177,7 @@ def pax_time(value: str) -> tuple[int, int]:
     if not fraction:
         return seconds, 0
     if not fraction.isdigit() or not fraction.isascii():
-        raise InvalidContentError(f"tar PAX time {value!r} is malformed")
+        raise CorruptDataError(f"tar PAX time {value!r} is malformed")
     nanos = int((fraction + "000000000")[:9])
     return (seconds, -nanos) if whole.startswith("-") else (seconds, nanos)
 
@@ -190,19 +190,19 @@ def parse_pax(data: bytes) -> dict[str, str]:
         space = data.find(b" ", pos, min(end, pos + 21))
         length_text = data[pos:space] if space > 0 else b""
         if not length_text or not _DECIMAL.fullmatch(length_text):
-            raise InvalidContentError("tar PAX header is malformed (bad record length)")
+            raise CorruptDataError("tar PAX header is malformed (bad record length)")
         length = int(length_text)
         if length < 5 or pos + length > end or length <= len(length_text) + 1:
-            raise InvalidContentError("tar PAX header is malformed (record length out of range)")
+            raise CorruptDataError("tar PAX header is malformed (record length out of range)")
         record = data[space + 1 : pos + length]
         if not record.endswith(b"\n"):
-            raise InvalidContentError("tar PAX header is malformed (record does not end in a newline)")
+            raise CorruptDataError("tar PAX header is malformed (record does not end in a newline)")
         key, equals, value = record[:-1].partition(b"=")
         if not equals or not key:
-            raise InvalidContentError("tar PAX header is malformed (record without a key)")
+            raise CorruptDataError("tar PAX header is malformed (record without a key)")
         name = key.decode("utf-8", "surrogateescape")
         if b"\0" in (value if name in ("path", "linkpath", "uname", "gname") else key):
-            raise InvalidContentError("tar PAX header holds a NUL byte")
+            raise CorruptDataError("tar PAX header holds a NUL byte")
         records[name] = value.decode("utf-8", "surrogateescape")
         pos += length
     return records
@@ -240,7 +240,7 @@ def decode_header(block: bytes) -> TarEntry:
     (name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic, version, uname, gname, major, minor,
      prefix) = _FIELDS.unpack(block)
     if not _checksum_ok(block, chksum):
-        raise InvalidContentError("not a tar archive, or a corrupt header (bad checksum)")
+        raise CorruptDataError("not a tar archive, or a corrupt header (bad checksum)")
     # plain octal is the common case: parse inline, leave the rest to Go's full rules
     size_, mode_, uid_, gid_, mtime_ = (
         int(d, 8) if (d := raw.strip(b" \0")) and not d.translate(None, b"01234567") else _numeric(raw)
@@ -284,12 +284,12 @@ class HeaderDecoder:
             self._zero_seen = True
             return None
         if self._zero_seen:
-            raise InvalidContentError("tar archive: a header follows an end-of-archive block")
+            raise CorruptDataError("tar archive: a header follows an end-of-archive block")
         entry = decode_header(block)
         flag = block[156:157]
         if flag in _EXTENDED:
             if entry.size < 0 or entry.size > MAX_EXTENDED_HEADER:
-                raise InvalidContentError(f"tar extended header of {entry.size} bytes (at most {MAX_EXTENDED_HEADER})")
+                raise CorruptDataError(f"tar extended header of {entry.size} bytes (at most {MAX_EXTENDED_HEADER})")
             self._kind = flag
             return entry.size
         return self._member(entry, flag)
@@ -322,7 +322,7 @@ class HeaderDecoder:
         entry.kind = _KINDS.get(flag, "")
         entry.sparse = entry.sparse or flag == b"S"
         if entry.size < 0:
-            raise InvalidContentError(f"tar header for {entry.name!r}: negative size")
+            raise CorruptDataError(f"tar header for {entry.name!r}: negative size")
         # Links, devices and directories carry no data whatever their size field says (Go keeps
         # the field as stored, and so does the zTOC; extraction reads data_size).
         entry.data_size = 0 if flag in _HEADER_ONLY else entry.size
@@ -378,7 +378,7 @@ class TarStream:
             if not self._fill():
                 if need == n:
                     return b""
-                raise InvalidContentError(f"tar stream truncated in {what} at offset {self.offset}")
+                raise CorruptDataError(f"tar stream truncated in {what} at offset {self.offset}")
             take = min(need, len(self._buf) - self._pos)
             parts.append(self._buf[self._pos : self._pos + take])
             self._pos += take
@@ -391,7 +391,7 @@ class TarStream:
             if not self._fill():
                 if eof_ok:
                     return
-                raise InvalidContentError(f"tar stream truncated in {what} at offset {self.offset}")
+                raise CorruptDataError(f"tar stream truncated in {what} at offset {self.offset}")
             take = min(n, len(self._buf) - self._pos)
             self._pos += take
             self.offset += take
@@ -416,7 +416,7 @@ class TarStream:
             if isinstance(result, int):
                 payload = self._read_exact(result, "an extended header") if result else b""
                 if len(payload) != result:
-                    raise InvalidContentError(f"tar stream truncated in an extended header at offset {self.offset}")
+                    raise CorruptDataError(f"tar stream truncated in an extended header at offset {self.offset}")
                 self._skip(_padding(result), "header padding", eof_ok=True)
                 entry = decoder.extended(payload)
                 if entry is None:
@@ -434,7 +434,7 @@ class TarStream:
         left = self._data_left
         while left:
             if not self._fill():
-                raise InvalidContentError(
+                raise CorruptDataError(
                     f"tar stream truncated in the data of {entry.name!r}: {left} of {entry.data_size} bytes missing"
                 )
             take = min(left, len(self._buf) - self._pos)
@@ -462,14 +462,14 @@ class TarStream:
     def drain(self, limit: int) -> int:
         """Consume the rest of the stream (after the end marker); return how many bytes followed.
 
-        Raises :class:`InvalidContentError` when more than ``limit`` bytes follow that are not zero.
+        Raises :class:`~ocikit.errors.CorruptDataError` when more than ``limit`` bytes follow that are not zero.
         """
         trailing = 0
         while self._fill():
             piece = self._buf[self._pos :] if self._pos else self._buf
             trailing += len(piece)
             if trailing > limit and piece.count(0) != len(piece):
-                raise InvalidContentError(f"{trailing} bytes of data after the end of the tar archive")
+                raise CorruptDataError(f"{trailing} bytes of data after the end of the tar archive")
             self.offset += len(piece)
             self._pos = len(self._buf)
         return trailing
@@ -562,5 +562,5 @@ class TarScanner:
         if self._decoder.ended:
             return
         if self._partial or self._data_left or self._payload is not None:
-            raise InvalidContentError("tar archive is truncated")
+            raise CorruptDataError("tar archive is truncated")
         self.archive_size = self.position

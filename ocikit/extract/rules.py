@@ -1,0 +1,141 @@
+"""The rules every untrusted tree is held to, in one place.
+
+Names (:func:`normalize_name`, :func:`check_reserved`), times (:func:`clamp_mtime_ns`) and
+symlink targets (:func:`check_symlink_target` when an entry arrives, :func:`verify_symlinks`
+once the tree is complete) are decided here and nowhere else; the safe extractor applies
+them to full pulls, ``--rootfs``, ``--include``, ``get-file`` and node-cache fills alike.
+
+**The symlink rule.** A symlink must resolve inside the tree the way the kernel will
+resolve it when the tree is used in place: relative targets from the link's directory,
+following the tree's own symlinks, where ``..`` after a symlink goes to the parent of what
+the symlink points at (so ``s -> .`` then ``esc -> s/../../f`` escapes although it looks
+shallow). Absolute targets are allowed only under one of the policy's roots (a view's
+recorded root, rewritten to DEST by relocation); the rest of such a target is resolved
+from the tree's root by the same walk, so ``/opt/view/../../etc/passwd`` is refused.
+This is PEP 706's ``data`` filter and ``securejoin``'s walk, without clamping at the root.
+Container root filesystems (``rootfs``) are used under a chroot, where the runtime
+resolves every link inside the rootfs (containerd's rule), so their links are kept as they
+are; ocikit itself never writes or reads through a link in any mode.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+
+from ..errors import UnsafeContentError
+
+RESERVED_TOP = ".ocikit"
+MAX_LINK_HOPS = 40  # the kernel's MAXSYMLINKS
+_MAX_TIME_NS = (1 << 63) - 1
+
+
+def normalize_name(name: str, entry: str) -> str:
+    """``./a//b/`` → ``a/b``; reject absolute names, ``..`` and NUL bytes."""
+    while name.startswith("./"):
+        name = name[2:]
+    if name.endswith("/"):
+        name = name[:-1]
+    padded = "/" + name + "/"
+    if "//" not in padded and "/./" not in padded and "/../" not in padded and "\x00" not in name:
+        return name  # the common case: already clean
+    if "\x00" in name:
+        raise UnsafeContentError(entry, "invalid name (NUL byte)")
+    if name.startswith("/"):
+        raise UnsafeContentError(entry, "absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeContentError(entry, "path traversal")
+    return "/".join(parts)
+
+
+def check_reserved(path: str, entry: str) -> None:
+    """``.ocikit`` at the top of a tree is ocikit's (lock, marker): no artifact may write it, in any mode."""
+    if path == RESERVED_TOP or path.startswith(RESERVED_TOP + "/"):
+        raise UnsafeContentError(entry, "reserved name (.ocikit is ocikit's marker directory)")
+
+
+def clamp_mtime_ns(ns: int) -> int:
+    """A time a filesystem can store: outside [epoch, 2262] it becomes the epoch (containerd's ``boundTime``)."""
+    return ns if 0 <= ns <= _MAX_TIME_NS else 0
+
+
+def _under_root(target: str, roots: Iterable[str]) -> str | None:
+    """The part of absolute ``target`` below the first root it lies under ('' = the root itself)."""
+    for root in roots:
+        root = root.rstrip("/")
+        if root and (target == root or target.startswith(root + "/")):
+            return target[len(root) + 1 :]
+    return None
+
+
+def check_symlink_target(path: str, target: str, roots: Iterable[str], entry: str) -> None:
+    """The cheap part of the symlink rule, when the entry arrives: a target that escapes
+    without any symlink's help is refused at once (:func:`verify_symlinks` does the rest)."""
+    if not target or "\x00" in target:
+        raise UnsafeContentError(entry, "symlink target outside destination (empty or invalid target)")
+    if target.startswith("/"):
+        rest = _under_root(target, roots)
+        if rest is None:
+            raise UnsafeContentError(entry, f"symlink target outside destination ({target!r} is absolute)")
+        depth = 0
+    else:
+        rest = target
+        depth = path.count("/")  # directories between the tree root and the link
+    for part in rest.split("/"):
+        if part in ("", "."):
+            continue
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            raise UnsafeContentError(entry, f"symlink target outside destination ({target!r})")
+
+
+def verify_symlinks(tree: str, links: Iterable[tuple[str, str]], roots: Iterable[str]) -> None:
+    """Resolve every ``(path, target)`` link against the finished tree as the kernel would,
+    following the tree's own links; refuse any that leaves the tree."""
+    roots = tuple(roots)
+    for path, target in links:
+        _resolve_inside(tree, path, target, roots)
+
+
+def _resolve_inside(tree: str, path: str, target: str, roots: tuple[str, ...]) -> None:
+    where: list[str] = path.split("/")[:-1]  # real directories (no links), from the tree root
+    pending = _start(target, roots, path, where)
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not where:
+                raise UnsafeContentError(path, f"symlink target outside destination ({target!r} climbs out)")
+            where.pop()
+            continue
+        try:
+            st = os.lstat(os.path.join(tree, *where, part))
+        except (FileNotFoundError, NotADirectoryError):
+            where.append(part)  # nothing there yet: the rest resolves by name only
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            if pending and not stat.S_ISDIR(st.st_mode):
+                return  # a file in the middle: the kernel stops here (ENOTDIR), nothing escapes
+            where.append(part)
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS:
+            return  # the kernel gives ELOOP: the link resolves to nothing
+        inner = os.readlink(os.path.join(tree, *where, part))
+        pending.extend(_start(inner, roots, path, where, outer=target))
+
+
+def _start(target: str, roots: tuple[str, ...], path: str, where: list[str], outer: str = "") -> list[str]:
+    """The components still to walk for ``target`` (reversed, to pop from the end); an absolute
+    target restarts at the tree root when it lies under a root."""
+    if target.startswith("/"):
+        rest = _under_root(target, roots)
+        if rest is None:
+            raise UnsafeContentError(path, f"symlink target outside destination ({outer or target!r} leads to {target!r})")
+        where.clear()
+        target = rest
+    return list(reversed(target.split("/")))
