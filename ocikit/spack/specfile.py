@@ -151,7 +151,8 @@ def parse_spec_document(document: Any, shown: str = SPEC_FILE_NAME) -> SpecFile:
         raise InvalidContentError(f"{shown} is not a spack spec file (no 'spec' nodes)")
     meta = spec.get("_meta")
     version = meta.get("version") if isinstance(meta, Mapping) else None
-    return SpecFile(version if isinstance(version, int) else 0, tuple(_node(raw, shown) for raw in spec["nodes"]))
+    known = isinstance(version, int) and not isinstance(version, bool)
+    return SpecFile(version if known else 0, tuple(_node(raw, shown) for raw in spec["nodes"]))
 
 
 def _legacy_node(entry: Any, shown: str) -> Mapping[str, Any]:
