@@ -149,10 +149,13 @@ def parse_spec_document(document: Any, shown: str = SPEC_FILE_NAME) -> SpecFile:
         return SpecFile(1, tuple(_node(_legacy_node(entry, shown), shown) for entry in spec))
     if not isinstance(spec, Mapping) or not isinstance(spec.get("nodes"), list):
         raise InvalidContentError(f"{shown} is not a spack spec file (no 'spec' nodes)")
-    meta = spec.get("_meta")
+    return SpecFile(_format_version(spec.get("_meta")), tuple(_node(raw, shown) for raw in spec["nodes"]))
+
+
+def _format_version(meta: Any) -> int:
+    """``_meta.version``, 0 when absent or not a number."""
     version = meta.get("version") if isinstance(meta, Mapping) else None
-    known = isinstance(version, int) and not isinstance(version, bool)
-    return SpecFile(version if known else 0, tuple(_node(raw, shown) for raw in spec["nodes"]))
+    return version if isinstance(version, int) and not isinstance(version, bool) else 0
 
 
 def _legacy_node(entry: Any, shown: str) -> Mapping[str, Any]:
