@@ -73,8 +73,9 @@ def attach_referrer(
     """Push a referrer of ``subject``; return its descriptor as the store's referrers list it.
 
     ``layers`` are :class:`Blob` (pushed if missing) or descriptors already in the store;
-    none gives the spec's single empty layer. ``artifact_type`` may be empty only with a
-    typed ``config`` (a SOCI v1 index is typed by its config). ``created`` pins the
+    none gives the spec's single empty layer. An empty ``artifact_type`` suits a typed
+    ``config`` (a SOCI v1 index); with the empty config it becomes ORAS's "unknown artifact"
+    (:func:`~ocikit.spec.manifest.build_manifest`'s rule). ``created`` pins the
     ``org.opencontainers.image.created`` annotation, so attaching the same content twice
     yields the same manifest. ``replace`` picks earlier referrers (as :meth:`referrers`
     describes them) to delete once this one is pushed.
