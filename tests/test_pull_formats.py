@@ -371,17 +371,17 @@ def test_compatibility_referrer_is_checked_before_any_layer(tmp_path):
     pytest.importorskip("ocikit.compat")
     import json as _json
 
-    from ocikit.compat.artifact import attach_document
     from ocikit.errors import IncompatibleError
+    from ocikit.graph.attach import Blob, attach_referrer
 
     layout, dest = str(tmp_path / "layout"), str(tmp_path / "dest")
     image = push_tar(layout, TarBuilder().file("bin/tool", b"elf").bytes())
     other_arch = "s390x" if Platform.host().architecture != "s390x" else "ppc64le"
     body = {"compatibilities": {"io.ocikit": {"requirements": [{"kind": "arch", "name": other_arch}]}}}
     store = LayoutStore(layout)
-    attach_document(
-        store, image, mt.IMAGE_COMPAT_ARTIFACT, mt.IMAGE_COMPAT_SPEC_LAYER, _json.dumps(body).encode(),
-        {mt.ANNOTATION_CREATED: "2025-01-01T00:00:00Z"},
+    attach_referrer(
+        store, image, mt.IMAGE_COMPAT_ARTIFACT, [Blob(mt.IMAGE_COMPAT_SPEC_LAYER, _json.dumps(body).encode())],
+        created="2025-01-01T00:00:00Z",
     )
     (layer,) = ocikit.get_manifest(f"oci:{layout}:v1").layers
     fetched = []

@@ -21,19 +21,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..content.base import (
-    Store,
-    SupportsReferrers,
-    ensure_empty_blob,
-    fetch_manifest,
-    push_bytes,
-    push_manifest,
-    read_all,
-)
+from ..content.base import Store, fetch_manifest, read_all
 from ..errors import InvalidContentError
+from ..graph.attach import Blob, attach_referrer, newest_referrer
 from ..spec import mediatypes as mt
-from ..spec.descriptor import EMPTY_DESCRIPTOR, Descriptor
-from ..spec.manifest import build_manifest, canonical_json
+from ..spec.descriptor import Descriptor
+from ..spec.manifest import canonical_json
 from .document import annotations_of, compat_document, has_compat_metadata
 from .nfd import nfd_document
 from .report import ScanReport
@@ -60,10 +53,10 @@ def attach_compat(
     to the view's own timestamp, so re-pushing an unchanged view yields the same referrer
     (same digest, deduplicated) instead of one more artifact per push.
     """
-    annotations = {mt.ANNOTATION_CREATED: created or now_rfc3339(), **annotations_of(report)}
     body = canonical_json(compat_document(report))
-    descriptor = attach_document(
-        store, subject, mt.IMAGE_COMPAT_ARTIFACT, mt.IMAGE_COMPAT_SPEC_LAYER, body, annotations
+    descriptor = attach_referrer(
+        store, subject, mt.IMAGE_COMPAT_ARTIFACT, [Blob(mt.IMAGE_COMPAT_SPEC_LAYER, body)],
+        annotations=annotations_of(report), created=created or now_rfc3339(),
     )
     if nfd:
         attach_nfd(store, subject, report)
@@ -76,33 +69,9 @@ def attach_nfd(store: Store, subject: Descriptor, report: ScanReport | Mapping[s
     if document is None:
         return None
     body = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
-    annotations = {mt.ANNOTATION_CREATED: now_rfc3339()}
-    return attach_document(store, subject, mt.NFD_COMPAT_ARTIFACT, mt.NFD_COMPAT_LAYER, body, annotations)
-
-
-def attach_document(
-    store: Store, subject: Descriptor, artifact_type: str, layer_type: str, body: bytes, annotations: Mapping[str, str]
-) -> Descriptor:
-    """Push ``body`` as the single layer of an ``artifact_type`` referrer of ``subject``."""
-    ensure_empty_blob(store)
-    layer = push_bytes(store, layer_type, body)
-    manifest = build_manifest(
-        [layer], config=EMPTY_DESCRIPTOR, artifact_type=artifact_type, subject=subject, annotations=annotations
+    return attach_referrer(
+        store, subject, mt.NFD_COMPAT_ARTIFACT, [Blob(mt.NFD_COMPAT_LAYER, body)], created=now_rfc3339()
     )
-    desc = push_manifest(store, manifest)
-    return desc.replace(artifact_type=artifact_type, annotations=dict(annotations))
-
-
-def newest_referrer(store: Store, subject: Descriptor, artifact_type: str) -> Descriptor | None:
-    """The referrer of ``artifact_type`` with the latest ``created`` annotation (None if none)."""
-    if not isinstance(store, SupportsReferrers):
-        return None
-    found = store.referrers(subject, artifact_type=artifact_type)
-    found = [d for d in found if d.artifact_type == artifact_type]
-    if not found:
-        return None
-    # RFC 3339 UTC timestamps sort as strings; the digest breaks ties deterministically.
-    return max(found, key=lambda d: (d.annotations.get(mt.ANNOTATION_CREATED, ""), d.digest))
 
 
 def read_compat_document(store: Store, subject: Descriptor) -> dict[str, Any] | None:

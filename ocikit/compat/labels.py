@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from ..content.base import Store, SupportsReferrers, fetch_manifest, read_all
 from ..errors import InvalidContentError
+from ..graph.attach import Blob, attach_referrer, referrer_age
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
 from ..spec.manifest import canonical_json
@@ -57,20 +58,21 @@ def parse_label_arguments(arguments: Iterable[str]) -> dict[str, str]:
 
 def add_labels(store: Store, subject: Descriptor, labels: Mapping[str, str]) -> Descriptor:
     """Attach ``labels`` to ``subject`` as a labels referrer; return the referrer's descriptor."""
-    from .artifact import attach_document, now_rfc3339
+    from .artifact import now_rfc3339
 
     labels = validate_labels(labels)
     body = canonical_json({"labels": labels, "schemaVersion": LABELS_VERSION})
-    annotations = {**labels, mt.ANNOTATION_CREATED: now_rfc3339()}
-    return attach_document(store, subject, mt.OCIKIT_LABELS_ARTIFACT, mt.OCIKIT_LABELS_LAYER, body, annotations)
+    return attach_referrer(
+        store, subject, mt.OCIKIT_LABELS_ARTIFACT, [Blob(mt.OCIKIT_LABELS_LAYER, body)],
+        annotations=labels, created=now_rfc3339(),
+    )
 
 
 def read_labels(store: Store, subject: Descriptor) -> dict[str, str]:
     """All labels attached to ``subject``, merged oldest first (newest value wins)."""
     if not isinstance(store, SupportsReferrers):
         return {}
-    referrers = store.referrers(subject, artifact_type=mt.OCIKIT_LABELS_ARTIFACT)
-    referrers.sort(key=lambda d: (d.annotations.get(mt.ANNOTATION_CREATED, ""), d.digest))
+    referrers = sorted(store.referrers(subject, artifact_type=mt.OCIKIT_LABELS_ARTIFACT), key=referrer_age)
     merged: dict[str, str] = {}
     for referrer in referrers:
         manifest = fetch_manifest(store, referrer)

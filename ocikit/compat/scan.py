@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 from ..errors import NotFoundError
 from ..progress import NULL_PROGRESS, Progress
+from ..spack.specfile import SPEC_FILE_NAME, is_spec_file
 from .analysis import analyse
 from .elf import ElfInfo, read_elf
 from .filetype import HEADER_SIZE, classify
 from .report import ScanReport
-from .spack import is_spec_file, read_spack_metadata
+from .spack import read_spack_metadata
 
 _BATCH = 512  # files per worker task: ~100 tasks on the corpus, enough to balance ELF-heavy directories
 _TASK = "compat-scan"
@@ -97,7 +98,7 @@ def _walk(root: str, report: ScanReport, files: "_FileWorkers") -> list[str]:
             report.regular_files += 1
             if in_bin:
                 report.program_names.add(entry.name)
-            if entry.name == "spec.json" and is_spec_file(relative):
+            if entry.name == SPEC_FILE_NAME and is_spec_file(relative):
                 spec_files.append(relative)
             files.add(relative)
     return spec_files

@@ -7,10 +7,10 @@ never ``/opt/view``. So the scan records both: ``view_path`` (what users see) an
 was copied elsewhere (a fixture unpacked in a temporary directory).
 
 Every file is mapped to the package that owns it from the metadata spack copies into the
-view: ``<base>/.spack/<pkg>/spec.json`` (name, version, hash) and ``install_manifest.json``
-(the package's files under its original install prefix; ``<base>`` is the projection
-directory, ``""`` without projections). Files no package owns, files two packages claim,
-and all directories belong to the view itself. A directory without spack metadata is one
+view: ``<base>/.spack/<pkg>/spec.json`` (name, version, hash; read by :mod:`.specfile`) and
+``install_manifest.json`` (the package's files under its original install prefix; ``<base>``
+is the projection directory, ``""`` without projections). Files no package owns, files two
+packages claim, and all directories belong to the view itself. A directory without spack metadata is one
 package that owns everything.
 
 The scan also enforces the input rules: regular files, directories and symlinks only;
@@ -30,9 +30,7 @@ from typing import Any
 
 from ..errors import InvalidContentError, LocalIOError, NotFoundError, UnsafeContentError, UnsupportedError
 from ..formats.tar.writer import DIRECTORY, FILE, SYMLINK
-
-SPACK_METADATA_DIR = ".spack"
-
+from .specfile import METADATA_DIR, read_spec_file, spec_file_in
 
 # What the scan saw of a path: an ``os.stat_result`` from ``lstat`` (kept as is: building
 # a copy per file was a measurable share of scanning a 60,000-file tree). The reader checks
@@ -261,7 +259,7 @@ def _assign_owners(view: View) -> None:
         reference_time[package.key] = _claim_files(claims, package, manifest)
         # The copied metadata (.spack/<name>/...) belongs to its package even where the
         # manifest does not list it (install_manifest.json does not list itself).
-        meta = posixpath.join(package.base, SPACK_METADATA_DIR, package.name) + "/"
+        meta = posixpath.join(package.base, METADATA_DIR, package.name) + "/"
         for entry in view.entries:
             if entry.kind != DIRECTORY and entry.rel.startswith(meta):
                 claims.setdefault(entry.rel, _Claim()).owners.add(package.key)
@@ -288,13 +286,13 @@ def _assign_owners(view: View) -> None:
 def _find_packages(view: View, files: set[str]) -> list[tuple[SpackPackage, dict[str, Any]]]:
     found = []
     for entry in view.entries:
-        if entry.kind != DIRECTORY or posixpath.basename(entry.rel) != SPACK_METADATA_DIR:
+        if entry.kind != DIRECTORY or posixpath.basename(entry.rel) != METADATA_DIR:
             continue
         base = posixpath.dirname(entry.rel)
         for child in view.entries:
             if child.kind != DIRECTORY or posixpath.dirname(child.rel) != entry.rel:
                 continue
-            if f"{child.rel}/spec.json" in files:
+            if spec_file_in(child.rel) in files:
                 found.append(_read_package(view, base, child.rel, files))
     return found
 
@@ -311,11 +309,10 @@ def _read_json(view: View, rel: str) -> Any:
 
 def _read_package(view: View, base: str, meta_dir: str, files: set[str]) -> tuple[SpackPackage, dict[str, Any]]:
     dirname = posixpath.basename(meta_dir)
-    spec = _read_json(view, f"{meta_dir}/spec.json")
-    nodes = spec.get("spec", {}).get("nodes", []) if isinstance(spec, dict) else []
-    node = next((n for n in nodes if isinstance(n, dict) and n.get("name") == dirname), None)
+    spec_path = view.path_of(spec_file_in(meta_dir))
+    node = read_spec_file(spec_path).node(dirname)
     if node is None:
-        raise InvalidContentError(f"{view.path_of(meta_dir)}/spec.json has no node named {dirname!r}")
+        raise InvalidContentError(f"{spec_path} has no node named {dirname!r}")
     manifest: dict[str, Any] = {}
     if f"{meta_dir}/install_manifest.json" in files:
         loaded = _read_json(view, f"{meta_dir}/install_manifest.json")
@@ -326,8 +323,8 @@ def _read_package(view: View, base: str, meta_dir: str, files: set[str]) -> tupl
             view.spack_version = str(env["spack_version"])
     package = SpackPackage(
         name=dirname,
-        version=str(node.get("version", "")),
-        hash=str(node.get("hash", "")),
+        version=node.version,
+        hash=node.hash,
         prefix=_prefix_of(manifest),
         base=base,
     )
@@ -337,7 +334,7 @@ def _read_package(view: View, base: str, meta_dir: str, files: set[str]) -> tupl
 def _prefix_of(manifest: dict[str, Any]) -> str:
     """The install prefix: the parent of its ``.spack`` directory, else the common path."""
     for path in manifest:
-        if path.endswith("/" + SPACK_METADATA_DIR):
+        if path.endswith("/" + METADATA_DIR):
             return posixpath.dirname(path)
     paths = [p for p in manifest if p.startswith("/")]
     return posixpath.commonpath(paths) if paths else ""
@@ -346,15 +343,15 @@ def _prefix_of(manifest: dict[str, Any]) -> str:
 def _claim_files(claims: dict[str, _Claim], package: SpackPackage, manifest: dict[str, Any]) -> int | None:
     """Record which view paths ``package`` owns; return its newest install mtime (or None)."""
     base = package.base + "/" if package.base else ""
-    meta = f"{base}{SPACK_METADATA_DIR}/{package.name}"
+    meta = f"{base}{METADATA_DIR}/{package.name}"
     newest: int | None = None
     prefix = package.prefix.rstrip("/") + "/"
     for path, info in manifest.items():
         if not package.prefix or not path.startswith(prefix):
             continue
         inner = path[len(prefix) :]
-        if inner == SPACK_METADATA_DIR or inner.startswith(SPACK_METADATA_DIR + "/"):
-            rel = meta + inner[len(SPACK_METADATA_DIR) :]
+        if inner == METADATA_DIR or inner.startswith(METADATA_DIR + "/"):
+            rel = meta + inner[len(METADATA_DIR) :]
         else:
             rel = base + inner
         claim = claims.setdefault(rel, _Claim())

@@ -14,6 +14,7 @@ import pytest
 
 from ..content.base import (
     Store,
+    SupportsDelete,
     SupportsRangeRead,
     SupportsReferrers,
     SupportsTagList,
@@ -23,6 +24,7 @@ from ..content.base import (
     read_all,
 )
 from ..errors import NotFoundError, VerificationError
+from ..graph.attach import attach_referrer, newest_referrer
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
 from ..spec.manifest import build_index, build_manifest
@@ -142,17 +144,32 @@ class StoreTests:
         subject = make_artifact(store, b"subject")
         store.tag(subject, "subject")
         assert store.referrers(subject) == []
-        empty = push_bytes(store, mt.OCI_EMPTY, mt.EMPTY_JSON)
-        refs = []
-        for kind, note in (("application/x.sig", "a"), ("application/x.sbom", "b")):
-            raw = build_manifest([], config=empty, artifact_type=kind, subject=subject, annotations={"note": note})
-            refs.append(push_manifest(store, raw))
+        refs = [
+            attach_referrer(store, subject, kind, annotations={"note": note})
+            for kind, note in (("application/x.sig", "a"), ("application/x.sbom", "b"))
+        ]
         found = {d.digest: d for d in store.referrers(subject)}
         assert set(found) == {r.digest for r in refs}
         assert {d.artifact_type for d in found.values()} == {"application/x.sig", "application/x.sbom"}
         assert {d.annotations.get("note") for d in found.values()} == {"a", "b"}
         only = store.referrers(subject, artifact_type="application/x.sbom")
         assert [d.digest for d in only] == [refs[1].digest]
+
+    def test_replacing_a_referrer_leaves_the_newest_discoverable(self, store: Store) -> None:
+        if not isinstance(store, SupportsReferrers):
+            pytest.skip("store has no referrers")
+        subject = make_artifact(store, b"replace subject")
+        other = attach_referrer(store, subject, "application/x.sbom")
+        first = attach_referrer(store, subject, "application/x.index", created="2025-01-01T00:00:00Z")
+        ours = lambda d: d.artifact_type == "application/x.index"  # noqa: E731
+        second = attach_referrer(store, subject, "application/x.index", created="2025-01-02T00:00:00Z", replace=ours)
+        found = [d.digest for d in store.referrers(subject)]
+        assert second.digest in found and other.digest in found
+        if isinstance(store, SupportsDelete):
+            assert first.digest not in found
+            for referrer in store.referrers(subject):  # nothing listed that is gone
+                fetch_manifest(store, referrer)
+        assert newest_referrer(store, subject, "application/x.index") == second
 
 
 def _json(desc: Descriptor) -> bytes:

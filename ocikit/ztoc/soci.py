@@ -5,7 +5,7 @@ A SOCI index (v1, soci-snapshotter ``soci/soci_index.go``) is an image manifest 
 ``application/vnd.amazon.soci.index.v1+json`` (no top-level ``artifactType``), and whose
 layers are the zTOC blobs (``application/octet-stream``) in image-layer order, each
 annotated with the layer's digest, media type and span size. Pushing it with
-:func:`~ocikit.content.base.push_manifest` makes it a referrer of the image: the layout
+:func:`~ocikit.graph.attach.attach_referrer` makes it a referrer of the image: the layout
 store lists it in ``index.json``, registries serve it through the referrers API or the
 tag-schema fallback the registry store maintains.
 
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..content.base import Store, SupportsReferrers, ensure_empty_blob, fetch_manifest, push_bytes, push_manifest
+from ..content.base import Store, SupportsReferrers, fetch_manifest, push_bytes
 from ..errors import InvalidContentError, UnsupportedError
+from ..graph.attach import attach_referrer
 from ..spec import mediatypes as mt
-from ..spec.descriptor import EMPTY_DESCRIPTOR, Descriptor
-from ..spec.manifest import build_manifest
+from ..spec.descriptor import Descriptor
 from .ztoc import ZSTD, Ztoc, parse_ztoc
 
 SOCI_CONFIG = Descriptor(mt.SOCI_INDEX_V1, mt.EMPTY_DIGEST, 2)
@@ -80,15 +80,10 @@ def attach_index(
 ) -> Descriptor:
     """Push a SOCI v1 index (or the ocikit zstd index) for ``subject``; return its descriptor."""
     annotations = {mt.SOCI_ANNOTATION_BUILD_TOOL: build_tool_id}
-    ensure_empty_blob(store)
     if zstd:
-        raw = build_manifest(
-            ztocs, EMPTY_DESCRIPTOR, artifact_type=mt.OCIKIT_ZSTD_TOC_ARTIFACT, subject=subject,
-            annotations=annotations,
-        )
-    else:
-        raw = build_manifest(ztocs, SOCI_CONFIG, subject=subject, annotations=annotations)
-    return push_manifest(store, raw, mt.OCI_MANIFEST)
+        return attach_referrer(store, subject, mt.OCIKIT_ZSTD_TOC_ARTIFACT, ztocs, annotations=annotations)
+    # SOCI v1 has no artifactType: the typed config says what the manifest is
+    return attach_referrer(store, subject, "", ztocs, config=SOCI_CONFIG, annotations=annotations)
 
 
 def attached_ztocs(store: Store, subject: Descriptor) -> list[ZtocRecord]:
