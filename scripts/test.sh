@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run ocikit's test suite on a fresh Debian (bookworm) machine: install the real peers the
-# tests talk to (docker-registry, skopeo, libmagic, gcc, GNU tar, zstd, pigz, pkg-config, tic), create a
+# tests talk to (docker-registry, skopeo, umoci, containerd, fuse3, libmagic, gcc, GNU tar, zstd, pigz, pkg-config, tic), create a
 # virtualenv with the project and its test extras, then run pytest.
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -k referrers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  docker-registry skopeo umoci libmagic1 file
+  docker-registry skopeo umoci containerd fuse3 libmagic1 file
   gcc libc6-dev binutils patchelf
   tar gzip pigz zstd curl ca-certificates
   pkg-config ncurses-bin xz-utils bzip2
@@ -31,6 +31,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
+
+# Static checks first: they take seconds and name the line.
+.venv/bin/ruff check .
+.venv/bin/mypy
 
 # Everything above is installed, so a missing peer is a set-up bug: tests fail instead of skipping.
 export CI=1

@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import Mapping
+from collections.abc import Mapping
 
 import ocikit
 

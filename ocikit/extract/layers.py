@@ -26,8 +26,8 @@ from ..progress import NULL_PROGRESS, Progress
 from ..spec.descriptor import Descriptor
 from .decompress import LayerStream, SizeBudget
 from .plan import FILE, ROOTFS, TITLED, ArtifactPlan, LayerJob
-from .rules import normalize_name
-from .safe_tar import Counts, DirRecord, ExtractPolicy, LayerOutcome, SafeExtractor
+from .rules import normalize_name, verify_symlinks
+from .safe_tar import Counts, DirRecord, ExtractPolicy, LayerOutcome, SafeExtractor, apply_directory_records
 from .whiteout import merge_layer, remove_tree
 from .writer import WriterPool, default_threads
 
@@ -80,6 +80,18 @@ def extract_plan(
     finally:
         os.close(tree_fd)
     return stats
+
+
+def finish_tree(tree: str, stats: ExtractStats, rules: ExtractPolicy) -> None:
+    """What can only be decided once every entry is in: every symlink resolves inside the tree
+    (the one symlink rule, :func:`~ocikit.extract.rules.verify_symlinks`), then directory modes
+    and times, deepest first."""
+    verify_symlinks(tree, stats.links, rules.symlink_roots)
+    fd = os.open(tree, _DIR_FLAGS)
+    try:
+        apply_directory_records(fd, stats.dir_records)
+    finally:
+        os.close(fd)
 
 
 def _collect(futures: list[Future[LayerOutcome | None]], stats: ExtractStats, cancel: threading.Event) -> None:

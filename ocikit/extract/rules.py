@@ -117,6 +117,8 @@ def _resolve_inside(tree: str, path: str, target: str, roots: tuple[str, ...]) -
         except (FileNotFoundError, NotADirectoryError):
             where.append(part)  # nothing there yet: the rest resolves by name only
             continue
+        except OSError as exc:  # ENAMETOOLONG: deeper than a path can name
+            raise UnsafeContentError(path, f"symlink cannot be verified ({exc.strerror})") from None
         if not stat.S_ISLNK(st.st_mode):
             if pending and not stat.S_ISDIR(st.st_mode):
                 return  # a file in the middle: the kernel stops here (ENOTDIR), nothing escapes

@@ -419,7 +419,10 @@ class SafeExtractor:
         self._close_dirs()
 
     def _dir(self, path: str, create: bool = True) -> int:
-        """A descriptor for directory ``path`` (relative to the root), opened without following symlinks."""
+        """A descriptor for directory ``path`` (relative to the root), opened without following symlinks.
+
+        Walks down from the deepest cached ancestor, one component at a time (no recursion:
+        archives may nest thousands of levels)."""
         fd = self._dirs.get(path)
         if fd is not None:
             return fd
@@ -428,10 +431,17 @@ class SafeExtractor:
         if len(self._dirs) >= MAX_DIR_FDS:
             self._barrier()
             self._close_dirs()
-        head, _, base = path.rpartition("/")
-        parent_fd = self._dir(head, create)
-        fd = self._open_dir(parent_fd, base, create)
-        self._dirs[path] = fd
+        parts = path.split("/")
+        known = len(parts) - 1
+        while known and "/".join(parts[:known]) not in self._dirs:
+            known -= 1
+        fd = self._dirs["/".join(parts[:known])] if known else self.root_fd
+        for depth in range(known, len(parts)):
+            fd = self._open_dir(fd, parts[depth], create)
+            if len(self._dirs) >= MAX_DIR_FDS:  # keep the descriptors bounded on very deep paths
+                self._barrier()
+                self._close_dirs()
+            self._dirs["/".join(parts[: depth + 1])] = fd
         return fd
 
     def _open_dir(self, parent_fd: int, base: str, create: bool) -> int:

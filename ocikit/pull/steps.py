@@ -18,10 +18,8 @@ from .. import __version__
 from ..content.base import Store
 from ..errors import IncompatibleError, UnsupportedError
 from ..extract.decompress import SizeBudget
-from ..extract.layers import ExtractStats, extract_plan
+from ..extract.layers import ExtractStats, extract_plan, finish_tree
 from ..extract.plan import KIND_VIEW, ArtifactPlan, plan_artifact, resolve_manifest
-from ..extract.rules import verify_symlinks
-from ..extract.safe_tar import ExtractPolicy, apply_directory_records
 from ..options import Options
 from ..progress import NULL_PROGRESS, Progress
 from ..reference import LayoutReference, Reference, RegistryReference
@@ -89,17 +87,6 @@ def extract_tree(
     if stats.skipped:
         progress.message(f"skipped {len(stats.skipped)} device node(s) or fifo(s), e.g. {stats.skipped[0]}")
     return stats
-
-
-def finish_tree(tree: str, stats: ExtractStats, rules: ExtractPolicy) -> None:
-    """What can only be decided once every layer is in: every symlink resolves inside the tree
-    (the one symlink rule), then directory modes and times, deepest first."""
-    verify_symlinks(tree, stats.links, rules.symlink_roots)
-    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        apply_directory_records(fd, stats.dir_records)
-    finally:
-        os.close(fd)
 
 
 def relocate_view(

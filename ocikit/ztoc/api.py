@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ..content.base import Store
 from ..content.open import open_store
 from ..errors import InvalidContentError, NotFoundError, UnsupportedError
+from ..extract.safe_tar import ExtractPolicy
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import NULL_PROGRESS, Progress
 from ..spec import mediatypes as mt
@@ -65,7 +66,7 @@ def build_ztoc_file(
 ) -> ZtocFileResult:
     """Build the zTOC of a local layer blob (gzip, tar or zstd) and write it to ``output``."""
     from ..digest import digest_bytes
-    from .extract import _AtomicFile
+    from .extract import write_atomically
 
     try:
         source = open(layer_path, "rb")
@@ -74,9 +75,7 @@ def build_ztoc_file(
     with source:
         ztoc = build_ztoc(source, span_size, build_tool_id)
     data = ztoc.to_bytes()
-    with _AtomicFile(output) as out:
-        out.write(data)
-        out.commit(0o644, "")
+    write_atomically(output, data)
     return ZtocFileResult(output, digest_bytes(data), len(data), ztoc.compression, len(ztoc.entries),
                           len(ztoc.span_digests), span_size)
 
@@ -251,13 +250,18 @@ def get_file(
     output: str | None = None,
     *,
     platform: "Platform | str | None" = None,
+    rules: ExtractPolicy | None = None,
     options: Options = DEFAULT_OPTIONS,
     progress: Progress = NULL_PROGRESS,
 ) -> FileResult:
-    """Fetch one file of an image with range reads of only its spans (default output: its basename)."""
+    """Fetch one file of an image with range reads of only its spans (default output: its basename).
+
+    ``rules`` are the extraction rules the file is written under (``max_size``, whether set-id
+    bits are kept); the default is the safe set a pull uses.
+    """
     store, desc = _open_image(reference, options)
     target = output or os.path.basename(path.rstrip("/")) or "file"
-    return fetch_file(store, desc, path, target, _platform(platform), progress)
+    return fetch_file(store, desc, path, target, _platform(platform), progress, rules)
 
 
 def get_file_stream(
@@ -266,13 +270,14 @@ def get_file_stream(
     write: Callable[[bytes], None],
     *,
     platform: "Platform | str | None" = None,
+    max_size: int | None = None,
     options: Options = DEFAULT_OPTIONS,
     progress: Progress = NULL_PROGRESS,
 ) -> int:
     """Like :func:`get_file` but hand the bytes to ``write`` (e.g. stdout); returns the size."""
     store, desc = _open_image(reference, options)
     image = load_image_ztocs(store, desc, _platform(platform), progress)
-    _, data, _ = stream_file(store, image, path, write)
+    _, data, _ = stream_file(store, image, path, write, max_size)
     return data.size
 
 

@@ -13,7 +13,8 @@ with both spans and decompressed once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..content.base import Store, SupportsRangeRead
@@ -43,11 +44,11 @@ class FetchStats:
 
 @dataclass(frozen=True)
 class Want:
-    """``size`` bytes of the uncompressed tar from ``offset``, delivered to ``write``."""
+    """``size`` bytes of the uncompressed tar from ``offset`` (delivered to ``write`` by :meth:`LayerReader.read`)."""
 
     offset: int
     size: int
-    write: Writer
+    write: Writer | None = None
 
 
 class LayerReader:
@@ -67,10 +68,16 @@ class LayerReader:
         self.stats = FetchStats()
 
     def read(self, wants: Iterable[Want]) -> None:
-        """Deliver every wanted range (sorted by offset; ranges must not overlap)."""
+        """Deliver every wanted range to its ``write`` (ranges must not overlap)."""
+        for want, piece in self.pieces(wants):
+            assert want.write is not None
+            want.write(piece)
+
+    def pieces(self, wants: Iterable[Want]) -> Iterator[tuple[Want, bytes]]:
+        """Every wanted range's bytes as (want, piece) pairs, in offset order (ranges must not overlap)."""
         ordered = sorted((w for w in wants if w.size > 0), key=lambda w: w.offset)
         for run, run_wants in self._runs(ordered):
-            self._read_run(run, run_wants)
+            yield from self._read_run(run, run_wants)
 
     def _runs(self, wants: list[Want]) -> Iterable[tuple[list[int], list[Want]]]:
         run: list[int] = []
@@ -87,16 +94,17 @@ class LayerReader:
         if run:
             yield run, members
 
-    def _read_run(self, run: list[int], wants: list[Want]) -> None:
+    def _read_run(self, run: list[int], wants: list[Want]) -> Iterator[tuple[Want, bytes]]:
         decoder = self.spans.decoder(run[0])
         self._fed_to: int | None = None
         position = self.spans.uncompressed_start(run[0])
-        queue = list(wants)
+        queue = deque(wants)
         try:
             for batch in self._batches(run):
                 for chunk in self._verified_pieces(batch):
                     for out in decoder.feed(chunk):
-                        position = _dispatch(out, position, queue)
+                        yield from _dispatch(out, position, queue)
+                        position += len(out)
                         if not queue:
                             return
         finally:
@@ -139,8 +147,8 @@ class LayerReader:
             yield data[begin - start : b - start]
 
 
-def _dispatch(out: bytes, position: int, queue: list[Want]) -> int:
-    """Hand the parts of ``out`` (which starts at ``position``) to the wanted ranges; drop the rest."""
+def _dispatch(out: bytes, position: int, queue: deque[Want]) -> Iterator[tuple[Want, bytes]]:
+    """The parts of ``out`` (which starts at ``position``) that wanted ranges cover; the rest is dropped."""
     end = position + len(out)
     while queue:
         want = queue[0]
@@ -149,9 +157,8 @@ def _dispatch(out: bytes, position: int, queue: list[Want]) -> int:
         lo = max(want.offset, position)
         hi = min(want.offset + want.size, end)
         if hi > lo:
-            want.write(out[lo - position : hi - position])
+            yield want, out[lo - position : hi - position]
         if want.offset + want.size <= end:
-            queue.pop(0)
+            queue.popleft()
         else:
             break
-    return end

@@ -10,6 +10,8 @@ civil-calendar conversion below.
 
 from __future__ import annotations
 
+import re
+
 _SECONDS_PER_DAY = 86400
 
 
@@ -41,3 +43,29 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
     month = mp + 3 if mp < 10 else mp - 9
     year = yoe + era * 400 + (1 if month <= 2 else 0)
     return year, month, day
+
+
+def rfc3339_to_unix(text: str) -> tuple[int, int]:
+    """The inverse of :func:`unix_to_rfc3339` for the texts zTOCs hold: (seconds, nanoseconds).
+
+    Any zone offset is honoured; "" (a time Go could not format) and malformed text give (0, 0).
+    """
+    match = re.fullmatch(r"(-?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
+    if not match:
+        return 0, 0
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    nanos = int((match.group(7) or "").ljust(9, "0") or 0)
+    zone = match.group(8)
+    offset = 0 if zone == "Z" else (1 if zone[0] == "+" else -1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    days = _days_from_civil(year, month, day)
+    return days * _SECONDS_PER_DAY + hour * 3600 + minute * 60 + second - offset, nanos
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    # Howard Hinnant's civil-to-days algorithm, the inverse of _civil_from_days.
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
