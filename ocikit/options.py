@@ -7,6 +7,7 @@ only for loopback registries, bounded timeouts and retries.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -49,3 +50,9 @@ class Options:
 
 
 DEFAULT_OPTIONS = Options()
+
+
+def user_cache_dir(name: str) -> str:
+    """``$XDG_CACHE_HOME/ocikit/<name>`` (XDG base-directory spec; ``~/.cache`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ocikit", name)

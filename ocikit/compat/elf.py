@@ -12,10 +12,12 @@ prints for the undefined symbols, and what the loader checks at start-up.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from .versions import max_version
 
@@ -213,21 +215,23 @@ def _split_paths(values: list[str]) -> tuple[str, ...]:
     return tuple(p for value in values for p in value.split(":") if p)
 
 
-def defined_versions(path: str) -> list[str]:
+def defined_versions(source: "str | BinaryIO") -> list[str]:
     """Version names a shared library defines (``.gnu.version_d``): what it can satisfy.
 
-    Used on the host's libstdc++ to learn its highest ``GLIBCXX_``/``CXXABI_``.
+    ``source`` is a path or an open binary stream (a file read out of an image layer).
+    Used on a libstdc++ to learn its highest ``GLIBCXX_``/``CXXABI_``, on a libc.so.6 its ``GLIBC_``.
     """
     from elftools.elf.elffile import ELFFile
     from elftools.elf.gnuversions import GNUVerDefSection
 
     names: list[str] = []
     try:
-        with open(path, "rb") as stream:
+        with contextlib.ExitStack() as stack:
+            stream = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
             for section in ELFFile(stream).iter_sections():
                 if isinstance(section, GNUVerDefSection):
                     for _, auxiliaries in section.iter_versions():
                         names.extend(aux.name for aux in auxiliaries)
-    except Exception:  # an unreadable host library simply defines nothing we can use
+    except Exception:  # an unreadable library simply defines nothing we can use
         return []
     return names

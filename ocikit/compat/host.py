@@ -61,6 +61,11 @@ class HostInfo:
     cuda_driver: str = ""  # newest CUDA the driver supports ("12.2")
     programs: frozenset[str] | None = None  # interpreters known to exist (paths or names)
     live: bool = field(default=False, compare=False)  # probed from this machine: look up programs live
+    # Whose userland this is, as reports name it ("host", "app image registry/app:1"), where each
+    # fact was read (fact or soname -> "<layer digest>:/<path>"), and where libraries were looked for.
+    label: str = "host"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    library_scope: str = "the host's ldconfig cache or LD_LIBRARY_PATH"
 
     @classmethod
     def probe(cls) -> HostInfo:
@@ -135,6 +140,10 @@ class HostInfo:
             out["libraries"] = dict(sorted(self.libraries.items())) if full else len(self.libraries)
         if full and self.programs is not None:
             out["programs"] = sorted(self.programs)
+        if self.label != "host":
+            out["label"] = self.label
+        if self.sources:
+            out["sources"] = dict(sorted(self.sources.items()))
         return out
 
     @classmethod
@@ -225,10 +234,15 @@ def parse_ldconfig(text: str, machine: str) -> dict[str, str]:
     return found
 
 
+def default_library_dirs(machine: str) -> tuple[str, ...]:
+    """The directories the loader searches when nothing else names one (Debian's multiarch first)."""
+    triplet = f"{machine}-linux-gnu"
+    return (f"/lib/{triplet}", f"/usr/lib/{triplet}", "/lib64", "/usr/lib64", "/lib", "/usr/lib", "/usr/local/lib")
+
+
 def _default_dirs_listing(machine: str) -> dict[str, str]:
     found: dict[str, str] = {}
-    triplet = f"{machine}-linux-gnu"
-    for directory in (f"/lib/{triplet}", f"/usr/lib/{triplet}", "/lib64", "/usr/lib64", "/lib", "/usr/lib"):
+    for directory in default_library_dirs(machine):
         for name, path in _list_libraries(directory).items():
             found.setdefault(name, path)
     return found
@@ -246,7 +260,11 @@ def _probe_libstdcxx(libs: Mapping[str, str] | None) -> tuple[str, str]:
     path = (libs or {}).get("libstdc++.so.6")
     if not path:
         return "", ""
-    names = defined_versions(path)
+    return libstdcxx_versions(defined_versions(path))
+
+
+def libstdcxx_versions(names: list[str]) -> tuple[str, str]:
+    """The highest ``GLIBCXX_`` and ``CXXABI_`` among a libstdc++'s version definitions."""
     out = []
     for family in ("GLIBCXX", "CXXABI"):
         pattern = VERSION_FAMILIES[family]

@@ -36,6 +36,8 @@ class PullPolicy:
     ``include``                extract only paths matching these globs, through zTOC range reads
     ``relocate``               rewrite a view's paths to DEST (else keep its recorded root)
     ``check_compat``           refuse an artifact whose compatibility metadata this host fails
+    ``against``                check that metadata against this application image's userland
+                               (glibc, libstdc++, MPI, platform) instead of this host's
     ``merge``                  pull into a DEST that holds files ocikit did not write, keeping them
     ``link_mode``              with a node cache: how DEST gets the cached files
     """
@@ -48,6 +50,7 @@ class PullPolicy:
     include: tuple[str, ...] = ()
     relocate: bool = True
     check_compat: bool = True
+    against: str = ""
     merge: bool = False
     link_mode: str = "auto"
 

@@ -49,18 +49,32 @@ def plan_pull(source: Store, ref: Reference, policy: PullPolicy) -> ArtifactPlan
     return plan_artifact(source, resolved, rootfs=policy.rootfs)
 
 
-def check_compatibility(store: Store, manifest: Descriptor) -> None:
-    """Refuse an artifact whose compatibility referrer this host fails (hook into ``ocikit.compat``).
+def check_compatibility(
+    store: Store, manifest: Descriptor, policy: PullPolicy | None = None, options: Options | None = None,
+    facts_cache: str | None = None,
+) -> None:
+    """Refuse an artifact whose compatibility referrer this host — or, with ``policy.against``,
+    the application image that will load it — fails (hook into ``ocikit.compat``).
 
-    Reads only the referrer, never a layer. Without the compat module nothing is checked.
+    Reads only the referrer, never a layer of the artifact; an app image's facts are read
+    from its layers' few library files once and cached in ``facts_cache`` (default: the
+    user's cache). Without the compat module nothing is checked.
     """
+    if policy is not None and not policy.check_compat:
+        return
     try:
+        from ..compat.app_image import AppImage
         from ..compat.check import check_reference
     except ModuleNotFoundError as exc:  # a build without the compat package; anything else is a bug
         if (exc.name or "").startswith("ocikit.compat"):
+            if policy is not None and policy.against:
+                raise UnsupportedError("--against needs ocikit.compat, which this build lacks") from None
             return
         raise
-    report = check_reference(store, manifest)
+    against = None
+    if policy is not None and policy.against:
+        against = AppImage(policy.against, options or Options(), facts_cache, platform=policy.platform)
+    report = check_reference(store, manifest, against=against)
     if report is not None and not getattr(report, "compatible", True):
         explain = getattr(report, "explain", None)
         raise IncompatibleError(explain() if explain else f"{manifest.digest} is not compatible with this host")

@@ -21,12 +21,12 @@ import uuid
 
 from ..digest import algorithm_of, digest_bytes, hex_of, validate_digest
 from ..errors import LocalIOError
+from ..options import user_cache_dir
 
 
 def default_cache_dir() -> str:
     """``$XDG_CACHE_HOME/ocikit/manifests`` (XDG base-directory spec; ``~/.cache`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "ocikit", "manifests")
+    return user_cache_dir("manifests")
 
 
 class ManifestCache:
