@@ -26,7 +26,7 @@ from environment import require_binary
 from ocikit.compat.app_image import AppImage, FactsCache, learn_image_facts
 from ocikit.compat.by_reference import check_target
 from ocikit.compat.check import MISSING, OK, TOO_OLD
-from ocikit.content.base import push_bytes, push_manifest
+from ocikit.content.base import fetch_manifest, push_bytes, push_manifest
 from ocikit.content.layout import LayoutStore
 from ocikit.content.open import open_store
 from ocikit.digest import digest_file
@@ -49,7 +49,7 @@ def _layer(root: str, out: str) -> tuple[str, str]:
     subprocess.run(["tar", "--format=gnu", "--sort=name", "--owner=0", "--group=0", "--numeric-owner",
                     "-C", root, "-cf", tar, "."], check=True)
     diff_id = digest_file(tar)[0]
-    with open(tar, "rb") as src, open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as dst:
+    with open(tar, "rb") as src, open(out, "wb") as raw, gzip.GzipFile("", "wb", fileobj=raw, mtime=0) as dst:
         shutil.copyfileobj(src, dst)
     os.unlink(tar)
     return out, diff_id
@@ -130,10 +130,10 @@ def old_distro_root(root: str, work: str) -> str:
     return root
 
 
-def filler_root(root: str, megabytes: int) -> str:
+def filler_root(root: str, megabytes: int, seed: int = 15) -> str:
     """Incompressible application files: what makes an image big."""
     os.makedirs(os.path.join(root, "opt/app"))
-    rnd = random.Random(15)
+    rnd = random.Random(seed)
     with open(os.path.join(root, "opt/app/data.bin"), "wb") as fh:
         fh.write(rnd.randbytes(megabytes << 20))
     return root
@@ -303,3 +303,81 @@ def test_app_image_node_facts_stay_the_nodes(images):
     host = AppImage(images["bookworm"], node=node).host_for([])
     assert host.cpu_vendor == "TestVendor" and host.nvidia_driver == "535.1" and host.glibc == "2.36"
     assert host.machine == "x86_64" and host.libc == "glibc" and host.sources["machine"] == "config"
+
+
+# -- MPI: Debian's libopenmpi3 and libmpich12 in the app image -----------------------------
+
+
+@pytest.fixture(scope="module")
+def mpi_images(images, debian_libs, tmp_path_factory):  # noqa: F811
+    work = str(tmp_path_factory.mktemp("mpi"))
+    store = images["store"]
+    bookworm = os.path.join(images["work"], "bookworm")
+    out = {}
+    for tag, package in (("openmpi", "libopenmpi3"), ("mpich", "libmpich12")):
+        layer = mpi_root(debian_libs, os.path.join(work, tag), package)
+        push_rootfs(store, [bookworm, layer], work, tag)
+        out[tag] = f"oci:{images['layout']}:{tag}"
+    views = {}
+    for name, program in (("ompi", "usr/bin/ompi_info"), ("mpich", "usr/bin/mpichversion")):
+        target = os.path.join(work, "view-" + name, program)
+        os.makedirs(os.path.dirname(target))
+        shutil.copy2(os.path.join(debian_libs, program), target)
+        views[name] = os.path.dirname(os.path.dirname(os.path.dirname(target)))
+    out["views"] = views
+    return out
+
+
+def test_open_mpi_view_against_open_mpi_and_mpich_images(mpi_images, tmp_path):
+    facts = str(tmp_path / "facts")
+    good = check_target(mpi_images["views"]["ompi"], against=mpi_images["openmpi"], facts_cache=facts)
+    assert good.compatible, good.explain()
+    libmpi = _item(good, "library", "libmpi.so.40")
+    assert libmpi.status == OK and libmpi.source.rsplit(":/", 1)[1] == f"{LIBDIR}/libmpi.so.40"
+
+    bad = check_target(mpi_images["views"]["ompi"], against=mpi_images["mpich"], facts_cache=facts)
+    libmpi = _item(bad, "library", "libmpi.so.40")
+    assert not bad.compatible and libmpi.status == MISSING
+    assert "libmpich.so.12" in libmpi.why and "MPICH ABI" in libmpi.why and "different MPI ABI" in libmpi.why
+    assert _item(bad, "libc").status == OK  # only the MPI ABI is wrong
+
+
+def test_mpich_view_against_the_open_mpi_image(mpi_images, tmp_path):
+    report = check_target(mpi_images["views"]["mpich"], against=mpi_images["openmpi"],
+                          facts_cache=str(tmp_path / "facts"))
+    libmpich = _item(report, "library", "libmpich.so.12")
+    assert not report.compatible and libmpich.status == MISSING
+    assert "libmpi.so.40 (Open MPI" in libmpich.why
+
+
+# -- over HTTP: bytes read at a proxy, with and without zTOCs -------------------------------
+
+
+@pytest.mark.registry
+def test_bytes_read_through_ztocs_are_far_less_than_the_image(images, views, registry, tmp_path):
+    from ocikit.testing.fault_proxy import FaultProxy
+    from ocikit.ztoc.api import build_ztocs
+
+    bookworm = os.path.join(images["work"], "bookworm")
+    store, _ = open_store(f"{registry}/against/app:plain")
+    for seed, tag in enumerate(("plain", "indexed")):  # two images: zTOCs are attached to one
+        big = filler_root(str(tmp_path / f"big-{tag}"), 20, seed)
+        desc = push_rootfs(store, [bookworm, big], str(tmp_path), tag)  # the big layer on top
+    image_size = sum(layer.size for layer in fetch_manifest(store, desc).layers)
+    report = build_ztocs(f"{registry}/against/app:indexed", min_layer_size=0)
+    assert [o.status for o in report.layers] == ["built", "built"]
+
+    proxy = FaultProxy(registry)
+    try:
+        cost = {}
+        for tag in ("plain", "indexed"):
+            proxy.clear()
+            result = check_target(views["cxx"], against=f"{proxy.host}/against/app:{tag}",
+                                  facts_cache=str(tmp_path / f"facts-{tag}"))
+            assert result.compatible, result.explain()
+            assert f"{LIBDIR}/libstdc++.so.6.0." in _item(result, "glibcxx").source
+            cost[tag] = proxy.body_bytes
+    finally:
+        proxy.close()
+    assert cost["plain"] >= image_size  # streamed: the big top layer has to be read through
+    assert cost["indexed"] < image_size / 4  # zTOCs + the spans of libc.so.6 and libstdc++ only
