@@ -381,3 +381,63 @@ def test_bytes_read_through_ztocs_are_far_less_than_the_image(images, views, reg
         proxy.close()
     assert cost["plain"] >= image_size  # streamed: the big top layer has to be read through
     assert cost["indexed"] < image_size / 4  # zTOCs + the spans of libc.so.6 and libstdc++ only
+
+
+# -- pull --against and the node cache ------------------------------------------------------
+
+
+@pytest.fixture
+def view_artifact(images, views, tmp_path):
+    """An artifact in its own layout with the C++ view's compatibility metadata attached."""
+    from ocikit.compat.artifact import attach_compat
+    from ocikit.compat.scan import scan
+    from ocikit.testing.store_tests import make_artifact
+
+    layout = str(tmp_path / "views-layout")
+    store = LayoutStore(layout)
+    subject = make_artifact(store, b"the view's bytes")
+    store.tag(subject, "v1")
+    attach_compat(store, subject, scan(views["cxx"]))
+    return f"oci:{layout}:v1"
+
+
+def test_pull_against_refuses_before_extracting_and_accepts_the_right_image(images, view_artifact, tmp_path,
+                                                                              monkeypatch):
+    import ocikit
+    from ocikit.errors import IncompatibleError
+    from ocikit.pull.policy import PullPolicy
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    dest = str(tmp_path / "dest")
+    with pytest.raises(IncompatibleError, match=r"app image .*:old.*GLIBCXX.* 3\.4\.25 < 3\.4\.30"):
+        ocikit.pull(view_artifact, dest, PullPolicy(against=images["old"]))
+    assert not os.path.exists(dest)
+    result = ocikit.pull(view_artifact, dest, PullPolicy(against=images["bookworm"]))
+    assert not result.unchanged and os.path.isfile(os.path.join(dest, ".ocikit", "ready.json"))
+    assert os.listdir(tmp_path / "xdg" / "ocikit" / "image-facts")  # facts cached under the user's cache
+
+    cli = ocikit_cli_pull(view_artifact, str(tmp_path / "dest2"), images["old"], tmp_path)
+    assert cli.returncode == 7 and "libstdc++.so.6.0.25" in cli.stderr and "Traceback" not in cli.stderr
+
+
+def ocikit_cli_pull(reference: str, dest: str, against: str, tmp_path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg-cli")}
+    return subprocess.run([sys.executable, "-m", "ocikit_cli.main", "pull", reference, dest, "--against", against],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_node_cache_checks_every_pod_image_even_for_a_cached_tree(images, view_artifact, tmp_path):
+    from ocikit.errors import IncompatibleError
+    from ocikit.pull.nodecache import NodeCache
+    from ocikit.pull.policy import PullPolicy
+
+    cache = NodeCache(str(tmp_path / "node"))
+    entry = cache.ensure(view_artifact, PullPolicy(against=images["bookworm"]))
+    assert os.path.isdir(entry.path)
+    assert os.listdir(cache.facts_dir)  # the app image's facts live in the node cache
+    with pytest.raises(IncompatibleError, match="cannot run on app image"):
+        cache.ensure(view_artifact, PullPolicy(against=images["old"]))  # the tree exists; this pod cannot use it
+    pinned = view_artifact.rsplit(":", 1)[0] + "@" + entry.digest
+    with pytest.raises(IncompatibleError):
+        cache.ensure(pinned, PullPolicy(against=images["old"]))
+    assert cache.ensure(pinned, PullPolicy(against=images["bookworm"])).digest == entry.digest

@@ -73,7 +73,8 @@ class CheckReport:
         if self.compatible:
             return f"{self.subject or 'artifact'} is compatible with {where}"
         reasons = "; ".join(
-            f"{i.requirement.describe()} {i.status.replace('-', ' ')}: {i.why}" for i in self.problems()
+            f"{i.requirement.describe()} {i.status.replace('-', ' ')}: {i.why}" + (f" [{i.source}]" if i.source else "")
+            for i in self.problems()
         )
         return f"{self.subject or 'artifact'} cannot run on {where}: {reasons}"
 
