@@ -441,3 +441,22 @@ def test_node_cache_checks_every_pod_image_even_for_a_cached_tree(images, view_a
     with pytest.raises(IncompatibleError):
         cache.ensure(pinned, PullPolicy(against=images["old"]))
     assert cache.ensure(pinned, PullPolicy(against=images["bookworm"])).digest == entry.digest
+
+
+def test_csi_example_checks_the_pods_image(images, view_artifact, tmp_path, monkeypatch):
+    import importlib.util
+
+    from ocikit.errors import IncompatibleError
+
+    monkeypatch.setenv("OCIKIT_CACHE", str(tmp_path / "cache"))
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "kubernetes", "csi_node_publish.py")
+    spec = importlib.util.spec_from_file_location("csi_node_publish", example)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    target = str(tmp_path / "kubelet" / "pod-1" / "volume")
+    context = {"reference": view_artifact, "mountPath": "/opt/view", "appImage": images["old"]}
+    with pytest.raises(IncompatibleError, match="GLIBCXX"):
+        module.node_publish_volume(context, target, False, {})
+    assert not os.path.exists(target)
+    module.node_publish_volume({**context, "appImage": images["bookworm"]}, target, False, {})
+    assert os.path.isfile(os.path.join(target, ".ocikit", "ready.json"))
