@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 import pytest
-from compat_support import debian_libs, package_files, spack_view_fixture  # noqa: F401
+from compat_support import debian_libs, package_files, spack_view_fixture, validator  # noqa: F401
 from environment import require_binary
 
 from ocikit.compat.app_image import AppImage, FactsCache, learn_image_facts
@@ -249,6 +249,7 @@ def test_cli_exit_7_and_json_report(images, views, tmp_path):
     result = ocikit("compat", "check", views["cxx"], "--against", images["bookworm"], "--facts-cache", facts, "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
+    validator("ocikit.compat.check-report.v1.schema.json").validate(document)
     assert document["host"]["label"].startswith("app image") and document["host"]["glibc"] == "2.36"
     assert all("source" in item for item in document["items"] if item["requirement"]["kind"] in ("libc", "glibcxx"))
 

@@ -157,6 +157,7 @@ class HostInfo:
         stdcxx = data.get("libstdcxx") or {}
         nvidia = data.get("nvidia") or {}
         programs = data.get("programs")
+        sources = data.get("sources")
         return cls(
             machine=normalize_machine(str(data["machine"])),
             libc=str(data.get("libc", "") or ""),
@@ -169,6 +170,8 @@ class HostInfo:
             nvidia_driver=str(nvidia.get("driver", "") or ""),
             cuda_driver=str(nvidia.get("cuda", "") or ""),
             programs=frozenset(str(p) for p in programs) if isinstance(programs, list) else None,
+            label=str(data.get("label") or "host"),
+            sources={str(k): str(v) for k, v in sources.items()} if isinstance(sources, Mapping) else {},
         )
 
 
