@@ -461,3 +461,18 @@ def test_csi_example_checks_the_pods_image(images, view_artifact, tmp_path, monk
     assert not os.path.exists(target)
     module.node_publish_volume({**context, "appImage": images["bookworm"]}, target, False, {})
     assert os.path.isfile(os.path.join(target, ".ocikit", "ready.json"))
+
+
+def test_a_static_image_has_no_c_library_and_a_missing_image_is_exit_3(images, views, tmp_path):
+    store = images["store"]
+    static = str(tmp_path / "static")
+    os.makedirs(os.path.join(static, "bin"))
+    shutil.copy2("/bin/true", os.path.join(static, "bin/true"))  # any file: no loader, no libc
+    push_rootfs(store, [static], str(tmp_path), "static")
+    report = check_target(views["cxx"], against=f"oci:{images['layout']}:static", facts_cache=str(tmp_path / "f"))
+    libc = _item(report, "libc")
+    assert not report.compatible and libc.status == MISSING and "C library is none" in libc.why
+
+    result = ocikit("compat", "check", views["cxx"], "--against", f"oci:{images['layout']}:no-such-tag",
+                    "--facts-cache", str(tmp_path / "f"))
+    assert result.returncode == 3 and result.stderr.count("\n") == 1 and "app image" in result.stderr

@@ -37,7 +37,7 @@ from typing import Any
 
 from ..content.base import Store
 from ..digest import validate_digest
-from ..errors import LocalIOError, NotFoundError, OcikitError
+from ..errors import LocalIOError, NotFoundError, OcikitError, UnsupportedError
 from ..options import DEFAULT_OPTIONS, Options, user_cache_dir
 from ..spec.descriptor import Descriptor, Platform
 from ..ztoc.toc import FileMetadata
@@ -50,6 +50,7 @@ from .versions import max_version
 FACTS_SCHEMA = 1
 MAX_READ = 64 << 20  # bytes of one ELF file read for its version definitions
 LIBC, LIBSTDCXX = "libc.so.6", "libstdc++.so.6"
+NO_LIBC = "none"  # the image has no C library at all
 # PT_INTERP of glibc programs, by machine (the path the kernel opens)
 GLIBC_LOADERS = {
     "x86_64": "lib64/ld-linux-x86-64.so.2",
@@ -75,7 +76,7 @@ class ImageFacts:
     reference: str
     digest: str  # the image manifest's digest (the cache key)
     machine: str
-    libc: str = ""  # glibc | musl | ""
+    libc: str = ""  # glibc | musl | none (proven absent) | "" (unknown)
     glibc: str = ""
     glibcxx: str = ""
     cxxabi: str = ""
@@ -178,7 +179,10 @@ class _Walk:
             while (entry := tar.next_entry()) is not None:
                 if not self.relevant(entry.name):
                     continue
-                metadata = toc_entry(entry)
+                try:
+                    metadata = toc_entry(entry)
+                except UnsupportedError:  # a sparse file or an unknown type: no library the loader uses
+                    continue
                 if metadata is None:
                     continue
                 layer.entries.append(metadata)
@@ -290,6 +294,10 @@ def _facts(walk: _Walk, tree: ImageTree, reference: str, digest: str, machine: s
     elif _resolves(tree, musl):
         facts.libc, facts.loader = "musl", "/" + musl
     _libraries(facts, tree, dirs, walk)
+    if not facts.libc and LIBC in facts.libraries:
+        facts.libc = "glibc"  # a libc.so.6 without the standard loader path: still glibc
+    elif not facts.libc and facts.complete:
+        facts.libc = NO_LIBC  # every layer read: a static-only (scratch, distroless/static) image
     libc_path = facts.libraries.get(LIBC)
     if facts.libc == "glibc" and libc_path:
         found = walk.read(tree, libc_path)

@@ -50,7 +50,7 @@ class HostInfo:
     """What a host offers. ``None`` means "not known" (not probed), never "absent"."""
 
     machine: str
-    libc: str = ""  # glibc | musl | "" (unknown)
+    libc: str = ""  # glibc | musl | none (an app image without one) | "" (unknown)
     glibc: str = ""  # "2.36"
     glibcxx: str = ""  # highest GLIBCXX_ of the host's libstdc++.so.6 ("" = none found)
     cxxabi: str = ""
