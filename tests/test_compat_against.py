@@ -1,12 +1,12 @@
 """``--against APP_IMAGE``: check a view against the application image that will load it.
 
 The app images are real images built here from real files: a bookworm-style root with this
-machine's glibc 2.36 loader, libc.so.6 and libstdc++; an "older distribution" whose
-libc.so.6 and libstdc++.so.6 are built with gcc and linker version scripts that stop at
-GLIBC_2.28 / GLIBCXX_3.4.25 (what buster shipped: they define the version nodes, the code is
-a stub, and they say so in their names' comments below); images adding Debian's libopenmpi3
-(libmpi.so.40) or libmpich12 (libmpich.so.12). The views are the real spack copy view and a
-C++ program built here that needs GLIBCXX_3.4.30.
+machine's glibc (2.36 on Debian 12) loader, libc.so.6, libstdc++ and libgcc_s; an "older
+distribution" whose libc.so.6, ld-linux, libstdc++.so.6 and libgcc_s.so.1 are stubs built here
+with gcc and linker version scripts that stop at GLIBC_2.28 / GLIBCXX_3.4.25 — they define the
+version nodes Debian 10's libraries define, and no real code; images adding Debian's libopenmpi3
+(libmpi.so.40) or libmpich12 (libmpich.so.12) packages. The views are the real spack copy view,
+Debian's ompi_info / mpichversion, and a C++ program built here that needs GLIBCXX_3.4.30.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ocikit.spec.manifest import build_manifest, canonical_json
 
 LIBDIR = "usr/lib/x86_64-linux-gnu"
 SYSTEM_LIBDIR = "/usr/lib/x86_64-linux-gnu"
+HOST_GLIBC = os.confstr("CS_GNU_LIBC_VERSION").split()[-1]  # what the bookworm-style image carries
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="the images carry this x86_64 machine's glibc")
 
@@ -209,7 +210,7 @@ def test_cxx_view_is_compatible_with_bookworm_and_names_the_facts(images, views,
     assert layer.startswith("sha256:") and path.startswith(f"{LIBDIR}/libstdc++.so.6.0.")
     libc = _item(report, "libc")
     assert libc.status == OK and libc.source.endswith(f"{LIBDIR}/libc.so.6")
-    assert report.host.glibc == "2.36" and report.host.label == f"app image {images['bookworm']}"
+    assert report.host.glibc == HOST_GLIBC and report.host.label == f"app image {images['bookworm']}"
 
 
 def test_cxx_view_against_the_older_distribution_is_too_old(images, views, tmp_path):
@@ -250,7 +251,7 @@ def test_cli_exit_7_and_json_report(images, views, tmp_path):
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     validator("ocikit.compat.check-report.v1.schema.json").validate(document)
-    assert document["host"]["label"].startswith("app image") and document["host"]["glibc"] == "2.36"
+    assert document["host"]["label"].startswith("app image") and document["host"]["glibc"] == HOST_GLIBC
     assert all("source" in item for item in document["items"] if item["requirement"]["kind"] in ("libc", "glibcxx"))
 
 
@@ -262,7 +263,7 @@ def test_facts_are_cached_by_manifest_digest(images, views, tmp_path):
     assert first.via == "stream" and first.bytes_read > 0
     assert os.listdir(facts_dir) == [desc.digest.replace(":", "-") + ".json"]
     again = learn_image_facts(store, desc, reference="bookworm", cache_dir=facts_dir)
-    assert again.via == "cache" and again.bytes_read == 0 and again.glibc == first.glibc == "2.36"
+    assert again.via == "cache" and again.bytes_read == 0 and again.glibc == first.glibc == HOST_GLIBC
     assert FactsCache(facts_dir).get(desc.digest) is not None
 
 
@@ -302,7 +303,7 @@ def test_app_image_node_facts_stay_the_nodes(images):
 
     node = HostInfo(machine="x86_64", cpu_vendor="TestVendor", cpu_flags=frozenset({"sse2"}), nvidia_driver="535.1")
     host = AppImage(images["bookworm"], node=node).host_for([])
-    assert host.cpu_vendor == "TestVendor" and host.nvidia_driver == "535.1" and host.glibc == "2.36"
+    assert host.cpu_vendor == "TestVendor" and host.nvidia_driver == "535.1" and host.glibc == HOST_GLIBC
     assert host.machine == "x86_64" and host.libc == "glibc" and host.sources["machine"] == "config"
 
 
