@@ -246,6 +246,7 @@ def test_cli_exit_7_and_json_report(images, views, tmp_path):
     result = ocikit("compat", "check", views["cxx"], "--against", images["old"], "--facts-cache", facts)
     assert result.returncode == 7, result.stderr
     assert "too old" in result.stdout and "libstdc++.so.6.0.25" in result.stdout
+    assert "all layers read" in result.stdout and "bytes read (stream)" in result.stdout  # what the facts cost
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     result = ocikit("compat", "check", views["cxx"], "--against", images["bookworm"], "--facts-cache", facts, "--json")
     assert result.returncode == 0, result.stderr
@@ -379,6 +380,10 @@ def test_bytes_read_through_ztocs_are_far_less_than_the_image(images, views, reg
             assert result.compatible, result.explain()
             assert f"{LIBDIR}/libstdc++.so.6.0." in _item(result, "glibcxx").source
             cost[tag] = proxy.body_bytes
+            facts = AppImage(f"{proxy.host}/against/app:{tag}", cache_dir=str(tmp_path / f"facts-{tag}")).facts()
+            assert facts.via == "cache"  # the second look costs nothing but resolving the tag
+            learnt = FactsCache(str(tmp_path / f"facts-{tag}")).get(facts.digest)
+            assert learnt is not None and 0 < learnt.bytes_read <= cost[tag]  # ocikit's own count agrees
     finally:
         proxy.close()
     assert cost["plain"] >= image_size  # streamed: the big top layer has to be read through

@@ -104,6 +104,11 @@ class ImageFacts:
             library_scope=f"the app image's library directories ({self.scope()})",
         )
 
+    def summary(self) -> str:
+        """One line on where the facts came from and what they cost."""
+        how = "from the facts cache" if self.via == "cache" else f"{self.bytes_read} bytes read ({self.via})"
+        return f"app image {self.reference} ({self.digest}): {self.scope()}, {how}"
+
     def scope(self) -> str:
         return "all layers read" if self.complete else f"{self.layers_read} of {self.layers} layers read"
 
@@ -285,7 +290,7 @@ def learn_image_facts(
 def _facts(walk: _Walk, tree: ImageTree, reference: str, digest: str, machine: str, dirs: list[str],
            needed: set[str]) -> ImageFacts:
     facts = ImageFacts(reference, digest, machine, layers=len(walk.layers), layers_read=len(walk.seen),
-                       bytes_read=walk.bytes_read, via="+".join(sorted(walk.kinds)))
+                       via="+".join(sorted(walk.kinds)))
     facts.complete = facts.layers_read == facts.layers
     facts.sources["machine"] = "config"
     glibc_loader, musl = GLIBC_LOADERS.get(machine, ""), musl_loader(machine)
@@ -311,6 +316,7 @@ def _facts(walk: _Walk, tree: ImageTree, reference: str, digest: str, machine: s
             facts.glibcxx, facts.cxxabi = libstdcxx_versions(defined_versions(io.BytesIO(found[0])))
             facts.sources["glibcxx"] = facts.sources["cxxabi"] = found[1]
     facts.settled = sorted(needed)
+    facts.bytes_read = walk.bytes_read  # the layers or zTOCs, and the spans of the files read
     return facts
 
 
@@ -428,7 +434,7 @@ class AppImage:
         return learn_image_facts(store, desc, reference=self.reference, requirements=list(requirements),
                                  platform=self.platform, cache_dir=self.cache_dir)
 
-    def host_for(self, requirements: Iterable[Requirement]) -> HostInfo:
+    def host_for(self, requirements: Iterable[Requirement] = ()) -> HostInfo:
         return self.facts(requirements).host(self.node)
 
     def target_platform(self) -> Platform:

@@ -116,8 +116,13 @@ def check_host(
         requirements = requirements_from_document(report_or_requirements)
     else:
         requirements = list(report_or_requirements)
-    host = against.host_for(requirements) if against is not None else (host or HostInfo.probe())
-    return CheckReport([check_requirement(r, host) for r in requirements], host, subject)
+    notes: list[str] = []
+    if against is not None:
+        facts = against.facts(requirements)
+        host = facts.host(against.node)
+        notes.append(facts.summary())
+    host = host or HostInfo.probe()
+    return CheckReport([check_requirement(r, host) for r in requirements], host, subject, notes)
 
 
 def check_requirement(requirement: Requirement, host: HostInfo) -> CheckItem:

@@ -88,7 +88,7 @@ def check_command(
         target, cli.options, host=host, progress=progress, against=against, facts_cache=facts_cache
     )
     _close(progress)
-    emit(json_output, result.to_dict(), lambda _: "\n".join(item.line() for item in result.items))
+    emit(json_output, result.to_dict(), lambda _: "\n".join([item.line() for item in result.items] + result.notes))
     if not result.compatible:
         raise IncompatibleError(result.explain())
 
