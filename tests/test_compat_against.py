@@ -482,3 +482,30 @@ def test_a_static_image_has_no_c_library_and_a_missing_image_is_exit_3(images, v
     result = ocikit("compat", "check", views["cxx"], "--against", f"oci:{images['layout']}:no-such-tag",
                     "--facts-cache", str(tmp_path / "f"))
     assert result.returncode == 3 and result.stderr.count("\n") == 1 and "app image" in result.stderr
+
+
+def test_files_named_like_libc_cannot_fill_the_memory(images, tmp_path, monkeypatch):
+    """Attack: a top layer with many big files named libc-2.*: the walk keeps at most MAX_KEPT bytes."""
+    from ocikit.compat import app_image
+
+    monkeypatch.setattr(app_image, "MAX_KEPT", 3 << 20)
+    store = images["store"]
+    junk = str(tmp_path / "junk")
+    os.makedirs(os.path.join(junk, LIBDIR))
+    rnd = random.Random(1)
+    for i in range(8):
+        with open(os.path.join(junk, LIBDIR, f"libc-2.{i}-junk.so"), "wb") as fh:
+            fh.write(rnd.randbytes(1 << 20))
+    push_rootfs(store, [os.path.join(images["work"], "bookworm"), junk], str(tmp_path), "junk")
+    kept = []
+    real = app_image._Walk._may_keep
+
+    def spy(self, size):
+        allowed = real(self, size)
+        kept.append(self.kept_bytes)
+        return allowed
+
+    monkeypatch.setattr(app_image._Walk, "_may_keep", spy)
+    facts = learn_image_facts(store, store.resolve("junk"), reference="junk", cache_dir=str(tmp_path / "f"))
+    assert max(kept) <= 3 << 20 and len(kept) > 3
+    assert facts.libc == "glibc" and facts.glibc == ""  # the real libc.so.6 no longer fit: unknown, not wrong

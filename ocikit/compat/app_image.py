@@ -49,6 +49,7 @@ from .versions import max_version
 
 FACTS_SCHEMA = 1
 MAX_READ = 64 << 20  # bytes of one ELF file read for its version definitions
+MAX_KEPT = 4 * MAX_READ  # bytes of such files a streaming walk holds in memory at most
 LIBC, LIBSTDCXX = "libc.so.6", "libstdc++.so.6"
 NO_LIBC = "none"  # the image has no C library at all
 # PT_INTERP of glibc programs, by machine (the path the kernel opens)
@@ -145,6 +146,7 @@ class _Walk:
         self.ztocs = ztocs
         self.seen: list[_Layer] = []  # top layer first
         self.bytes_read = 0
+        self.kept_bytes = 0  # an image with many files named like libc-2.* must not fill the memory
         self.kinds: set[str] = set()
 
     def relevant(self, name: str) -> bool:
@@ -192,12 +194,18 @@ class _Walk:
                     continue
                 layer.entries.append(metadata)
                 base = posixpath.basename(normalize(entry.name))
-                if entry.kind == FILE and entry.size <= MAX_READ and base.startswith(_READ_PREFIXES):
+                if entry.kind == FILE and base.startswith(_READ_PREFIXES) and self._may_keep(entry.size):
                     layer.kept[normalize(entry.name)] = b"".join(bytes(p) for p in tar.read_data(entry))
             while stream.next_chunk():  # the end verifies the blob digest (and the diff_id)
                 pass
         self.bytes_read += desc.size
         return layer
+
+    def _may_keep(self, size: int) -> bool:
+        if size > MAX_READ or self.kept_bytes + size > MAX_KEPT:
+            return False
+        self.kept_bytes += size
+        return True
 
     def read(self, tree: ImageTree, path: str) -> tuple[bytes, str] | None:
         """The bytes of the regular file at ``path`` (symlinks followed) and its source, or None."""
