@@ -423,6 +423,9 @@ def test_pull_against_refuses_before_extracting_and_accepts_the_right_image(imag
     assert not result.unchanged and os.path.isfile(os.path.join(dest, ".ocikit", "ready.json"))
     assert os.listdir(tmp_path / "xdg" / "ocikit" / "image-facts")  # facts cached under the user's cache
 
+    by_reference = check_target(view_artifact, against=images["old"])  # the view's referrer, not a scan
+    assert not by_reference.compatible and _item(by_reference, "glibcxx").status == TOO_OLD
+
     cli = ocikit_cli_pull(view_artifact, str(tmp_path / "dest2"), images["old"], tmp_path)
     assert cli.returncode == 7 and "libstdc++.so.6.0.25" in cli.stderr and "Traceback" not in cli.stderr
 
