@@ -181,7 +181,7 @@ class _Walk:
 
         layer = _Layer(desc, [])
         blob = self.store.fetch(desc)
-        with LayerStream(blob, f"layer {desc.digest}", uncompressed_digest=diff_id) as stream:  # type: ignore[arg-type]
+        with LayerStream(blob, f"layer {desc.digest}", uncompressed_digest=diff_id) as stream:
             tar = TarStream(stream.next_chunk)
             while (entry := tar.next_entry()) is not None:
                 if not self.relevant(entry.name):
