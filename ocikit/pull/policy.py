@@ -72,7 +72,7 @@ class PullPolicy:
         external: frozenset[str] = frozenset()
         if plan.kind == KIND_VIEW and plan.view is not None:
             record = plan.view.relocation
-            roots = tuple(r for r in (record.root, record.view_path, record.placeholder) if r)
+            roots = tuple(r for r in (record.root, record.view_path, record.placeholder, record.mount_path) if r)
             external = frozenset(plan.view.external_symlinks)
         return ExtractPolicy(
             allow_devices=self.allow_devices,
