@@ -40,6 +40,7 @@ from ..spack.view import View, scan_view
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import build_manifest, canonical_json
+from ..spec.view_config import VIEW_KEY
 from .cache import DigestCache
 from .compress import GZIP, ZSTD, Compression
 from .pusher import LayerPusher, LayerResult
@@ -64,6 +65,12 @@ class PushResult:
     @property
     def digest(self) -> str:
         return self.manifest.digest
+
+    @property
+    def view(self) -> dict[str, Any]:
+        """The view metadata inside the (image-shaped) config: packages, layers, relocation record."""
+        document: dict[str, Any] = self.config[VIEW_KEY]
+        return document
 
     def to_dict(self) -> dict[str, Any]:
         return {
