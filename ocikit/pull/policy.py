@@ -34,7 +34,8 @@ class PullPolicy:
     ``preserve_special_modes`` keep setuid, setgid and sticky bits (else dropped)
     ``platform``               pick this ``os/arch[/variant]`` from an index (default: this host)
     ``include``                extract only paths matching these globs, through zTOC range reads
-    ``relocate``               rewrite a view's paths to DEST (else keep its recorded root)
+    ``relocate``               rewrite a view's paths to DEST (else keep it where it runs as stored:
+                               its mount path; for ocikit 0.1 views, the root it was built at)
     ``check_compat``           refuse an artifact whose compatibility metadata this host fails
     ``merge``                  pull into a DEST that holds files ocikit did not write, keeping them
     ``link_mode``              with a node cache: how DEST gets the cached files

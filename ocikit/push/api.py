@@ -30,7 +30,7 @@ from typing import Any
 
 from ..content.base import Store, push_manifest
 from ..content.open import open_store
-from ..errors import InvalidReferenceError, UnsupportedError
+from ..errors import InvalidReferenceError, RelocationError, UnsupportedError
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import NULL_PROGRESS, Progress
 from ..reference import Reference, parse_reference
@@ -214,7 +214,11 @@ def _mount_rewrite(root: str, mount_path: str, relative_rpaths: bool) -> Rewrite
     from ..relocate import relocate_bytes
 
     def rewrite(data: bytes, relpath: str) -> bytes:
-        return relocate_bytes(data, relpath, root, mount_path, relative_rpaths=relative_rpaths)
+        try:
+            return relocate_bytes(data, relpath, root, mount_path, relative_rpaths=relative_rpaths)
+        except RelocationError as exc:
+            exc.args = (f"--mount-path {mount_path} does not fit: {exc}", *exc.args[1:])
+            raise
 
     return rewrite
 
