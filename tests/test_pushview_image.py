@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 
@@ -224,3 +226,16 @@ def _store_with_placeholder(tree: str, placeholder: str) -> list[str]:
                     fh.write(data.replace(REAL_ROOT.encode(), placeholder.encode()))
                 listed.append(os.path.relpath(path, tree))
     return sorted(listed)
+
+
+def test_the_image_volume_example_mounts_the_view_where_it_was_pushed_for():
+    text = open(os.path.join(os.path.dirname(__file__), "..", "examples", "kubernetes", "image-volume.yaml")).read()
+    (command,) = re.findall(r"ocikit push-view [^\n]*", text)
+    helped = subprocess.run([sys.executable, "-m", "ocikit_cli.main", "push-view", "--help"],
+                            capture_output=True, text=True, check=True).stdout
+    for option in re.findall(r"(--[\w-]+)", command):
+        assert option in helped, option
+    (pushed_for,) = re.findall(r"--mount-path (\S+)", command)
+    assert re.search(r"volumes:\n\s+- name: view\n\s+image:\n\s+#[^\n]*\n\s+reference: \S+@sha256:", text)
+    assert re.findall(r"\{ name: view, mountPath: (\S+) \}", text) == [pushed_for]
+    assert re.findall(r'command: \["([^"]+)"', text)[0].startswith(pushed_for + "/bin/")
