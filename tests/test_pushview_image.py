@@ -28,6 +28,7 @@ from ocikit.errors import RelocationError
 from ocikit.push.api import push_view
 from ocikit.spack.artifact import placeholder_for
 from ocikit.spec import mediatypes as mt
+from ocikit.spec.descriptor import Platform
 from ocikit.spec.view_config import VIEW_KEY
 from ocikit.testing.containerd import ContainerdServer, containerd_available
 
@@ -239,3 +240,26 @@ def test_the_image_volume_example_mounts_the_view_where_it_was_pushed_for():
     assert re.search(r"volumes:\n\s+- name: view\n\s+image:\n\s+#[^\n]*\n\s+reference: \S+@sha256:", text)
     assert re.findall(r"\{ name: view, mountPath: (\S+) \}", text) == [pushed_for]
     assert re.findall(r'command: \["([^"]+)"', text)[0].startswith(pushed_for + "/bin/")
+
+
+def _elf_header(machine: int, bits: int = 64, little: bool = True) -> bytes:
+    order = "little" if little else "big"
+    ident = b"\x7fELF" + bytes([1 if bits == 32 else 2, 1 if little else 2, 1]) + bytes(9)
+    return ident + (3).to_bytes(2, order) + machine.to_bytes(2, order) + bytes(44)
+
+
+def test_architecture_comes_from_the_views_elf_headers(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin" / "tool").write_bytes(_elf_header(183))  # EM_AARCH64
+    (tree / "bin" / "tool").chmod(0o755)
+    (tree / "lib").mkdir()
+    (tree / "lib" / "libbig.so.1").write_bytes(_elf_header(21, little=False))  # EM_PPC64, big-endian
+    (tree / "share.txt").write_bytes(b"x" * 100)
+    result = push_view(str(tree), f"oci:{tmp_path / 'layout'}:v1", cache_dir="", compat=False)
+    # one vote each; ties go to the name sorted first (aarch64), i.e. not to the host
+    assert (result.config["architecture"], result.config["variant"], result.config["os"]) == ("arm64", "v8", "linux")
+    (tree / "bin" / "tool").write_bytes(b"#!/bin/sh\n" + b"#" * 60)
+    (tree / "lib" / "libbig.so.1").unlink()
+    plain = push_view(str(tree), f"oci:{tmp_path / 'layout'}:v2", cache_dir="", compat=False)
+    assert (plain.config["architecture"], plain.config["os"]) == (Platform.host().architecture, "linux")  # no ELF

@@ -12,6 +12,7 @@ prints for the undefined symbols, and what the loader checks at start-up.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Iterable
@@ -242,15 +243,20 @@ def machine_from_header(head: bytes) -> str:
     """The uname-style machine named by an ELF header's first 20 bytes, "" when ``head`` is not ELF."""
     if len(head) < ELF_HEADER_BYTES or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
         return ""
-    from elftools.elf.enums import ENUM_E_MACHINE
-
     little = head[5] == 1
     (number,) = struct.unpack("<H" if little else ">H", head[18:20])
-    names = {value: name for name, value in ENUM_E_MACHINE.items() if name != "_default_"}
-    return machine_name(names.get(number, f"EM_{number}"), 32 if head[4] == 1 else 64, little)
+    return machine_name(_machine_names().get(number, f"EM_{number}"), 32 if head[4] == 1 else 64, little)
 
 
-def main_machine(paths: Iterable[str], enough: int = 32, budget: int = 4096) -> str:
+@functools.cache
+def _machine_names() -> dict[int, str]:
+    """e_machine number → pyelftools' name (``62`` → ``EM_X86_64``)."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    return {value: name for name, value in ENUM_E_MACHINE.items() if name != "_default_"}
+
+
+def main_machine(paths: Iterable[str], enough: int = 16, budget: int = 1024) -> str:
     """The most common machine among ELF files in ``paths`` ("" when none is found).
 
     Reads 20 bytes per file and stops after ``enough`` ELF files or ``budget`` files, so the

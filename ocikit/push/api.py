@@ -36,7 +36,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..reference import Reference, parse_reference
 from ..spack.artifact import build_config, created_timestamp, relocation_record
 from ..spack.layering import DEFAULT_MAX_LAYER_SIZE, PACKAGES, SINGLE, plan_layers
-from ..spack.view import View, scan_view
+from ..spack.view import View, ViewEntry, scan_view
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import build_manifest, canonical_json
@@ -227,10 +227,22 @@ def _platform(view: View) -> Platform:
     """linux/<arch> of the view's ELF files (likely binaries read first); the host's without any."""
     from ..compat.elf import main_machine
 
-    files = [e.rel for e in view.entries if e.kind == "file" and e.stat.st_size >= 64]
-    files.sort(key=lambda rel: not rel.startswith(("bin/", "lib/", "lib64/", "sbin/")))
-    machine = main_machine(os.path.join(view.source, rel) for rel in files)
+    ranked = sorted((rank, e.rel) for e in view.entries if e.kind == "file" and (rank := _elf_likelihood(e)) < 3)
+    machine = main_machine(os.path.join(view.source, rel) for _, rel in ranked)
     return Platform.linux(machine) if machine else Platform.host()
+
+
+def _elf_likelihood(entry: ViewEntry) -> int:
+    """0: an executable in bin/; 1: a shared library name; 2: another executable; 3: unlikely (not read)."""
+    if entry.stat.st_size < 64:
+        return 3
+    executable = bool(entry.stat.st_mode & 0o111)
+    if executable and entry.rel.startswith(("bin/", "sbin/")):
+        return 0
+    name = entry.rel.rsplit("/", 1)[-1]
+    if name.endswith(".so") or ".so." in name:
+        return 1
+    return 2 if executable else 3
 
 
 def _relative_rpath_hook() -> RpathHook:
