@@ -20,7 +20,7 @@ import tempfile
 import pytest
 from environment import require_binary, skip_or_fail
 from pull_support import push_view as push_layout_view
-from pushview_support import REAL_ROOT, VIEW_PATH, unpack_fixture
+from pushview_support import REAL_ROOT, VIEW_PATH, extract_layers, layout_manifest, unpack_fixture
 
 import ocikit
 from ocikit.content.base import read_all
@@ -282,3 +282,25 @@ def test_single_layer_and_rootfs_pulls_keep_working(view_dir, pushed, mount_path
         _runs_at(dest)
     finally:
         shutil.rmtree(parent)
+
+
+def test_relocated_text_changes_length_and_the_tar_stays_exact(tmp_path):
+    """Text relocated to a shorter mount path gets shorter: headers promise the new sizes, and a
+    file above the 4 MiB frame size is cut like any other; GNU tar reads it back exactly."""
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    root = str(tree)
+    big = "".join(f"line {i}: {root}/lib/x{i}.so\n" for i in range(120_000)).encode()  # > 8 MiB
+    assert len(big) > 2 * (4 << 20)
+    (tree / "etc" / "big.conf").write_bytes(big)
+    (tree / "etc" / "small.conf").write_bytes(f"prefix={root}\n".encode())
+    os.link(tree / "etc" / "small.conf", tree / "etc" / "small-again.conf")
+    layout = str(tmp_path / "layout")
+    result = push_view(root, f"oci:{layout}:v1", mount_path="/m", cache_dir="", compat=False)
+    assert result.view["relocation"]["files"] == ["etc/big.conf", "etc/small-again.conf", "etc/small.conf"]
+    out = tmp_path / "out"
+    extract_layers(layout, layout_manifest(layout, "v1"), str(out))
+    assert (out / "etc" / "big.conf").read_bytes() == big.replace(root.encode(), b"/m")
+    assert (out / "etc" / "small-again.conf").read_text() == "prefix=/m\n"
+    tar_sizes = sum(layer.tar_size for layer in result.layers)
+    assert result.view["totals"]["tarBytes"] == tar_sizes < sum(p.stat().st_size for p in (tree / "etc").iterdir())

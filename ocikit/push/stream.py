@@ -108,15 +108,18 @@ class LayerReader:
                     size += len(data)
                 else:
                     found_box: list[bool] = []
-                    pieces = _aligned(iter([data]), len(data)) if data is not None else \
-                        self._large_file(entry, path, found_box)
+                    if data is not None:  # read whole (and maybe relocated): cut it the same way
+                        pieces = _aligned(iter([data]), len(data))
+                    else:
+                        pieces = self._large_file(entry, path, found_box)
                     for piece, cut in pieces:
                         parts.append(piece)
                         size += len(piece)
                         if cut and size >= FRAME_TARGET:
                             yield b"".join(parts)
                             parts, size = [], 0
-                    found = found if data is not None else bool(found_box)
+                    if data is None:
+                        found = bool(found_box)
                 pad = padding(entry.size)
                 if pad:
                     parts.append(_ZEROS[:pad])
