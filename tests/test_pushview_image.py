@@ -304,3 +304,20 @@ def test_relocated_text_changes_length_and_the_tar_stays_exact(tmp_path):
     assert (out / "etc" / "small-again.conf").read_text() == "prefix=/m\n"
     tar_sizes = sum(layer.tar_size for layer in result.layers)
     assert result.view["totals"]["tarBytes"] == tar_sizes < sum(p.stat().st_size for p in (tree / "etc").iterdir())
+
+
+def test_the_node_cache_publishes_it_relocated_or_as_stored(pushed, mount_path, tmp_path):
+    reference, _ = pushed
+    cache = ocikit.NodeCache(str(tmp_path / "cache"))
+    entry = cache.ensure(reference)
+    parent = tempfile.mkdtemp(prefix="ocv-pod-", dir="/tmp")
+    try:
+        pod = os.path.join(parent, "view")
+        published = cache.publish(entry, pod, mode="copy", relocate_to=pod)
+        assert published.relocated_to == pod
+        _runs_at(pod)
+    finally:
+        shutil.rmtree(parent)
+    kept = cache.publish(entry, str(tmp_path / "kept"), mode="copy")  # no relocate_to: as the image holds it
+    assert kept.relocated_to == ""
+    assert f"prefix={mount_path}\n" in (tmp_path / "kept" / "lib" / "pkgconfig" / "liblzma.pc").read_text()
