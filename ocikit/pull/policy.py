@@ -34,7 +34,8 @@ class PullPolicy:
     ``preserve_special_modes`` keep setuid, setgid and sticky bits (else dropped)
     ``platform``               pick this ``os/arch[/variant]`` from an index (default: this host)
     ``include``                extract only paths matching these globs, through zTOC range reads
-    ``relocate``               rewrite a view's paths to DEST (else keep its recorded root)
+    ``relocate``               rewrite a view's paths to DEST (else keep it where it runs as stored:
+                               its mount path; for ocikit 0.1 views, the root it was built at)
     ``check_compat``           refuse an artifact whose compatibility metadata this host fails
     ``against``                check that metadata against this application image's userland
                                (glibc, libstdc++, MPI, platform) instead of this host's
@@ -75,7 +76,7 @@ class PullPolicy:
         external: frozenset[str] = frozenset()
         if plan.kind == KIND_VIEW and plan.view is not None:
             record = plan.view.relocation
-            roots = tuple(r for r in (record.root, record.view_path, record.placeholder) if r)
+            roots = tuple(r for r in (record.root, record.view_path, record.placeholder, record.mount_path) if r)
             external = frozenset(plan.view.external_symlinks)
         return ExtractPolicy(
             allow_devices=self.allow_devices,

@@ -107,13 +107,14 @@ def relocate_view(
     tree: str, record: RelocationRecord | None, dest: str | None, progress: Progress = NULL_PROGRESS,
     only_present: bool = False,
 ) -> str:
-    """Rewrite a staged view so it works at ``dest`` (None: at its recorded root); return the path
+    """Rewrite a staged view so it works at ``dest`` (None: where it works as stored, see
+    :attr:`RelocationRecord.home`); return the path
     it now refers to ("" when nothing needed rewriting). ``only_present`` limits the record's
     file list to the files the tree holds (a subset pull)."""
     if record is None:
         return ""
     old = record.stored_prefix
-    new = os.path.abspath(dest) if dest is not None else record.root
+    new = os.path.abspath(dest) if dest is not None else record.home
     if not old or not new or old == new:
         return ""
     try:
@@ -133,7 +134,7 @@ def relocate_view(
         new,
         files=files,
         relative_rpaths=record.relative_rpaths,
-        original_root=record.root if record.placeholder else None,  # errors name the built path
+        original_root=record.root if record.placeholder else None,  # errors name a path it runs at
         progress=progress,
     )
     return new

@@ -14,7 +14,8 @@ to the store, so at most ``permits = 2 × cores + 2`` frames are in flight in th
 push, each at most ~8 MiB uncompressed plus its compressed copy: ≤ ``permits × 16 MiB``
 (96 MiB on 2 cores, typically a third of that). On top, each layer being uploaded holds
 what its store buffers: the registry store one upload chunk (``Options.chunk_size``,
-16 MiB), the layout store nothing. ``--relative-rpaths`` reads ELF files whole.
+16 MiB), the layout store nothing. ``--relative-rpaths`` and ``--mount-path`` read files whole
+(a relocated file may change length, and its tar header comes first).
 """
 
 from __future__ import annotations
