@@ -27,9 +27,13 @@ import pytest
 from environment import require_binary
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pull_support import TarBuilder, push_tar
 
+import ocikit
+from ocikit.content.base import ensure_empty_blob, push_manifest
 from ocikit.content.memory import MemoryStore
-from ocikit.errors import LocalIOError, OcikitError
+from ocikit.errors import LocalIOError, OcikitError, UnsafeContentError
+from ocikit.extract.decompress import LayerStream
 from ocikit.extract.layers import ExtractStats, finish_tree
 from ocikit.extract.safe_tar import ExtractPolicy, SafeExtractor
 from ocikit.extract.whiteout import remove_tree
@@ -47,8 +51,11 @@ from ocikit.formats.tar.reader import (
     TarScanner,
     TarStream,
 )
+from ocikit.pull.policy import PullPolicy
 from ocikit.spec.descriptor import Descriptor
+from ocikit.spec.manifest import build_manifest
 from ocikit.ztoc.build import build_ztoc
+from ocikit.ztoc.extract import extract_matching
 from ocikit.ztoc.fetch import LayerReader, Want
 from ocikit.ztoc.gotime import unix_to_rfc3339
 from ocikit.ztoc.ztoc import parse_ztoc
@@ -532,28 +539,50 @@ def _links_stay_inside(dest: str) -> None:
             assert resolved == real or resolved.startswith(real + "/"), f"{path} -> {os.readlink(path)} escapes"
 
 
-def extract_into(dest: str, feed, policy: ExtractPolicy, threads: int) -> bool:
-    """Extract as a pull does (stream, safe extractor, the finished-tree checks); False on a typed error."""
-    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        with WriterPool(threads) as pool:
-            outcome = SafeExtractor(fd, policy, pool, "fuzz").extract(TarStream(feed))
+def pull_stream(feed, policy: ExtractPolicy, threads: int):
+    """Extract as a full pull does: tar stream, safe extractor, then the finished-tree checks."""
+
+    def run(dest: str) -> None:
+        fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with WriterPool(threads) as pool:
+                outcome = SafeExtractor(fd, policy, pool, "fuzz").extract(TarStream(feed))
+        finally:
+            os.close(fd)
         stats = ExtractStats()
         stats.take(outcome)
         finish_tree(dest, stats, policy)
-        return True
-    except LocalIOError as exc:
-        # the archive is at fault, not the local disk (exit codes and messages say so); creating
-        # a device node unprivileged is the one local limit an archive can run into
-        assert policy.allow_devices and "needs privileges" in str(exc), exc
-        return False
-    except OcikitError:
-        return False
-    finally:
-        os.close(fd)
+
+    return run
 
 
-def check_extraction(archive: bytes | None, policy: ExtractPolicy, threads: int, blob: bytes | None = None) -> None:
+def pull_gzip_layer(blob: bytes, policy: ExtractPolicy):
+    """Extract a gzip blob as a pull does: decompressed by a producer thread, then as above."""
+
+    def run(dest: str) -> None:
+        with LayerStream(io.BytesIO(blob), "fuzz", chunk_size=700) as stream:
+            pull_stream(stream.next_chunk, policy, 0)(dest)
+
+    return run
+
+
+def pull_include(blob: bytes, policy: ExtractPolicy, patterns: list[str]):
+    """``pull --include``: the layer's zTOC built in memory, the matching entries read through it."""
+    store = MemoryStore()
+    ensure_empty_blob(store)
+    layer = Descriptor.from_bytes("application/vnd.oci.image.layer.v1.tar+gzip", blob)
+    store.push(layer, blob)
+    image = push_manifest(store, build_manifest([layer], artifact_type="application/vnd.fuzz"))
+
+    def run(dest: str) -> None:
+        extract_matching(store, image, patterns, dest, rules=policy)
+
+    return run
+
+
+def check_extraction(run, policy: ExtractPolicy) -> None:
+    """``run(dest)`` fails only with a typed error, never hangs, leaves everything beside ``dest``
+    as it was, and when it succeeds every symlink of the tree resolves inside it."""
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         dest = os.path.join(tmp, "dest")
         os.mkdir(dest)
@@ -561,16 +590,18 @@ def check_extraction(archive: bytes | None, policy: ExtractPolicy, threads: int,
         with open(os.path.join(tmp, "sibling", "keep"), "w") as fh:
             fh.write("user data")
         before = _outside(tmp, dest)
+        accepted = False
         try:
             with no_hang():
-                if blob is None:
-                    assert archive is not None
-                    accepted = extract_into(dest, _chunks(archive, 1000), policy, threads)
-                else:
-                    from ocikit.extract.decompress import LayerStream
-
-                    with LayerStream(io.BytesIO(blob), "fuzz", chunk_size=700) as stream:
-                        accepted = extract_into(dest, stream.next_chunk, policy, threads)
+                run(dest)
+            accepted = True
+        except LocalIOError as exc:
+            # the archive is at fault, not the local disk (exit codes and messages say so); creating
+            # a device node unprivileged is the one local limit an archive can run into
+            assert policy.allow_devices and "needs privileges" in str(exc), exc
+        except OcikitError:
+            pass
+        try:
             assert _outside(tmp, dest) == before
             if accepted and not policy.rootfs:  # a rootfs's absolute links resolve under a chroot
                 _links_stay_inside(dest)
@@ -605,7 +636,15 @@ def test_damaged_archives_give_typed_errors_when_read(archive):
 # a directory name longer than NAME_MAX is the archive's fault, not a local I/O error
 @example(archive=write_tar(tarfile.GNU_FORMAT, [member("x" * 300 + "/f")]), policy=ExtractPolicy(), threads=0)
 def test_damaged_archives_never_escape_the_destination(archive, policy, threads):
-    check_extraction(archive, policy, threads)
+    check_extraction(pull_stream(_chunks(archive, 1000), policy, threads), policy)
+
+
+@FEW
+@given(archive=mutated() | hostile_archives, policy=policies,
+       patterns=st.sampled_from([["*"], ["a"], ["/a/b", "c"], ["é/*"]]))
+def test_damaged_archives_never_escape_through_the_ztoc(archive, policy, patterns):
+    """The same through ``pull --include``: zTOC built in memory, entries read span by span."""
+    check_extraction(pull_include(gzip.compress(archive, mtime=0), policy, patterns), policy)
 
 
 @FEW
@@ -619,4 +658,15 @@ def test_damaged_gzip_layers_give_typed_errors(archive, damage, cut):
         del blob[cut % len(blob) :]
     with no_hang(), contextlib.suppress(OcikitError):
         build_ztoc(io.BytesIO(bytes(blob)), 1024)
-    check_extraction(None, ExtractPolicy(), 0, bytes(blob))
+    check_extraction(pull_gzip_layer(bytes(blob), ExtractPolicy()), ExtractPolicy())
+
+
+@pytest.mark.parametrize("include", [(), ("*",)])
+def test_a_hardlink_to_nothing_is_refused_by_a_pull_and_by_include(tmp_path, include):
+    """Found by the fuzzer: a single-layer image's hard link to a missing file vanished from a full
+    pull (exit 0, the file missing) and was a 'not found' (exit 3) under --include. Both refuse it now."""
+    layout = str(tmp_path / "l")
+    push_tar(layout, TarBuilder().file("a").hardlink("h", "missing").bytes(), kind="gzip")
+    with pytest.raises(UnsafeContentError, match="hardlink target missing"):
+        ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "d"), PullPolicy(include=include))
+    assert not os.path.lexists(tmp_path / "d")

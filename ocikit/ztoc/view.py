@@ -120,8 +120,11 @@ class ImageTree:
         """The entry whose bytes a regular file or hard link has (hard links share data)."""
         entry = node.entry
         if entry.type == "hardlink":
+            # the extractor's hardlink rules and words: a broken link is the archive's fault
             target = self._by_layer[node.layer].get(normalize(entry.linkname))
-            if target is None or target.type != "reg":
-                raise NotFoundError(f"hard link {node.path!r} points at {entry.linkname!r}, not a file of its layer")
+            if target is None:
+                raise UnsafeContentError(node.path, f"hardlink target missing ({entry.linkname!r} is not in its layer)")
+            if target.type != "reg":
+                raise UnsafeContentError(node.path, f"hardlink target {entry.linkname!r} is not a regular file")
             return target
         return entry
