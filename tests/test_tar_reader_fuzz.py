@@ -432,11 +432,13 @@ def test_ztoc_lists_and_serves_what_the_reader_reads(archive, span, level):
 # Mostly plain names (an archive stops at its first refused entry), sometimes one that must be refused.
 _hostile_part = st.tuples(st.integers(0, 7), st.sampled_from(["a", "b", "c", "é"]),
                           st.sampled_from([".", "..", ".ocikit", "x" * 300])).map(lambda t: t[2] if t[0] == 3 else t[1])
+_DEEP = "/".join(["d" * 200] * 25)  # longer than PATH_MAX
 _plain_names = st.lists(_hostile_part, min_size=1, max_size=4).map("/".join).map(lambda n: n if n.strip("/") else "a")
 # (hypothesis favours the ends of a range and the last branches of one_of: a middle value is rare)
-hostile_names = st.tuples(st.integers(0, 15), _plain_names, st.sampled_from(["/a", "/etc/x", "./a/b", "a/", "./"])).map(
+hostile_names = st.tuples(st.integers(0, 15), _plain_names, st.sampled_from(["/a", "/etc/x", "./a/b", "a/", "./", _DEEP, _DEEP + "/a"])).map(
     lambda t: t[2] if t[0] == 7 else t[1])
-hostile_targets = hostile_names | st.sampled_from([".", "..", "../..", "/", "/etc", "a/../..", "b/../../x", ""])
+hostile_targets = hostile_names | st.sampled_from(
+    [".", "..", "../..", "/", "/etc", "a/../..", "b/../../x", "", "../" * 1500, _DEEP + "/../" * 26])
 
 
 @st.composite
