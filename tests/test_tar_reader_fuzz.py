@@ -27,11 +27,12 @@ import pytest
 from environment import require_binary
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pull_support import TarBuilder, push_tar
+from pull_support import TarBuilder, push_layers, push_tar
 
 import ocikit
 from ocikit.content.base import ensure_empty_blob, push_manifest
 from ocikit.content.memory import MemoryStore
+from ocikit.digest import digest_bytes
 from ocikit.errors import LocalIOError, OcikitError, UnsafeContentError
 from ocikit.extract.decompress import LayerStream
 from ocikit.extract.layers import ExtractStats, finish_tree
@@ -52,8 +53,9 @@ from ocikit.formats.tar.reader import (
     TarStream,
 )
 from ocikit.pull.policy import PullPolicy
+from ocikit.spec import mediatypes as mt
 from ocikit.spec.descriptor import Descriptor
-from ocikit.spec.manifest import build_manifest
+from ocikit.spec.manifest import build_manifest, canonical_json
 from ocikit.ztoc.build import build_ztoc
 from ocikit.ztoc.extract import extract_matching
 from ocikit.ztoc.fetch import LayerReader, Want
@@ -754,3 +756,18 @@ def test_a_hardlink_to_nothing_is_refused_by_a_pull_and_by_include(tmp_path, inc
     with pytest.raises(UnsafeContentError, match="hardlink target missing"):
         ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "d"), PullPolicy(include=include))
     assert not os.path.lexists(tmp_path / "d")
+
+
+@pytest.mark.parametrize("include", [(), ("*",)])
+def test_a_file_replacing_an_implied_directory_of_a_lower_layer(tmp_path, include):
+    """Found by comparing full pulls with --include on generated images: layer 1 lists only ``c/a/``
+    (so ``c`` is implied), layer 2 puts a file at ``c``. A merge leaves the file; the zTOC tree kept
+    ``c/a`` too, and --include failed with 'provided by more than one layer'."""
+    layers = [write_tar(tarfile.PAX_FORMAT, [member("c/a/", DIRECTORY)]),
+              write_tar(tarfile.PAX_FORMAT, [member("c", FILE, b"file")])]
+    layout = str(tmp_path / "l")
+    config = {"rootfs": {"type": "layers", "diff_ids": [digest_bytes(t) for t in layers]}}
+    push_layers(layout, [(t, "gzip", {}) for t in layers], config=(mt.OCI_CONFIG, canonical_json(config)))
+    dest = tmp_path / "d"
+    ocikit.pull(f"oci:{layout}:v1", str(dest), PullPolicy(include=include))
+    assert sorted(os.listdir(dest)) == [".ocikit", "c"] and (dest / "c").read_bytes() == b"file"
