@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from environment import find_shared_fixtures, require_binary, skip_or_fail
 
+from hypothesis import settings
+
 from ocikit.testing.registry import RegistryServer, registry_available
+
+# CI runs the same generated examples every time, so a red build names a reproducible input;
+# a developer's runs explore new ones (and keep failures in .hypothesis/).
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 SHARED_FIXTURES = find_shared_fixtures()
 
