@@ -79,16 +79,16 @@ def pull(
     """
     started = time.monotonic()
     ref = parse_reference(reference) if isinstance(reference, str) else reference
-    target = Destination(dest, ready_file)
+    target = Destination(dest, ready_file, merge=policy.merge)
     if policy.include and cache:
         raise UnsupportedError("--include extracts a subset on demand and cannot be combined with --cache")
-    if ref.digest and target.ready_with({ref.digest}, policy.include):
+    if ref.digest and target.ready_with({ref.digest}, policy):
         return _unchanged(ref, target, ref.digest, started)
     if cache:
         return _pull_through_cache(ref, target, policy, cache, options, store, progress, started)
     source = store or open_source(ref, options)
     resolved = resolve_manifest(source, ref.reference, platform=policy.platform, label=str(ref))
-    if target.ready_with(resolved.digests(), policy.include):
+    if target.ready_with(resolved.digests(), policy):
         return _unchanged(ref, target, resolved.descriptor.digest, started)
     plan = plan_artifact(source, resolved, rootfs=policy.rootfs)
     check_compatibility(source, plan.manifest_desc, policy, options)
@@ -105,10 +105,11 @@ def pull(
             downloaded=report.stats.bytes_fetched, relocated_to=relocated_to, ready_file=ready_file or "",
             seconds=time.monotonic() - started,
         )
+    target.check_ownership()  # before the lock: nothing is created in a DEST that is not ocikit's
     with target.lock():
-        if target.ready_with(plan.digests()):  # another process finished it while we waited
+        if target.ready_with(plan.digests(), policy):  # another process finished it while we waited
             return _unchanged(ref, target, plan.digest, started)
-        target.check_replaceable()
+        target.check_ownership()
         staging = target.new_staging()
         try:
             stats = extract_tree(
@@ -118,7 +119,7 @@ def pull(
             relocated_to = relocate_view(
                 staging.tree, view_record(plan), target.path if policy.relocate else None, progress
             )
-            target.commit(staging, marker_document(plan, stats, relocated_to=relocated_to))
+            target.commit(staging, marker_document(plan, policy, stats, relocated_to=relocated_to))
         except BaseException:
             target.abort(staging)
             raise
@@ -137,13 +138,14 @@ def _pull_through_cache(
     from .nodecache import NodeCache
 
     node_cache = NodeCache(cache, options=options)
+    target.check_ownership()  # refuse before downloading anything
     entry = node_cache.ensure(ref, policy, store=store, progress=progress)
-    if target.ready_with({entry.digest, entry.reference_digest}):
+    if target.ready_with({entry.digest, entry.reference_digest}, policy):
         return _unchanged(ref, target, entry.digest, started)
     downloaded = entry.downloaded  # publishing records a use, which resets it
     published = node_cache.publish(
         entry, target.path, mode=policy.link_mode, relocate_to=target.path if policy.relocate else None,
-        ready_file=target.ready_file, progress=progress,
+        ready_file=target.ready_file, progress=progress, merge=policy.merge,
     )
     return PullResult(
         reference=str(ref), digest=entry.digest, dest=target.path, kind=entry.kind, unchanged=False,

@@ -33,10 +33,11 @@ def pull_subset(
     tree = _merged_tree(image, plan)
     paths = select(tree, list(policy.include))
     rules = replace(policy.extract_policy(plan), rootfs=plan.kind == KIND_IMAGE)
+    target.check_ownership()  # before the lock: nothing is created in a DEST that is not ocikit's
     with target.lock():
-        if target.ready_with(plan.digests(), policy.include):
+        if target.ready_with(plan.digests(), policy):
             return None, ""
-        target.check_replaceable()
+        target.check_ownership()
         staging = target.new_staging()
         try:
             report = extract_subset(
@@ -47,8 +48,7 @@ def pull_subset(
                 only_present=True,
             )
             marker = marker_document(
-                plan, files=report.files, size=report.bytes_written, relocated_to=relocated_to,
-                include=policy.include,
+                plan, policy, files=report.files, size=report.bytes_written, relocated_to=relocated_to
             )
             target.commit(staging, marker)
         except BaseException:
