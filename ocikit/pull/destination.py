@@ -152,6 +152,8 @@ class Destination:
         """An exclusive lock for this DEST across processes (flock; released if the process dies)."""
         try:
             fd = self._open_lock()
+        except LocalIOError:
+            raise
         except OSError as exc:
             raise LocalIOError(f"cannot lock {self.path}: {exc.strerror}") from None
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import InvalidReferenceError
 from ..extract.plan import KIND_VIEW, ArtifactPlan
+from ..extract.rules import check_symlink_root
 from ..extract.safe_tar import ExtractPolicy
 from ..spec.descriptor import Platform
 
@@ -77,7 +78,11 @@ class PullPolicy:
         external: frozenset[str] = frozenset()
         if plan.kind == KIND_VIEW and plan.view is not None:
             record = plan.view.relocation
-            roots = tuple(r for r in (record.root, record.view_path, record.placeholder, record.mount_path) if r)
+            roots = tuple(
+                check_symlink_root(r)
+                for r in (record.root, record.view_path, record.placeholder, record.mount_path)
+                if r
+            )
             external = frozenset(plan.view.external_symlinks)
         return ExtractPolicy(
             allow_devices=self.allow_devices,
