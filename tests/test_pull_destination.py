@@ -344,6 +344,25 @@ def test_a_stale_deep_staging_directory_is_removed_by_the_next_pull(tmp_path):
     assert leftovers(str(tmp_path), "dest") == []
 
 
+def test_a_very_deep_tree_publishes_from_the_cache(tmp_path):
+    """Publishing copies the cached tree iteratively: 3,000 levels is no RecursionError (was exit 70)."""
+    deep = "/".join(["d"] * 3000)
+    layout, dest = str(tmp_path / "layout"), str(tmp_path / "dest")
+    push_tar(layout, TarBuilder().file(f"{deep}/leaf", b"deep").bytes(), kind="gzip")
+    result = ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(link_mode="copy"), cache=str(tmp_path / "cache"))
+    assert result.files == 1 and result.directories == 3000
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(3000):
+            deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        assert os.stat("leaf", dir_fd=fd).st_size == 4
+    finally:
+        os.close(fd)
+    subprocess.run(["rm", "-rf", dest, str(tmp_path / "cache")], check=True)
+
+
 # -- 5. the policy is part of what a tree is ----------------------------------------------------
 
 

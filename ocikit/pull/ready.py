@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import LocalIOError, UnsafeContentError, WaitTimeoutError
+from ..extract.rules import RESERVED_TOP
 
-MARKER_DIR = ".ocikit"
+MARKER_DIR = RESERVED_TOP  # the name no artifact may write (extract/rules.py decides that)
 MARKER_NAME = "ready.json"
 OWNER_NAME = "owned.json"
 MARKER_SCHEMA = 1
