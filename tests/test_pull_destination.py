@@ -312,6 +312,13 @@ def test_wait_does_not_take_a_forged_sibling_marker(tmp_path):
     assert ocikit.wait_ready(a, timeout=0)["digest"] == result.digest  # A itself is ready
 
 
+def test_a_planted_fifo_marker_does_not_hang_wait(tmp_path):
+    dest = tmp_path / "d"
+    os.makedirs(dest / ".ocikit")
+    os.mkfifo(dest / ".ocikit" / "ready.json")
+    assert _cli("wait", str(dest), "--timeout", "0.2").returncode == 8  # read with O_NONBLOCK: no writer needed
+
+
 # -- 4. staging leftovers of any depth go --------------------------------------------------------
 
 

@@ -2,15 +2,17 @@
 
 Sequence (each step is a function of :mod:`.steps` unless said otherwise):
 
-1. If the reference pins a digest and DEST's marker already names it: done, no network.
+1. If the reference pins a digest and DEST's marker already names it (under the policy's
+   tree key): done, no network. Else refuse a DEST holding files ocikit did not write,
+   unless the policy merges (:meth:`.destination.Destination.check_ownership`).
 2. Open the source (registry mirrors first, when configured), resolve the reference (an
    index → the policy's platform), fetch manifest and config, plan every layer.
-3. If DEST's marker names the resolved digest: done (a re-pull is a no-op).
+3. If DEST's marker names the resolved digest and tree key: done (a re-pull is a no-op).
 4. Compatibility check (the policy's ``check_compat``).
 5. Under DEST's lock, extract all layers in parallel into a staging tree beside DEST,
    streaming each blob through decompression into the safe extractor (every byte
    digest-verified), relocate a view to DEST's path, apply directory modes and times.
-6. Switch the staging tree in and write the ready marker last.
+6. Switch the staging tree in (or, merging, move its paths in) and write the ready marker last.
 
 With ``cache=DIR`` the tree is built (or found) in a :class:`~ocikit.pull.nodecache.NodeCache`
 and published into DEST; with ``policy.include`` only the matching subtree is extracted,
@@ -84,6 +86,7 @@ def pull(
         raise UnsupportedError("--include extracts a subset on demand and cannot be combined with --cache")
     if ref.digest and target.ready_with({ref.digest}, policy):
         return _unchanged(ref, target, ref.digest, started)
+    target.check_ownership()  # before any download, and before anything is created in DEST
     if cache:
         return _pull_through_cache(ref, target, policy, cache, options, store, progress, started)
     source = store or open_source(ref, options)
@@ -105,7 +108,6 @@ def pull(
             downloaded=report.stats.bytes_fetched, relocated_to=relocated_to, ready_file=ready_file or "",
             seconds=time.monotonic() - started,
         )
-    target.check_ownership()  # before the lock: nothing is created in a DEST that is not ocikit's
     with target.lock():
         if target.ready_with(plan.digests(), policy):  # another process finished it while we waited
             return _unchanged(ref, target, plan.digest, started)
@@ -138,7 +140,6 @@ def _pull_through_cache(
     from .nodecache import NodeCache
 
     node_cache = NodeCache(cache, options=options)
-    target.check_ownership()  # refuse before downloading anything
     entry = node_cache.ensure(ref, policy, store=store, progress=progress)
     if target.ready_with({entry.digest, entry.reference_digest}, policy):
         return _unchanged(ref, target, entry.digest, started)

@@ -28,6 +28,7 @@ import errno
 import json
 import os
 import select
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +46,7 @@ SAFETY_RECHECK = 5.0  # seconds between re-checks while inotify is watching
 _BACKOFF_START, _BACKOFF_MAX = 0.02, 1.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _MAX_DOCUMENT = 1 << 20
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a fifo planted there cannot block
 
 # <sys/inotify.h>
 _IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE = 0x2, 0x4, 0x8
@@ -126,7 +128,7 @@ def read_document(tree: str, name: str) -> dict[str, Any] | None:
         with marker_dir(tree) as opened:
             if opened is None:
                 return None
-            return _load(lambda: os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=opened[0]))
+            return _load(lambda: os.open(name, _READ_FLAGS, dir_fd=opened[0]))
     except (UnsafeContentError, LocalIOError):
         return None
 
@@ -166,7 +168,7 @@ def read_marker(dest: str, ready_file: str | None = None) -> dict[str, Any] | No
     DEST ready.
     """
     if ready_file:
-        document = _load(lambda: os.open(os.path.abspath(ready_file), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC))
+        document = _load(lambda: os.open(os.path.abspath(ready_file), _READ_FLAGS))
     else:
         document = _read_own_marker(os.path.abspath(dest))
     if document is None or not isinstance(document.get("digest"), str):
@@ -180,7 +182,7 @@ def _read_own_marker(dest: str) -> dict[str, Any] | None:
             if opened is None:
                 return None
             fd, inode = opened
-            document = _load(lambda: os.open(MARKER_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd))
+            document = _load(lambda: os.open(MARKER_NAME, _READ_FLAGS, dir_fd=fd))
     except (UnsafeContentError, LocalIOError):
         return None
     if document is not None and document.get("destInode", inode) != inode:
@@ -251,6 +253,8 @@ def _load(opener: Callable[[], int]) -> dict[str, Any] | None:
         return None
     try:
         with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             document = json.loads(fh.read(_MAX_DOCUMENT))
     except (OSError, ValueError):
         return None

@@ -33,8 +33,7 @@ def pull_subset(
     tree = _merged_tree(image, plan)
     paths = select(tree, list(policy.include))
     rules = replace(policy.extract_policy(plan), rootfs=plan.kind == KIND_IMAGE)
-    target.check_ownership()  # before the lock: nothing is created in a DEST that is not ocikit's
-    with target.lock():
+    with target.lock():  # pull() checked DEST's ownership before anything was created in it
         if target.ready_with(plan.digests(), policy):
             return None, ""
         target.check_ownership()
