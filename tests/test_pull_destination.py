@@ -367,7 +367,11 @@ def test_a_very_deep_tree_publishes_from_the_cache(tmp_path):
         assert os.stat("leaf", dir_fd=fd).st_size == 4
     finally:
         os.close(fd)
-    subprocess.run(["rm", "-rf", dest, str(tmp_path / "cache")], check=True)
+    cache = NodeCache(str(tmp_path / "cache"))
+    locked = str(tmp_path / "read-only")
+    assert cache.publish(cache.ls()[0], locked, mode="copy", read_only=True).directories == 3000
+    assert os.stat(os.path.join(locked, "d")).st_mode & 0o222 == 0
+    subprocess.run(["rm", "-rf", dest, locked, str(tmp_path / "cache")], check=True)
 
 
 # -- 5. the policy is part of what a tree is ----------------------------------------------------

@@ -20,6 +20,7 @@ import os
 import stat
 
 from ..errors import LocalIOError, UnsafeContentError
+from .dirwalk import walk_post_order
 from .safe_tar import LayerOutcome
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -77,8 +78,7 @@ def move_entries(src_fd: int, dst_fd: int) -> None:
 def remove_entry(dir_fd: int, name: str) -> None:
     """Remove ``name`` (a file, a symlink, or a whole directory tree) from ``dir_fd``; absent is fine.
 
-    Iterative, one directory descriptor per level (at most ``_MAX_OPEN_LEVELS`` open at once,
-    the others reopened through ``..`` and checked by inode on the way back up), so neither
+    Iterative over descriptors (:func:`~ocikit.extract.dirwalk.walk_post_order`), so neither
     Python's recursion limit nor PATH_MAX nor the descriptor limit bounds the depth of a tree
     it can remove: a 10,000-level staging leftover goes like any other.
     """
@@ -88,82 +88,26 @@ def remove_entry(dir_fd: int, name: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dir_fd)
         return
-    levels = [_Level.open(dir_fd, name)]
-    try:
-        while levels:
-            level = levels[-1]
-            if level.subdirs:
-                child = _Level.open(level.descriptor(), level.subdirs.pop())
-                levels.append(child)
-                _close_middle_levels(levels)
-                continue
-            levels.pop()
-            parent_fd = levels[-1].reopen_from(level) if levels else dir_fd
-            level.close()
-            os.rmdir(level.name, dir_fd=parent_fd)
-    finally:
-        for level in levels:
-            level.close()
+    walk_post_order(dir_fd, name, _empty_files, _remove_directory)
 
 
-_MAX_OPEN_LEVELS = 64
+def _empty_files(fd: int, _depth: int) -> list[str]:
+    """Make the directory writable, unlink every non-directory; return its subdirectories."""
+    st = os.fstat(fd)
+    if not st.st_mode & stat.S_IWUSR or not st.st_mode & stat.S_IXUSR:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+    subdirs = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    return subdirs
 
 
-class _Level:
-    """One directory being emptied: its name in its parent, its descriptor (or None while
-    closed to save descriptors), its identity, and the subdirectories still to remove."""
-
-    def __init__(self, name: str, fd: int, identity: tuple[int, int], subdirs: list[str]) -> None:
-        self.name = name
-        self.fd: int | None = fd
-        self.identity = identity
-        self.subdirs = subdirs
-
-    @classmethod
-    def open(cls, parent_fd: int, name: str) -> "_Level":
-        """Open ``name`` without following links, make it writable, unlink every non-directory."""
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-        try:
-            st = os.fstat(fd)
-            if not st.st_mode & stat.S_IWUSR or not st.st_mode & stat.S_IXUSR:
-                os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
-            subdirs = []
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        subdirs.append(entry.name)
-                    else:
-                        os.unlink(entry.name, dir_fd=fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(name, fd, (st.st_dev, st.st_ino), subdirs)
-
-    def descriptor(self) -> int:
-        assert self.fd is not None, "only the deepest levels are ever descended from"
-        return self.fd
-
-    def reopen_from(self, child: "_Level") -> int:
-        """This level's descriptor, reopened as ``..`` of ``child`` if it was closed."""
-        if self.fd is None:
-            fd = os.open("..", _DIR_FLAGS, dir_fd=child.descriptor())
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != self.identity:
-                os.close(fd)
-                raise LocalIOError(f"cannot remove {self.name!r}: the directory was moved while it was being removed")
-            self.fd = fd
-        return self.fd
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _close_middle_levels(levels: list["_Level"]) -> None:
-    """Keep descriptors open for the top level and the deepest ones only."""
-    if len(levels) > _MAX_OPEN_LEVELS:
-        levels[len(levels) - _MAX_OPEN_LEVELS].close()
+def _remove_directory(_fd: int, name: str, parent_fd: int, _depth: int) -> None:
+    os.rmdir(name, dir_fd=parent_fd)
 
 
 def remove_tree(path: str) -> None:

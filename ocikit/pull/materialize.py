@@ -23,6 +23,7 @@ import stat
 from dataclasses import dataclass
 
 from ..errors import InvalidContentError, LocalIOError, UnsupportedError
+from ..extract.dirwalk import MAX_OPEN_LEVELS, walk_post_order
 from ..extract.rules import RESERVED_TOP
 
 MODES = ("auto", "hardlink", "reflink", "copy")
@@ -42,7 +43,7 @@ class MaterializeStats:
 def materialize(source: str, target: str, mode: str = "auto", exclude_top: frozenset[str] = frozenset()) -> MaterializeStats:
     """Fill the empty directory ``target`` with the tree at ``source`` (top-level names in ``exclude_top`` skipped).
 
-    Iterative, over directory descriptors (at most ``_MAX_OPEN_LEVELS`` levels open, the others
+    Iterative, over directory descriptors (at most ``MAX_OPEN_LEVELS`` levels open, the others
     reopened through ``..`` and checked by inode), so a tree of any depth is copied; each
     directory gets its mode and times when everything below it is done (deepest first).
     """
@@ -59,8 +60,8 @@ def materialize(source: str, target: str, mode: str = "auto", exclude_top: froze
                 levels.append(child)
                 child.subdirs = _copy_entries(child, mode, stats, frozenset())
                 stats.directories += 1
-                if len(levels) > _MAX_OPEN_LEVELS:
-                    levels[len(levels) - _MAX_OPEN_LEVELS - 1].close()
+                if len(levels) > MAX_OPEN_LEVELS:
+                    levels[len(levels) - MAX_OPEN_LEVELS - 1].close()
                 continue
             levels.pop()
             level.finish()
@@ -71,9 +72,6 @@ def materialize(source: str, target: str, mode: str = "auto", exclude_top: froze
         for level in levels:
             level.close()
     return stats
-
-
-_MAX_OPEN_LEVELS = 64
 
 
 class _Level:
@@ -233,18 +231,31 @@ def make_read_only(root: str, files: bool = True, keep: frozenset[str] = frozens
 
     ``root`` itself and the top-level names in ``keep`` stay writable, so ocikit can still
     switch the tree, write its marker and later replace it; mount the volume read-only for
-    protection against the application itself.
+    protection against the application itself. Walked over descriptors, at any depth.
     """
-    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
-        rel = os.path.relpath(dirpath, root)
-        if rel.split(os.sep, 1)[0] in keep:
-            continue
-        if files:
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                st = os.lstat(path)
-                if stat.S_ISREG(st.st_mode) and st.st_mode & 0o222:
-                    os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o222)
-        if rel != ".":
-            st = os.lstat(dirpath)
-            os.chmod(dirpath, stat.S_IMODE(st.st_mode) & ~0o222)
+
+    def enter(fd: int, depth: int) -> list[str]:
+        subdirs = []
+        with os.scandir(fd) as entries:
+            items = [(e.name, e.stat(follow_symlinks=False)) for e in entries if depth or e.name not in keep]
+        for name, st in items:
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append(name)
+            elif files and stat.S_ISREG(st.st_mode) and st.st_mode & 0o222:
+                file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    os.fchmod(file_fd, stat.S_IMODE(st.st_mode) & ~0o222)
+                finally:
+                    os.close(file_fd)
+        return subdirs
+
+    def leave(fd: int, _name: str, _parent_fd: int, depth: int) -> None:
+        if depth:  # root itself stays writable
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & ~0o222)
+
+    parent, name = os.path.split(os.path.abspath(root))
+    parent_fd = os.open(parent, _DIR_FLAGS)
+    try:
+        walk_post_order(parent_fd, name, enter, leave)
+    finally:
+        os.close(parent_fd)
