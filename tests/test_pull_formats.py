@@ -60,7 +60,7 @@ def test_roundtrip_gnu_tar(tmp_path, source_tree, compression, tar_format, write
     push_tar(layout, tar, compression)
     result = ocikit.pull(f"oci:{layout}:v1", dest, writer_threads=writers)
     snapshot = tree_snapshot(dest)
-    snapshot.pop(".ocikit"), snapshot.pop(".ocikit/ready.json")
+    assert snapshot.pop(".ocikit/ready.json") and snapshot.pop(".ocikit/owned.json") and snapshot.pop(".ocikit")
     assert snapshot == tree_snapshot(source_tree)
     assert os.stat(os.path.join(dest, "lib/libx.so.1")).st_ino == os.stat(os.path.join(dest, "lib/libx-hardlink.so.1")).st_ino
     assert stat.S_IMODE(os.stat(os.path.join(dest, "share/ro")).st_mode) == 0o555
@@ -285,7 +285,7 @@ def test_pull_into_a_mount_point_works_in_place(tmp_path):
         second = ocikit.pull(f"oci:{layout}:v1", str(mount))
         assert second.digest != first.digest and open(mount / "v").read() == "2"
         assert sorted(os.listdir(mount)) == [".ocikit", "v"]
-        assert sorted(os.listdir(mount / ".ocikit")) == ["lock", "ready.json"]
+        assert sorted(os.listdir(mount / ".ocikit")) == ["owned.json", "ready.json"]  # the lock is beside the mount
         assert read_marker(str(mount))["digest"] == second.digest
     finally:
         subprocess.run(["umount", str(mount)], check=False)

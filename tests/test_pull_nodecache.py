@@ -130,7 +130,7 @@ def test_publish_modes(tmp_path, artifact):
     assert os.stat(os.path.join(tmp_path, "copied/lib/data")).st_ino != os.stat(src).st_ino
     for published in ("linked", "copied", "auto"):
         tree = tree_snapshot(str(tmp_path / published))
-        assert tree.pop(".ocikit/ready.json")
+        assert tree.pop(".ocikit/ready.json") and tree.pop(".ocikit/owned.json")
         assert {k: v for k, v in tree.items() if k != ".ocikit"}.keys() == {"bin", "bin/tool", "lib", "lib/data"}
         assert read_marker(str(tmp_path / published))["digest"] == desc.digest
     assert stat.S_IMODE(os.stat(tmp_path / "copied/lib").st_mode) & 0o222 == 0

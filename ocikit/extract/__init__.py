@@ -6,6 +6,7 @@
 * :mod:`.writer` — a pool of threads creating files while the parser reads on.
 * :mod:`.whiteout` — container-image layers: whiteouts, opaque directories, ordered merge.
 * :mod:`.layers` — extract all layers of an artifact, in parallel.
+* :mod:`.dirwalk` — iterative post-order walks over descriptors (tree removal at any depth).
 """
 
 from ..formats.tar.reader import TarStream

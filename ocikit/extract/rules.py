@@ -1,6 +1,7 @@
 """The rules every untrusted tree is held to, in one place.
 
-Names (:func:`normalize_name`, :func:`check_reserved`), times (:func:`clamp_mtime_ns`) and
+Names (:func:`normalize_name`, :func:`check_reserved`), roots of absolute symlinks
+(:func:`check_symlink_root`), times (:func:`clamp_mtime_ns`) and
 symlink targets (:func:`check_symlink_target` when an entry arrives, :func:`verify_symlinks`
 once the tree is complete) are decided here and nowhere else; the safe extractor applies
 them to full pulls, ``--rootfs``, ``--include``, ``get-file`` and node-cache fills alike.
@@ -54,6 +55,19 @@ def check_reserved(path: str, entry: str) -> None:
     """``.ocikit`` at the top of a tree is ocikit's (lock, marker): no artifact may write it, in any mode."""
     if path == RESERVED_TOP or path.startswith(RESERVED_TOP + "/"):
         raise UnsafeContentError(entry, "reserved name (.ocikit is ocikit's marker directory)")
+
+
+def check_symlink_root(root: str, what: str = "view root") -> str:
+    """A root absolute symlink targets may point under (a view's recorded root, placeholder):
+    an absolute path without ``.``, ``..`` or empty components, and not ``/`` itself.
+
+    ``/opt/view/..`` or ``/..`` would make a target "under the root" that the kernel resolves
+    somewhere else entirely (``/../etc/shadow`` is ``/etc/shadow``), so such a root is refused.
+    """
+    parts = root.rstrip("/").split("/")
+    if not root.startswith("/") or len(parts) < 2 or any(p in ("", ".", "..") for p in parts[1:]) or "\x00" in root:
+        raise UnsafeContentError(root, f"invalid {what} (symlink roots are clean absolute paths below /)")
+    return root.rstrip("/")
 
 
 def clamp_mtime_ns(ns: int) -> int:

@@ -20,6 +20,7 @@ import os
 import stat
 
 from ..errors import LocalIOError, UnsafeContentError
+from .dirwalk import walk_post_order
 from .safe_tar import LayerOutcome
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -75,22 +76,38 @@ def move_entries(src_fd: int, dst_fd: int) -> None:
 
 
 def remove_entry(dir_fd: int, name: str) -> None:
-    """Remove ``name`` (a file, a symlink, or a whole directory tree) from ``dir_fd``; absent is fine."""
+    """Remove ``name`` (a file, a symlink, or a whole directory tree) from ``dir_fd``; absent is fine.
+
+    Iterative over descriptors (:func:`~ocikit.extract.dirwalk.walk_post_order`), so neither
+    Python's recursion limit nor PATH_MAX nor the descriptor limit bounds the depth of a tree
+    it can remove: a 10,000-level staging leftover goes like any other.
+    """
     st = _lstat(dir_fd, name)
     if st is None:
         return
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dir_fd)
         return
-    sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-    try:
-        if not st.st_mode & stat.S_IWUSR:
-            os.fchmod(sub, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
-        for child in os.listdir(sub):
-            remove_entry(sub, child)
-    finally:
-        os.close(sub)
-    os.rmdir(name, dir_fd=dir_fd)
+    walk_post_order(dir_fd, name, _empty_files, _remove_directory)
+
+
+def _empty_files(fd: int, _depth: int) -> list[str]:
+    """Make the directory writable, unlink every non-directory; return its subdirectories."""
+    st = os.fstat(fd)
+    if not st.st_mode & stat.S_IWUSR or not st.st_mode & stat.S_IXUSR:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+    subdirs = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    return subdirs
+
+
+def _remove_directory(_fd: int, name: str, parent_fd: int, _depth: int) -> None:
+    os.rmdir(name, dir_fd=parent_fd)
 
 
 def remove_tree(path: str) -> None:

@@ -2,7 +2,8 @@
 
 * :mod:`.policy` — :class:`PullPolicy`, the frozen set of choices a pull is made with.
 * :mod:`.api` — :func:`pull`, the verb.
-* :mod:`.destination` — DEST, its lock, staging beside it, the atomic switch.
+* :mod:`.destination` — DEST, its ownership record, its lock, staging beside it, the atomic switch.
+* :mod:`.merge` — ``--merge``: the artifact's paths added beside files ocikit did not write.
 * :mod:`.ready` — the ready marker and :func:`wait_ready`.
 * :mod:`.nodecache` — the node cache for CSI drivers; :mod:`.materialize` publishes its trees.
 

@@ -2,15 +2,17 @@
 
 Sequence (each step is a function of :mod:`.steps` unless said otherwise):
 
-1. If the reference pins a digest and DEST's marker already names it: done, no network.
+1. If the reference pins a digest and DEST's marker already names it (under the policy's
+   tree key): done, no network. Else refuse a DEST holding files ocikit did not write,
+   unless the policy merges (:meth:`.destination.Destination.check_ownership`).
 2. Open the source (registry mirrors first, when configured), resolve the reference (an
    index → the policy's platform), fetch manifest and config, plan every layer.
-3. If DEST's marker names the resolved digest: done (a re-pull is a no-op).
+3. If DEST's marker names the resolved digest and tree key: done (a re-pull is a no-op).
 4. Compatibility check (the policy's ``check_compat``).
 5. Under DEST's lock, extract all layers in parallel into a staging tree beside DEST,
    streaming each blob through decompression into the safe extractor (every byte
    digest-verified), relocate a view to DEST's path, apply directory modes and times.
-6. Switch the staging tree in and write the ready marker last.
+6. Switch the staging tree in (or, merging, move its paths in) and write the ready marker last.
 
 With ``cache=DIR`` the tree is built (or found) in a :class:`~ocikit.pull.nodecache.NodeCache`
 and published into DEST; with ``policy.include`` only the matching subtree is extracted,
@@ -79,16 +81,17 @@ def pull(
     """
     started = time.monotonic()
     ref = parse_reference(reference) if isinstance(reference, str) else reference
-    target = Destination(dest, ready_file)
+    target = Destination(dest, ready_file, merge=policy.merge)
     if policy.include and cache:
         raise UnsupportedError("--include extracts a subset on demand and cannot be combined with --cache")
-    if ref.digest and target.ready_with({ref.digest}, policy.include):
+    if ref.digest and target.ready_with({ref.digest}, policy):
         return _unchanged(ref, target, ref.digest, started)
+    target.check_ownership()  # before any download, and before anything is created in DEST
     if cache:
         return _pull_through_cache(ref, target, policy, cache, options, store, progress, started)
     source = store or open_source(ref, options)
     resolved = resolve_manifest(source, ref.reference, platform=policy.platform, label=str(ref))
-    if target.ready_with(resolved.digests(), policy.include):
+    if target.ready_with(resolved.digests(), policy):
         return _unchanged(ref, target, resolved.descriptor.digest, started)
     plan = plan_artifact(source, resolved, rootfs=policy.rootfs)
     check_compatibility(source, plan.manifest_desc, policy, options)
@@ -106,9 +109,9 @@ def pull(
             seconds=time.monotonic() - started,
         )
     with target.lock():
-        if target.ready_with(plan.digests()):  # another process finished it while we waited
+        if target.ready_with(plan.digests(), policy):  # another process finished it while we waited
             return _unchanged(ref, target, plan.digest, started)
-        target.check_replaceable()
+        target.check_ownership()
         staging = target.new_staging()
         try:
             stats = extract_tree(
@@ -118,7 +121,7 @@ def pull(
             relocated_to = relocate_view(
                 staging.tree, view_record(plan), target.path if policy.relocate else None, progress
             )
-            target.commit(staging, marker_document(plan, stats, relocated_to=relocated_to))
+            target.commit(staging, marker_document(plan, policy, stats, relocated_to=relocated_to))
         except BaseException:
             target.abort(staging)
             raise
@@ -138,12 +141,12 @@ def _pull_through_cache(
 
     node_cache = NodeCache(cache, options=options)
     entry = node_cache.ensure(ref, policy, store=store, progress=progress)
-    if target.ready_with({entry.digest, entry.reference_digest}):
+    if target.ready_with({entry.digest, entry.reference_digest}, policy):
         return _unchanged(ref, target, entry.digest, started)
     downloaded = entry.downloaded  # publishing records a use, which resets it
     published = node_cache.publish(
         entry, target.path, mode=policy.link_mode, relocate_to=target.path if policy.relocate else None,
-        ready_file=target.ready_file, progress=progress,
+        ready_file=target.ready_file, progress=progress, merge=policy.merge,
     )
     return PullResult(
         reference=str(ref), digest=entry.digest, dest=target.path, kind=entry.kind, unchanged=False,

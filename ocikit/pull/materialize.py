@@ -9,7 +9,8 @@
 ``auto``      reflink where the filesystem supports it, else copy.
 
 Symlinks are recreated, directories created fresh; modes and times are copied, directory
-metadata last (deepest first). The source is walked with ``O_NOFOLLOW`` descriptors.
+metadata last (deepest first). The source is walked with ``O_NOFOLLOW`` descriptors,
+iteratively: no depth is too deep.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import stat
 from dataclasses import dataclass
 
 from ..errors import InvalidContentError, LocalIOError, UnsupportedError
+from ..extract.dirwalk import MAX_OPEN_LEVELS, walk_post_order
+from ..extract.rules import RESERVED_TOP
 
 MODES = ("auto", "hardlink", "reflink", "copy")
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int)
@@ -38,52 +41,108 @@ class MaterializeStats:
 
 
 def materialize(source: str, target: str, mode: str = "auto", exclude_top: frozenset[str] = frozenset()) -> MaterializeStats:
-    """Fill the empty directory ``target`` with the tree at ``source`` (top-level names in ``exclude_top`` skipped)."""
+    """Fill the empty directory ``target`` with the tree at ``source`` (top-level names in ``exclude_top`` skipped).
+
+    Iterative, over directory descriptors (at most ``MAX_OPEN_LEVELS`` levels open, the others
+    reopened through ``..`` and checked by inode), so a tree of any depth is copied; each
+    directory gets its mode and times when everything below it is done (deepest first).
+    """
     if mode not in MODES:
         raise InvalidContentError(f"unknown link mode {mode!r} (choose from {', '.join(MODES)})")
     stats = MaterializeStats(mode=mode)
-    src_fd = os.open(source, _DIR_FLAGS)
-    dst_fd = os.open(target, _DIR_FLAGS)
-    dirs: list[tuple[int, str, os.stat_result]] = []
+    levels = [_Level.open_root(source, target)]
     try:
-        _copy_dir(src_fd, dst_fd, "", mode, stats, dirs, exclude_top)
-        for _depth, path, st in sorted(dirs, key=lambda d: d[0], reverse=True):
-            fd = os.open(path, _DIR_FLAGS, dir_fd=dst_fd) if path else os.dup(dst_fd)
-            try:
-                os.fchmod(fd, stat.S_IMODE(st.st_mode))
-                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-            finally:
-                os.close(fd)
+        levels[0].subdirs = _copy_entries(levels[0], mode, stats, exclude_top)
+        while levels:
+            level = levels[-1]
+            if level.subdirs:
+                child = level.descend(level.subdirs.pop())
+                levels.append(child)
+                child.subdirs = _copy_entries(child, mode, stats, frozenset())
+                stats.directories += 1
+                if len(levels) > MAX_OPEN_LEVELS:
+                    levels[len(levels) - MAX_OPEN_LEVELS - 1].close()
+                continue
+            levels.pop()
+            level.finish()
+            if levels:
+                levels[-1].reopen_from(level)
+            level.close()
     finally:
-        os.close(src_fd)
-        os.close(dst_fd)
+        for level in levels:
+            level.close()
     return stats
 
 
-def _copy_dir(
-    src_fd: int,
-    dst_fd: int,
-    path: str,
-    mode: str,
-    stats: MaterializeStats,
-    dirs: list[tuple[int, str, os.stat_result]],
-    exclude: frozenset[str],
-) -> None:
-    dirs.append((path.count("/") + (1 if path else 0), path, os.fstat(src_fd)))
+class _Level:
+    """One directory being copied: descriptors of the source and target directory (None while
+    closed to save descriptors), their identities, the source's metadata, subdirectories left."""
+
+    def __init__(self, src_fd: int, dst_fd: int) -> None:
+        self.src_fd: int | None = src_fd
+        self.dst_fd: int | None = dst_fd
+        self.st = os.fstat(src_fd)
+        dst_st = os.fstat(dst_fd)
+        self.ids = ((self.st.st_dev, self.st.st_ino), (dst_st.st_dev, dst_st.st_ino))
+        self.subdirs: list[str] = []
+
+    @classmethod
+    def open_root(cls, source: str, target: str) -> "_Level":
+        src_fd = os.open(source, _DIR_FLAGS)
+        try:
+            return cls(src_fd, os.open(target, _DIR_FLAGS))
+        except BaseException:
+            os.close(src_fd)
+            raise
+
+    def fds(self) -> tuple[int, int]:
+        assert self.src_fd is not None and self.dst_fd is not None, "only the deepest levels are used"
+        return self.src_fd, self.dst_fd
+
+    def descend(self, name: str) -> "_Level":
+        src_fd, dst_fd = self.fds()
+        os.mkdir(name, 0o700, dir_fd=dst_fd)
+        sub_src = os.open(name, _DIR_FLAGS, dir_fd=src_fd)
+        try:
+            return _Level(sub_src, os.open(name, _DIR_FLAGS, dir_fd=dst_fd))
+        except BaseException:
+            os.close(sub_src)
+            raise
+
+    def reopen_from(self, child: "_Level") -> None:
+        """Reopen this level's descriptors as ``..`` of ``child`` if they were closed."""
+        if self.src_fd is not None:
+            return
+        child_src, child_dst = child.fds()
+        src_fd = os.open("..", _DIR_FLAGS, dir_fd=child_src)
+        dst_fd = os.open("..", _DIR_FLAGS, dir_fd=child_dst)
+        self.src_fd, self.dst_fd = src_fd, dst_fd
+        found = tuple((st.st_dev, st.st_ino) for st in (os.fstat(src_fd), os.fstat(dst_fd)))
+        if found != self.ids:
+            raise LocalIOError("cannot publish: a directory was moved while it was being copied")
+
+    def finish(self) -> None:
+        """The directory's own mode and times, once everything below it exists."""
+        _src_fd, dst_fd = self.fds()
+        os.fchmod(dst_fd, stat.S_IMODE(self.st.st_mode))
+        os.utime(dst_fd, ns=(self.st.st_atime_ns, self.st.st_mtime_ns))
+
+    def close(self) -> None:
+        for fd in (self.src_fd, self.dst_fd):
+            if fd is not None:
+                os.close(fd)
+        self.src_fd = self.dst_fd = None
+
+
+def _copy_entries(level: _Level, mode: str, stats: MaterializeStats, exclude: frozenset[str]) -> list[str]:
+    """Copy every non-directory entry of the level; return the names of its subdirectories."""
+    src_fd, dst_fd = level.fds()
     with os.scandir(src_fd) as entries:
-        items = [(e.name, e.stat(follow_symlinks=False)) for e in entries if not (not path and e.name in exclude)]
+        items = [(e.name, e.stat(follow_symlinks=False)) for e in entries if e.name not in exclude]
+    subdirs = []
     for name, st in items:
-        child = f"{path}/{name}" if path else name
         if stat.S_ISDIR(st.st_mode):
-            os.mkdir(name, 0o700, dir_fd=dst_fd)
-            sub_src = os.open(name, _DIR_FLAGS, dir_fd=src_fd)
-            sub_dst = os.open(name, _DIR_FLAGS, dir_fd=dst_fd)
-            try:
-                _copy_dir(sub_src, sub_dst, child, mode, stats, dirs, frozenset())
-            finally:
-                os.close(sub_src)
-                os.close(sub_dst)
-            stats.directories += 1
+            subdirs.append(name)
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
             os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_fd, follow_symlinks=False)
@@ -94,6 +153,7 @@ def _copy_dir(
             stats.bytes += st.st_size
         else:
             _special(dst_fd, name, st)
+    return subdirs
 
 
 def _file(src_fd: int, dst_fd: int, name: str, st: os.stat_result, mode: str, stats: MaterializeStats) -> None:
@@ -166,23 +226,36 @@ def _special(dst_fd: int, name: str, st: os.stat_result) -> None:
         raise LocalIOError(f"cannot recreate device {name}: needs privileges") from None
 
 
-def make_read_only(root: str, files: bool = True, keep: frozenset[str] = frozenset({".ocikit"})) -> None:
+def make_read_only(root: str, files: bool = True, keep: frozenset[str] = frozenset({RESERVED_TOP})) -> None:
     """Drop write permission below ``root``: directories, and files too when ``files``.
 
     ``root`` itself and the top-level names in ``keep`` stay writable, so ocikit can still
     switch the tree, write its marker and later replace it; mount the volume read-only for
-    protection against the application itself.
+    protection against the application itself. Walked over descriptors, at any depth.
     """
-    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
-        rel = os.path.relpath(dirpath, root)
-        if rel.split(os.sep, 1)[0] in keep:
-            continue
-        if files:
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                st = os.lstat(path)
-                if stat.S_ISREG(st.st_mode) and st.st_mode & 0o222:
-                    os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o222)
-        if rel != ".":
-            st = os.lstat(dirpath)
-            os.chmod(dirpath, stat.S_IMODE(st.st_mode) & ~0o222)
+
+    def enter(fd: int, depth: int) -> list[str]:
+        subdirs = []
+        with os.scandir(fd) as entries:
+            items = [(e.name, e.stat(follow_symlinks=False)) for e in entries if depth or e.name not in keep]
+        for name, st in items:
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append(name)
+            elif files and stat.S_ISREG(st.st_mode) and st.st_mode & 0o222:
+                file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    os.fchmod(file_fd, stat.S_IMODE(st.st_mode) & ~0o222)
+                finally:
+                    os.close(file_fd)
+        return subdirs
+
+    def leave(fd: int, _name: str, _parent_fd: int, depth: int) -> None:
+        if depth:  # root itself stays writable
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & ~0o222)
+
+    parent, name = os.path.split(os.path.abspath(root))
+    parent_fd = os.open(parent, _DIR_FLAGS)
+    try:
+        walk_post_order(parent_fd, name, enter, leave)
+    finally:
+        os.close(parent_fd)

@@ -3,9 +3,10 @@
 Layout under ``root``::
 
     blobs/             an OCI image layout (LayoutStore): layer blobs, manifests, configs
-    trees/<alg>-<hex>/ the extracted, *unrelocated* tree of one manifest (+ .ocikit/ready.json)
-    entries/<alg>-<hex>.json   what a tree is: references, kind, sizes, blobs; mtime = last use
-    locks/<alg>-<hex>.lock     per-digest flock: one process builds a tree, the others wait
+    trees/<alg>-<hex>.<key>/   the extracted, *unrelocated* tree of one manifest under one
+                       policy (+ .ocikit/ready.json); ``<key>`` hashes ``PullPolicy.tree_key()``
+    entries/<alg>-<hex>.<key>.json   what a tree is: references, kind, sizes, blobs, tree key; mtime = last use
+    locks/<alg>-<hex>.<key>.lock     per-tree flock: one process builds a tree, the others wait
     locks/gc.lock      shared while building, exclusive while collecting garbage
     facts/<alg>-<hex>.json     what an application image offers a view (``policy.against``)
     tmp/               staging trees and blob downloads of running pulls
@@ -14,7 +15,12 @@ Layout under ``root``::
 tree exists costs no network at all; blobs already in the cache are read locally; missing
 blobs stream from the registry through extraction *and* into ``blobs/`` at the same time.
 Concurrent ``ensure`` calls for one digest (threads or processes) download it once: the
-first holds the digest's lock, the others wait for it and then find the tree.
+first holds the tree's lock, the others wait for it and then find the tree.
+
+The policy is part of what a tree *is*: a tree extracted with ``allow_devices``,
+``preserve_special_modes`` or a larger ``max_size`` holds things a stricter pull refuses, so
+trees are keyed by manifest digest *and* :meth:`PullPolicy.tree_key`, and a strict pull
+never gets a permissive pull's tree (it extracts its own, from the blobs already cached).
 
 :meth:`NodeCache.publish` materialises a tree into a pod's directory (hardlink, reflink
 or copy), relocates a view to the path the pod will see (``relocate_to``: with a CSI
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -50,7 +57,7 @@ from ..spec.view_config import ViewConfig
 from .destination import Destination
 from .materialize import make_read_only, materialize
 from .policy import DEFAULT_POLICY, PullPolicy
-from .ready import MARKER_DIR, MARKER_NAME, read_marker, write_marker
+from .ready import MARKER_DIR, MARKER_NAME, read_marker, write_document
 from .steps import check_compatibility, extract_tree, marker_document, open_source, relocate_view
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -72,6 +79,7 @@ class CacheEntry:
     blob_bytes: int
     created: float
     last_used: float
+    tree_key: str = ""  # PullPolicy.tree_key() of the policy it was extracted under
     downloaded: int = 0  # blob bytes fetched from the source by the call that returned it
     config: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -120,14 +128,19 @@ class NodeCache:
     # -- paths -------------------------------------------------------------------------
 
     @staticmethod
-    def _key(digest: str) -> str:
-        return digest.replace(":", "-")
+    def _key(digest: str, tree_key: str) -> str:
+        """A tree's name: its manifest digest and a hash of the policy's tree key."""
+        return f"{digest.replace(':', '-')}.{hashlib.sha256(tree_key.encode()).hexdigest()[:12]}"
 
-    def tree_path(self, digest: str) -> str:
-        return os.path.join(self.root, "trees", self._key(digest))
+    @classmethod
+    def _entry_key(cls, entry: CacheEntry) -> str:
+        return cls._key(entry.digest, entry.tree_key)
 
-    def _entry_path(self, digest: str) -> str:
-        return os.path.join(self.root, "entries", self._key(digest) + ".json")
+    def tree_path(self, digest: str, tree_key: str = DEFAULT_POLICY.tree_key()) -> str:
+        return os.path.join(self.root, "trees", self._key(digest, tree_key))
+
+    def _entry_path(self, key: str) -> str:
+        return os.path.join(self.root, "entries", key + ".json")
 
     @contextlib.contextmanager
     def _lock(self, name: str, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
@@ -155,22 +168,23 @@ class NodeCache:
     ) -> CacheEntry:
         """The cached tree of ``reference``, downloading and extracting it if it is not there yet."""
         ref = parse_reference(reference) if isinstance(reference, str) else reference
+        tree_key = policy.tree_key()
         if ref.digest and not policy.against:
-            found = self.get(ref.digest)
+            found = self.get(ref.digest, tree_key)
             if found is not None:
                 return self._used(found, str(ref))
         source = store or open_source(ref, self.options)
         local_first = _LocalFirst(self.blobs, source)  # a pinned digest resolves from the cache
         resolved = resolve_manifest(local_first, ref.reference, platform=policy.platform, label=str(ref))
-        found = self.get(resolved.descriptor.digest)
+        found = self.get(resolved.descriptor.digest, tree_key)
         if found is not None:
             if policy.against:  # a tree fit for one pod's image may not fit the next pod's
                 check_compatibility(source, resolved.descriptor, policy, self.options, self.facts_dir)
             return self._used(found, str(ref))
         plan = plan_artifact(local_first, resolved, rootfs=policy.rootfs)
         check_compatibility(source, plan.manifest_desc, policy, self.options, self.facts_dir)
-        with self._lock("gc", shared=True), self._lock(self._key(plan.digest)):
-            found = self.get(plan.digest)  # built by another process while we waited
+        with self._lock("gc", shared=True), self._lock(self._key(plan.digest, tree_key)):
+            found = self.get(plan.digest, tree_key)  # built by another process while we waited
             if found is not None:
                 return self._used(found, str(ref))
             return self._build(plan, source, policy, progress)
@@ -185,15 +199,16 @@ class NodeCache:
                 plan, opener.open, tree, work, policy, concurrency=self.options.concurrency, progress=progress
             )
             self._keep_documents(plan, source)
-            write_marker(os.path.join(tree, MARKER_DIR, MARKER_NAME), marker_document(plan, stats))
+            write_document(tree, MARKER_NAME, marker_document(plan, policy, stats, relocate=False), identify=True)
             now = time.time()
             blobs = [plan.manifest_desc.digest] + ([plan.manifest.config.digest] if plan.manifest.config else [])
             blobs += [job.descriptor.digest for job in plan.layers]
             entry = CacheEntry(
                 digest=plan.digest, reference_digest=plan.top_digest, references=[plan.reference], kind=plan.kind,
-                path=self.tree_path(plan.digest), size=stats.bytes, files=stats.files, layers=stats.layers,
+                path=self.tree_path(plan.digest, policy.tree_key()), size=stats.bytes, files=stats.files, layers=stats.layers,
                 blobs=sorted(set(blobs)) if self.keep_blobs else [], blob_bytes=plan.compressed_size if self.keep_blobs else 0,
-                created=now, last_used=now, downloaded=opener.downloaded, config=dict(plan.config),
+                created=now, last_used=now, tree_key=policy.tree_key(), downloaded=opener.downloaded,
+                config=dict(plan.config),
             )
             os.rename(tree, entry.path)
             self._write_entry(entry)
@@ -212,25 +227,26 @@ class NodeCache:
         config = plan.manifest.config
         if config is not None and not self.blobs.exists(config):
             with source.fetch(config) as reader:
-                self.blobs.push(config, reader)
-        self.blobs.tag(plan.manifest_desc, self._key(plan.digest))
+                self.blobs.push(config, reader)  # type: ignore[arg-type]  # a VerifyingReader reads like a file
+        self.blobs.tag(plan.manifest_desc, plan.digest.replace(":", "-"))
 
     # -- entries -----------------------------------------------------------------------
 
-    def get(self, digest: str) -> CacheEntry | None:
-        """The entry of ``digest`` (a manifest digest, or the index digest it was pulled by)."""
-        entry = self._read_entry(digest)
+    def get(self, digest: str, tree_key: str = DEFAULT_POLICY.tree_key()) -> CacheEntry | None:
+        """The entry of ``digest`` (a manifest digest, or the index digest it was pulled by)
+        extracted under a policy with ``tree_key`` (default: the default policy's)."""
+        entry = self._read_entry(self._key(digest, tree_key))
         if entry is None:
             for candidate in self.ls():
-                if candidate.reference_digest == digest:
+                if candidate.reference_digest == digest and candidate.tree_key == tree_key:
                     entry = candidate
                     break
-        if entry is None or not os.path.isdir(entry.path):
+        if entry is None or entry.tree_key != tree_key or not os.path.isdir(entry.path):
             return None
         return entry
 
-    def _read_entry(self, digest: str) -> CacheEntry | None:
-        path = self._entry_path(digest)
+    def _read_entry(self, key: str) -> CacheEntry | None:
+        path = self._entry_path(key)
         try:
             with open(path) as fh:
                 data = json.load(fh)
@@ -250,7 +266,7 @@ class NodeCache:
         data.pop("last_used")
         data.pop("downloaded")
         data["config"] = entry.config
-        path = self._entry_path(entry.digest)
+        path = self._entry_path(self._entry_key(entry))
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(canonical_json(data))
@@ -263,7 +279,7 @@ class NodeCache:
             self._write_entry(entry)
         now = time.time()
         try:
-            os.utime(self._entry_path(entry.digest), (now, now))
+            os.utime(self._entry_path(self._entry_key(entry)), (now, now))
         except OSError:
             pass
         entry.last_used = now
@@ -276,7 +292,7 @@ class NodeCache:
         for name in os.listdir(os.path.join(self.root, "entries")):
             if not name.endswith(".json"):
                 continue
-            entry = self._read_entry(name[: -len(".json")].replace("-", ":", 1))
+            entry = self._read_entry(name[: -len(".json")])
             if entry is not None and os.path.isdir(entry.path):
                 entries.append(entry)
         return sorted(entries, key=lambda e: e.last_used, reverse=True)
@@ -293,6 +309,7 @@ class NodeCache:
         ready_file: str | None = None,
         progress: Progress = NULL_PROGRESS,
         policy: PullPolicy | None = None,
+        merge: bool = False,
     ) -> PublishResult:
         """Materialise the tree of ``ref`` at ``target`` and mark it ready.
 
@@ -301,14 +318,17 @@ class NodeCache:
         used at (relocated when it differs from the view's recorded root); None keeps the
         view as it was pushed. ``read_only`` removes write permission from the directories
         (and, except with hardlinks, whose inodes belong to the cache, from the files).
+        ``merge``: ``target`` may hold files ocikit did not write; they are kept (else such a
+        target is refused before anything is written, see :mod:`.destination`).
         """
         entry = ref if isinstance(ref, CacheEntry) else self.ensure(ref, policy or DEFAULT_POLICY, progress=progress)
 
-        destination = Destination(target, ready_file)
-        with self._lock(self._key(entry.digest), shared=True), destination.lock():
+        destination = Destination(target, ready_file, merge=merge)
+        destination.check_ownership()  # before the lock: nothing is created in a target that is not ocikit's
+        with self._lock(self._entry_key(entry), shared=True), destination.lock():
             if not os.path.isdir(entry.path):
                 raise NotFoundError(f"{entry.digest} was removed from the cache while publishing")
-            destination.check_replaceable()
+            destination.check_ownership()
             staging = destination.new_staging()
             try:
                 stats = materialize(entry.path, staging.tree, mode, exclude_top=frozenset({MARKER_DIR}))
@@ -318,7 +338,7 @@ class NodeCache:
                     relocated = relocate_view(staging.tree, record, relocate_to, progress)
                 if read_only:
                     make_read_only(staging.tree, files=mode != "hardlink")
-                document = self._marker(entry, relocated)
+                document = self._marker(entry, relocated, relocate_to is not None)
                 destination.commit(staging, document)
             except BaseException:
                 destination.abort(staging)
@@ -330,9 +350,9 @@ class NodeCache:
             relocated_to=relocated, read_only=read_only,
         )
 
-    def _marker(self, entry: CacheEntry, relocated: str) -> dict[str, Any]:
+    def _marker(self, entry: CacheEntry, relocated: str, relocate: bool) -> dict[str, Any]:
         document = dict(read_marker(entry.path) or {})
-        document.update(relocatedTo=relocated, cache=self.root)
+        document.update(relocatedTo=relocated, relocate=relocate, cache=self.root, treeKey=entry.tree_key)
         document.setdefault("digest", entry.digest)
         return document
 
@@ -355,12 +375,12 @@ class NodeCache:
                 too_big = max_bytes is not None and total > max_bytes
                 if not (too_old or too_big):
                     continue
-                with self._lock(self._key(entry.digest), blocking=False) as got:
+                with self._lock(self._entry_key(entry), blocking=False) as got:
                     if not got:
                         continue  # in use right now
                     kept.remove(entry)
                     freed_here = entry.size + self._drop_blobs(entry, kept)
-                    os.unlink(self._entry_path(entry.digest))
+                    os.unlink(self._entry_path(self._entry_key(entry)))
                     remove_tree(entry.path)
                 freed += freed_here
                 total -= freed_here
@@ -390,6 +410,8 @@ class NodeCache:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+        if any(other.digest == entry.digest for other in kept):
+            return freed  # the same manifest, extracted under another policy, keeps its documents
         try:
             self.blobs.delete(Descriptor("application/octet-stream", entry.digest, 0))
         except (NotFoundError, InvalidReferenceError):

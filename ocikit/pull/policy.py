@@ -13,11 +13,13 @@ serves a tree built under a more permissive policy to a stricter pull.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import InvalidReferenceError
 from ..extract.plan import KIND_VIEW, ArtifactPlan
+from ..extract.rules import check_symlink_root
 from ..extract.safe_tar import ExtractPolicy
 from ..spec.descriptor import Platform
 
@@ -76,7 +78,11 @@ class PullPolicy:
         external: frozenset[str] = frozenset()
         if plan.kind == KIND_VIEW and plan.view is not None:
             record = plan.view.relocation
-            roots = tuple(r for r in (record.root, record.view_path, record.placeholder, record.mount_path) if r)
+            roots = tuple(
+                check_symlink_root(r)
+                for r in (record.root, record.view_path, record.placeholder, record.mount_path)
+                if r
+            )
             external = frozenset(plan.view.external_symlinks)
         return ExtractPolicy(
             allow_devices=self.allow_devices,
@@ -87,12 +93,22 @@ class PullPolicy:
         )
 
     def tree_key(self) -> str:
-        """The fields that shape an extracted tree, as a short stable string (node-cache keys)."""
+        """The fields that shape an extracted tree, as a short stable string.
+
+        A node cache keys its trees by digest *and* this key, and a DEST's ready marker records
+        it: a tree built under another key (a permissive ``--allow-devices``, a larger or no
+        ``--max-size``, another ``--include``) is never taken for one built under this policy.
+        Relocation is not part of it: cached trees are unrelocated, and a DEST's marker
+        records relocation on its own (``relocate``).
+        """
         parts = [
             "rootfs" if self.rootfs else "tree",
             "devices" if self.allow_devices else "nodevices",
             "specialmodes" if self.preserve_special_modes else "plainmodes",
+            f"max={self.max_size}" if self.max_size is not None else "nomax",
         ]
+        if self.include:
+            parts.append("include=" + hashlib.sha256("\0".join(self.include).encode()).hexdigest()[:16])
         return "-".join(parts)
 
 

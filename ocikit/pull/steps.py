@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from .. import __version__
@@ -145,10 +145,12 @@ def view_record(plan: ArtifactPlan) -> RelocationRecord | None:
 
 
 def marker_document(
-    plan: ArtifactPlan, stats: ExtractStats | None = None, *, files: int = 0, size: int = 0,
-    relocated_to: str = "", include: Sequence[str] = (),
+    plan: ArtifactPlan, policy: PullPolicy, stats: ExtractStats | None = None, *, files: int = 0, size: int = 0,
+    relocated_to: str = "", relocate: bool | None = None,
 ) -> dict[str, Any]:
-    """The ready marker's content (documented in docs/pull.md); ``include`` only for subset pulls."""
+    """The ready marker's content (documented in docs/pull.md): what was pulled, and the
+    policy's tree key and relocation choice (``relocate``, default the policy's), which a
+    re-pull must match to be a no-op; ``include`` only for subset pulls."""
     document: dict[str, Any] = {
         "schemaVersion": MARKER_SCHEMA,
         "digest": plan.digest,
@@ -161,9 +163,11 @@ def marker_document(
         "files": stats.files if stats is not None else files,
         "bytes": stats.bytes if stats is not None else size,
         "relocatedTo": relocated_to,
+        "relocate": policy.relocate if relocate is None else relocate,
+        "treeKey": policy.tree_key(),
         "readyAt": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "ocikit": __version__,
     }
-    if include:
-        document["include"] = list(include)
+    if policy.include:
+        document["include"] = list(policy.include)
     return document

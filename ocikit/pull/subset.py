@@ -33,10 +33,10 @@ def pull_subset(
     tree = _merged_tree(image, plan)
     paths = select(tree, list(policy.include))
     rules = replace(policy.extract_policy(plan), rootfs=plan.kind == KIND_IMAGE)
-    with target.lock():
-        if target.ready_with(plan.digests(), policy.include):
+    with target.lock():  # pull() checked DEST's ownership before anything was created in it
+        if target.ready_with(plan.digests(), policy):
             return None, ""
-        target.check_replaceable()
+        target.check_ownership()
         staging = target.new_staging()
         try:
             report = extract_subset(
@@ -47,8 +47,7 @@ def pull_subset(
                 only_present=True,
             )
             marker = marker_document(
-                plan, files=report.files, size=report.bytes_written, relocated_to=relocated_to,
-                include=policy.include,
+                plan, policy, files=report.files, size=report.bytes_written, relocated_to=relocated_to
             )
             target.commit(staging, marker)
         except BaseException:

@@ -34,6 +34,12 @@ from ..params import parse_size
 @click.option("--mirror", "mirrors", multiple=True, metavar="HOST", help="Try this registry mirror first (repeatable).")
 @click.option("--hosts-dir", type=click.Path(file_okay=False), help="containerd hosts.toml directory (certs.d).")
 @click.option("--platform", help="os/arch[/variant] to pick from an index (default: this host).")
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="DEST may hold files ocikit did not write: add the artifact's files beside them, remove nothing "
+    "(without it such a DEST is refused).",
+)
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Build the tree in this node cache.")
 @click.option(
     "--include",
@@ -67,6 +73,7 @@ def pull_cmd(
     mirrors: tuple[str, ...],
     hosts_dir: str | None,
     platform: str | None,
+    merge: bool,
     cache_dir: str | None,
     include: tuple[str, ...],
     link_mode: str,
@@ -76,6 +83,7 @@ def pull_cmd(
 
     DEST is replaced atomically and gets DEST/.ocikit/ready.json last; pulling the digest
     DEST already holds does nothing. Applications wait for it with `ocikit wait DEST`.
+    A DEST holding files ocikit did not write is refused (exit 1) unless --merge.
     """
     options = cli.options
     if mirrors:
@@ -92,6 +100,7 @@ def pull_cmd(
         relocate=not no_relocate,
         check_compat=not skip_compat_check,
         against=against,
+        merge=merge,
         link_mode=link_mode,
     )
     progress = cli.progress(json_output)
