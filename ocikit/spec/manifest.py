@@ -159,9 +159,13 @@ def _guess_type(document: Mapping[str, Any]) -> str:
 
 
 def select_platform(index: ParsedManifest, wanted: Platform) -> Descriptor:
-    """The first index entry whose platform matches ``wanted`` (entries without platform never match)."""
-    for entry in index.manifests:
-        if entry.platform is not None and entry.platform.matches(wanted):
-            return entry
+    """The first image entry whose platform matches ``wanted`` (entries without platform never match).
+
+    Entries with an ``artifactType`` (the SOCI v2 indexes of a converted image carry their
+    image's platform) are artifacts, not images: chosen only if no image entry matches.
+    """
+    matching = [e for e in index.manifests if e.platform is not None and e.platform.matches(wanted)]
+    for entry in sorted(matching, key=lambda e: bool(e.artifact_type)):
+        return entry
     available = ", ".join(str(e.platform) for e in index.manifests if e.platform) or "none"
     raise NotFoundError(f"no manifest for platform {wanted} in index (available: {available})")
