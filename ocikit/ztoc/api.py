@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from ..content.base import Store
 from ..content.open import open_store
-from ..reference import Reference
 from ..errors import InvalidContentError, InvalidReferenceError, NotFoundError, UnsupportedError
 from ..extract.safe_tar import ExtractPolicy
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import NULL_PROGRESS, Progress
+from ..reference import Reference
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
 from .build import DEFAULT_BUILD_TOOL, DEFAULT_SPAN_SIZE, build_ztoc

@@ -44,7 +44,7 @@ from ..errors import InvalidContentError, UnsupportedError
 from ..progress import NULL_PROGRESS, Progress
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
-from ..spec.manifest import ParsedManifest, build_index, build_manifest, canonical_json, select_platform
+from ..spec.manifest import ParsedManifest, build_index, build_manifest, canonical_json, is_image_entry, match_platform
 from .build import DEFAULT_BUILD_TOOL, DEFAULT_SPAN_SIZE
 from .image import build_layer_ztoc
 from .soci import SOCI_CONFIG_V2, find_ztocs, push_ztoc
@@ -126,7 +126,7 @@ def convert_image(
     chosen = _chosen(entries, top.is_index, options)
     socis: list[Descriptor] = []
     for i, entry in enumerate(entries):
-        if entry.artifact_type or not entry.is_manifest:
+        if not is_image_entry(entry):
             continue  # SOCI indexes of an earlier conversion, attestations, nested indexes
         if entry.digest in chosen:
             outcome, entries[i], soci = _index_platform(src, dst, entry, options, progress)
@@ -164,12 +164,11 @@ def _with_config_platform(store: Store, root: Descriptor, manifest: ParsedManife
 
 def _chosen(entries: list[Descriptor], multi: bool, options: ConvertOptions) -> set[str]:
     """Digests of the image manifests to index."""
-    images = [e for e in entries if e.is_manifest and not e.artifact_type]
+    images = [e for e in entries if is_image_entry(e)]
     if not multi or options.all_platforms:
         return {e.digest for e in images}
     wanted = options.platforms or (Platform.host(),)
-    index = ParsedManifest(raw=b"", media_type=mt.OCI_INDEX, document={}, manifests=tuple(images))
-    return {select_platform(index, platform).digest for platform in wanted}
+    return {match_platform(images, platform).digest for platform in wanted}
 
 
 def _index_platform(
@@ -254,12 +253,18 @@ def _rewrite(dst: Store, entry: Descriptor, manifest: ParsedManifest, index_dige
     if annotations:
         document["annotations"] = annotations
     pushed = push_manifest(dst, canonical_json(document))
-    return Descriptor(mt.OCI_MANIFEST, pushed.digest, pushed.size, annotations=annotations, platform=entry.platform)
+    # the entry keeps its other fields (platform, artifactType…), as soci convert edits it in place
+    return entry.replace(media_type=mt.OCI_MANIFEST, digest=pushed.digest, size=pushed.size, annotations=annotations)
 
 
 def _replace_soci_entry(entries: list[Descriptor], soci: Descriptor) -> list[Descriptor]:
     """``entries`` with ``soci`` in place of an earlier v2 index of the same platform, else appended."""
     for i, entry in enumerate(entries):
-        if entry.artifact_type == mt.SOCI_INDEX_V2 and entry.platform == soci.platform:
+        if _is_soci_entry(entry) and entry.platform == soci.platform:
             return entries[:i] + [soci] + entries[i + 1 :]
     return entries + [soci]
+
+
+def _is_soci_entry(entry: Descriptor) -> bool:
+    # the annotation too: skopeo 1.9 copies drop artifactType from index entries
+    return entry.artifact_type == mt.SOCI_INDEX_V2 or mt.SOCI_ANNOTATION_IMAGE_MANIFEST_DIGEST in entry.annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..content.base import Store, SupportsReferrers, fetch_manifest
+from ..content.base import Store, fetch_manifest
 from ..errors import InvalidContentError
 from ..progress import NULL_PROGRESS, Progress
 from ..spec import mediatypes as mt
