@@ -301,3 +301,47 @@ def test_cli_convert_and_ls(tmp_path, layer):
     assert bad.returncode == 1 and "nothing to convert" in bad.stderr and "Traceback" not in bad.stderr
     z = load_ztoc(store, list_ztocs(f"{ref}-v2")[0].ztoc)
     assert z.span_size == SPAN
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory):
+    from containerd_support import Containerd
+
+    daemon = Containerd(str(tmp_path_factory.mktemp("containerd")))
+    yield daemon
+    daemon.close()
+
+
+def test_containerd_pulls_and_unpacks_a_converted_image(registry, containerd, tmp_path):
+    ref = f"{registry}/v2/ctr:v1"
+    store, _ = open_store(ref)
+    _runnable(store, "v1")
+    report = convert_ztocs(ref, min_layer_size=0)
+    containerd.ctr("images", "pull", "--plain-http", "--snapshotter", "native", report.reference)
+    listed = containerd.ctr("images", "ls").stdout
+    assert report.digest in listed and "linux/amd64" in listed
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    containerd.ctr("images", "mount", "--snapshotter", "native", report.reference, str(mount))
+    try:
+        assert (mount / "etc/hello").read_bytes() == b"hi\n"  # the image, not the SOCI index, was unpacked
+    finally:
+        containerd.ctr("images", "unmount", str(mount), check=False)
+    content = containerd.ctr("content", "ls").stdout
+    assert report.platforms[0].index[7:] in content  # the SOCI index came along as part of the image
+
+
+def test_pull_include_reads_a_converted_image_through_v2(registry, proxy, layer, tmp_path):
+    root, layer_path = layer
+    ref = f"{registry}/v2/include:v1"
+    _image(ref, layer_path)
+    report = convert_ztocs(ref, span_size=SPAN, min_layer_size=0)
+    proxy.clear()
+    dest = str(tmp_path / "subset")
+    result = ocikit.pull(f"{proxy.host}/v2/include:v1-soci", dest, PullPolicy(include=("bin/*",)))
+    assert open(os.path.join(dest, "bin/tool"), "rb").read() == open(os.path.join(root, "bin/tool"), "rb").read()
+    layer_digest = report.platforms[0].layers[0].layer
+    layer_gets = [r for r in proxy.requests if r.method == "GET" and layer_digest in r.path]
+    assert layer_gets and all("range" in r.headers for r in layer_gets)  # zTOC found: no whole-layer read
+    config = fetch_manifest(open_store(ref)[0], report.platforms[0].converted).config
+    assert result.downloaded == proxy.blob_bytes() - config.size  # all but the config the pull plan reads
