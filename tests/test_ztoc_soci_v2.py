@@ -301,6 +301,29 @@ def test_cli_convert_and_ls(tmp_path, layer):
     assert bad.returncode == 1 and "nothing to convert" in bad.stderr and "Traceback" not in bad.stderr
     z = load_ztoc(store, list_ztocs(f"{ref}-v2")[0].ztoc)
     assert z.span_size == SPAN
+    for command in ("convert", "build"):
+        zero = subprocess.run([OCIKIT, "ztoc", command, ref, "--span-size", "0"], capture_output=True, text=True)
+        assert zero.returncode == 2 and "span size must be positive" in zero.stderr  # usage, not a crash
+
+
+def test_a_docker_manifest_becomes_an_oci_manifest_sharing_its_blobs(tmp_path, layer):
+    _, layer_path = layer
+    store = LayoutStore(str(tmp_path / "l"))
+    oci = push_image(store, [(layer_path, mt.OCI_LAYER_GZIP)])
+    source = fetch_manifest(store, oci)
+    config = source.config.replace(media_type=mt.DOCKER_CONFIG)
+    docker = {"schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST, "config": config.to_dict(),
+              "layers": [source.layers[0].replace(media_type=mt.DOCKER_LAYER_GZIP).to_dict()]}
+    from ocikit.spec.manifest import canonical_json
+
+    push_manifest(store, canonical_json(docker), tag="docker")
+    report = convert_ztocs(f"oci:{tmp_path / 'l'}:docker", span_size=SPAN, min_layer_size=0)
+    ((image, _),) = assert_v2_layout(store, store.resolve("docker-soci"))
+    converted = fetch_manifest(store, image)
+    assert converted.media_type == mt.OCI_MANIFEST and converted.config.media_type == mt.OCI_CONFIG
+    assert converted.config.digest == config.digest  # the config itself is not touched
+    assert converted.layers[0].media_type == mt.DOCKER_LAYER_GZIP  # nor the layers, as soci convert
+    assert report.platforms[0].layers[0].status == "built"
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,13 @@ from ..progress import NULL_PROGRESS, Progress
 from ..reference import Reference
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
-from .build import DEFAULT_BUILD_TOOL, DEFAULT_SPAN_SIZE, build_ztoc
+from .build import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, build_ztoc, check_build_sizes
 from .convert import ConvertOptions, ConvertReport, convert_image
 from .extract import FileResult, fetch_file, stream_file
 from .image import build_layer_ztoc, image_manifest, layer_ztoc_records, load_image_ztocs
 from .soci import ZtocRecord, attach_index, find_ztocs, load_ztoc, push_ztoc
 from .ztoc import ZSTD, Ztoc, parse_ztoc
 
-DEFAULT_MIN_LAYER_SIZE = 10 << 20  # SOCI's default, compared with the compressed size
 _COMPRESSION_NAMES = {"gzip": "gzip", "zstd": "zstd", "none": "uncompressed"}
 
 
@@ -126,6 +125,7 @@ def index_image(
     single frame (not seekable) and layers that are not tar archives. A new index replaces
     ocikit's earlier one for the image (:func:`~ocikit.ztoc.soci.attach_index`).
     """
+    check_build_sizes(span_size, min_layer_size)
     manifest_desc, manifest = image_manifest(store, manifest_desc, _platform(platform))
     found = find_ztocs(store, manifest_desc, manifest)
     existing = {r.layer_digest: r for r in found if r.span_size == span_size}

@@ -45,11 +45,9 @@ from ..progress import NULL_PROGRESS, Progress
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import ParsedManifest, build_index, build_manifest, canonical_json, is_image_entry, match_platform
-from .build import DEFAULT_BUILD_TOOL, DEFAULT_SPAN_SIZE
+from .build import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, check_build_sizes
 from .image import build_layer_ztoc
 from .soci import SOCI_CONFIG_V2, find_ztocs, push_ztoc
-
-DEFAULT_MIN_LAYER_SIZE = 10 << 20  # SOCI's default, compared with the compressed size
 
 
 @dataclass(frozen=True)
@@ -63,10 +61,7 @@ class ConvertOptions:
     build_tool_id: str = DEFAULT_BUILD_TOOL
 
     def __post_init__(self) -> None:
-        if self.span_size <= 0:
-            raise ValueError("span size must be positive")
-        if self.min_layer_size < 0:
-            raise ValueError("min layer size must not be negative")
+        check_build_sizes(self.span_size, self.min_layer_size)
 
 
 @dataclass
