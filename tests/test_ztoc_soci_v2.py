@@ -368,3 +368,27 @@ def test_pull_include_reads_a_converted_image_through_v2(registry, proxy, layer,
     assert layer_gets and all("range" in r.headers for r in layer_gets)  # zTOC found: no whole-layer read
     config = fetch_manifest(open_store(ref)[0], report.platforms[0].converted).config
     assert result.downloaded == proxy.blob_bytes() - config.size  # all but the config the pull plan reads
+
+
+def test_convert_reannotates_a_reused_zTOC_from_an_old_v1_index(tmp_path):
+    import gzip
+
+    from ocikit.ztoc.build import build_ztoc
+    from ocikit.ztoc.soci import push_ztoc
+
+    store = LayoutStore(str(tmp_path / "l"))
+    opaque = tar_with([("etc/", None, {"type": b"5", "mode": 0o755}), ("etc/.wh..wh..opq", b"", {}),
+                       ("etc/b", b"b" * 5000, {})])
+    layer = push_bytes(store, mt.OCI_LAYER_GZIP, gzip.compress(opaque, mtime=0))
+    config = push_bytes(store, mt.OCI_CONFIG, b'{"architecture":"amd64","os":"linux"}')
+    from ocikit.spec.manifest import build_manifest
+
+    manifest = push_manifest(store, build_manifest([layer], config=config), tag="v1")
+    with store.fetch(layer) as reader:
+        ztoc = build_ztoc(reader, 4 << 20, "ocikit v0.0.1")
+    wrong = push_ztoc(store, layer, ztoc).with_annotations(**{mt.SOCI_ANNOTATION_DISABLE_XATTRS: "true"})
+    attach_index(store, manifest, [wrong], "ocikit v0.0.1")  # what ocikit wrote before SOCI's rule
+    report = convert_ztocs(f"oci:{tmp_path / 'l'}:v1", min_layer_size=0)
+    assert report.platforms[0].layers[0].status == "reused"
+    (entry,) = fetch_manifest(store, report.platforms[0].index).layers
+    assert entry.digest == wrong.digest and mt.SOCI_ANNOTATION_DISABLE_XATTRS not in entry.annotations

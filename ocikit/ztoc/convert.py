@@ -27,7 +27,8 @@ which become OCI ones as in ``soci convert`` (registries dislike mixing the two)
 zTOCs are built as ``ztoc build`` builds them (gzip and tar layers, from
 ``min_layer_size`` up); zstd layers are skipped (SOCI cannot read them). zTOCs the source
 already has for the same span size (v2 or v1, found by :func:`~ocikit.ztoc.soci.find_ztocs`)
-are reused, so a second conversion gives the same digests without reading the layers.
+are reused — fetched and re-annotated, never rebuilt — so a second conversion gives the same
+digests without reading the layers.
 ocikit serializes manifests as canonical JSON, so digests differ from ``soci convert``'s
 (Go field order); the structure is the same.
 """
@@ -47,7 +48,8 @@ from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import ParsedManifest, build_index, build_manifest, canonical_json, is_image_entry, match_platform
 from .build import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, check_build_sizes
 from .image import build_layer_ztoc
-from .soci import SOCI_CONFIG_V2, find_ztocs, push_ztoc
+from .soci import MAX_ZTOC_SIZE, SOCI_CONFIG_V2, find_ztocs, push_ztoc, ztoc_descriptor
+from .ztoc import parse_ztoc
 
 
 @dataclass(frozen=True)
@@ -213,10 +215,7 @@ def _layer_ztocs(
             continue
         record = existing.get(layer.digest)
         if record is not None:
-            if dst is not src:  # the zTOC blob comes along
-                with src.fetch(record.ztoc) as reader:
-                    push_bytes(dst, record.ztoc.media_type, reader.readall())
-            ztocs.append(record.ztoc)
+            ztocs.append(_reused(src, dst, layer, record.ztoc))
             result.status, result.ztoc = "reused", record.ztoc.digest
             continue
         try:
@@ -228,6 +227,16 @@ def _layer_ztocs(
         ztocs.append(desc)
         result.status, result.ztoc = "built", desc.digest
     return ztocs
+
+
+def _reused(src: Store, dst: Store, layer: Descriptor, blob: Descriptor) -> Descriptor:
+    """An existing zTOC (verified) in ``dst``, annotated anew: an index written before SOCI's
+    opaque-whiteout rule was followed may say ``disable-xattrs`` where it must not."""
+    raw = read_all(src, blob, limit=MAX_ZTOC_SIZE)
+    ztoc = parse_ztoc(raw)
+    if dst is not src:
+        push_bytes(dst, blob.media_type, raw)
+    return ztoc_descriptor(Descriptor(blob.media_type, blob.digest, blob.size), layer, ztoc)
 
 
 def _rewrite(dst: Store, entry: Descriptor, manifest: ParsedManifest, index_digest: str | None) -> Descriptor:
