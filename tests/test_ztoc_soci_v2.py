@@ -185,6 +185,9 @@ def test_multi_platform_images(tmp_path):
     assert [[o.status for o in p.layers] for p in report.platforms] == [["built", "skipped"]] * 2
     arm = list_ztocs(f"{ref}-all", platform="linux/arm64")
     assert [r.via for r in arm] == ["soci-v2"]
+    listed = subprocess.run([OCIKIT, "ztoc", "ls", f"{ref}-all", "--platform", "linux/arm64", "--json"],
+                            capture_output=True, text=True)
+    assert [r["ztoc"] for r in json.loads(listed.stdout)] == [arm[0].ztoc.digest]
 
     default = convert_ztocs(ref, to=f"{ref}-host", min_layer_size=small)  # this host's platform only
     assert [p.platform for p in default.platforms] == [str(entries[HOST.architecture].platform)]

@@ -102,15 +102,19 @@ def build_file(layer: str, output: str, span_size: int, build_tool_id: str | Non
         f"{d['entries']} entries, {d['spans']} spans of {human_bytes(d['span_size'])}"))
 
 
+_PLATFORM = click.option("--platform", default=None, help="Platform of a multi-platform image (default: this host's).")
+
+
 @ztoc.command("ls")
 @click.argument("reference")
+@_PLATFORM
 @json_option
 @pass_cli
-def ls(cli: CliContext, reference: str, json_output: bool) -> None:
+def ls(cli: CliContext, reference: str, platform: str | None, json_output: bool) -> None:
     """List the zTOCs of REFERENCE (SOCI v2 index first, then v1 referrers)."""
     from ocikit.ztoc.api import list_ztocs
 
-    records = [r.to_dict() for r in list_ztocs(reference, options=cli.options)]
+    records = [r.to_dict() for r in list_ztocs(reference, platform=platform, options=cli.options)]
     emit(json_output, records, lambda rs: table(
         [[r["layer"][7:19], human_bytes(r["spanSize"]), r["kind"], r["via"], r["ztoc"][7:19],
           human_bytes(r["ztocSize"])]
@@ -119,13 +123,14 @@ def ls(cli: CliContext, reference: str, json_output: bool) -> None:
 
 @ztoc.command("info")
 @click.argument("source")
+@_PLATFORM
 @json_option
 @pass_cli
-def info(cli: CliContext, source: str, json_output: bool) -> None:
+def info(cli: CliContext, source: str, platform: str | None, json_output: bool) -> None:
     """Describe a .ztoc file, or the zTOCs attached to the image SOURCE."""
     from ocikit.ztoc.api import ztoc_info
 
-    infos = [i.to_dict() for i in ztoc_info(source, options=cli.options)]
+    infos = [i.to_dict() for i in ztoc_info(source, platform=platform, options=cli.options)]
     emit(json_output, infos if len(infos) != 1 else infos[0], _render_info)
 
 
