@@ -395,3 +395,19 @@ def test_convert_reannotates_a_reused_zTOC_from_an_old_v1_index(tmp_path):
     assert report.platforms[0].layers[0].status == "reused"
     (entry,) = fetch_manifest(store, report.platforms[0].index).layers
     assert entry.digest == wrong.digest and mt.SOCI_ANNOTATION_DISABLE_XATTRS not in entry.annotations
+
+
+def test_a_missing_bound_index_falls_back_to_building_in_memory(tmp_path, layer):
+    root, layer_path = layer
+    store = LayoutStore(str(tmp_path / "l"))
+    image = fetch_manifest(store, push_image(store, [(layer_path, mt.OCI_LAYER_GZIP)]))
+    document = json.loads(image.raw)
+    document["annotations"] = {mt.SOCI_ANNOTATION_INDEX_DIGEST: "sha256:" + "0" * 64}  # copied without its index
+    from ocikit.spec.manifest import canonical_json
+
+    push_manifest(store, canonical_json(document), tag="orphan")
+    ref = f"oci:{tmp_path / 'l'}:orphan"
+    assert list_ztocs(ref) == []
+    result = get_file(ref, "bin/tool", str(tmp_path / "tool"))
+    assert result.built_ztocs == [result.layer]
+    assert (tmp_path / "tool").read_bytes() == open(os.path.join(root, "bin/tool"), "rb").read()

@@ -147,14 +147,18 @@ def index_records(index: ParsedManifest, index_digest: str, via: str) -> list[Zt
 
 
 def bound_index(store: Store, manifest: ParsedManifest) -> tuple[str, ParsedManifest] | None:
-    """The SOCI v2 index an image manifest names in ``com.amazon.soci.index-digest`` (None if none)."""
+    """The SOCI v2 index an image manifest names in ``com.amazon.soci.index-digest``.
+
+    None if it names none, or one the store lacks (a platform manifest copied without its
+    image index): like soci-snapshotter, the reader then goes on without it.
+    """
     digest = manifest.annotations.get(mt.SOCI_ANNOTATION_INDEX_DIGEST)
     if not digest:
         return None
     try:
         index = fetch_manifest(store, digest)
     except NotFoundError:
-        raise InvalidContentError(f"the image names SOCI index {digest}, which {store.describe()} lacks") from None
+        return None
     if index.is_index or index.config is None or index.config.media_type != mt.SOCI_INDEX_V2:
         raise InvalidContentError(f"{digest} named by {mt.SOCI_ANNOTATION_INDEX_DIGEST} is not a SOCI v2 index")
     return digest, index
