@@ -386,15 +386,21 @@ def test_convert_reannotates_a_reused_zTOC_from_an_old_v1_index(tmp_path):
     config = push_bytes(store, mt.OCI_CONFIG, b'{"architecture":"amd64","os":"linux"}')
     from ocikit.spec.manifest import build_manifest
 
-    manifest = push_manifest(store, build_manifest([layer], config=config), tag="v1")
+    plain = push_bytes(store, mt.OCI_LAYER_GZIP, gzip.compress(tar_with([("etc/a", b"a" * 5000, {})]), mtime=0))
+    manifest = push_manifest(store, build_manifest([layer, plain], config=config), tag="v1")
     with store.fetch(layer) as reader:
         ztoc = build_ztoc(reader, 4 << 20, "ocikit v0.0.1")
     wrong = push_ztoc(store, layer, ztoc).with_annotations(**{mt.SOCI_ANNOTATION_DISABLE_XATTRS: "true"})
     attach_index(store, manifest, [wrong], "ocikit v0.0.1")  # what ocikit wrote before SOCI's rule
     report = convert_ztocs(f"oci:{tmp_path / 'l'}:v1", min_layer_size=0)
-    assert report.platforms[0].layers[0].status == "reused"
-    (entry,) = fetch_manifest(store, report.platforms[0].index).layers
+    assert [o.status for o in report.platforms[0].layers] == ["reused", "built"]
+    entry = fetch_manifest(store, report.platforms[0].index).layers[0]
     assert entry.digest == wrong.digest and mt.SOCI_ANNOTATION_DISABLE_XATTRS not in entry.annotations
+    rebuilt = build_ztocs(f"oci:{tmp_path / 'l'}:v1", min_layer_size=0)  # v1: the plain layer is new
+    assert [o.status for o in rebuilt.layers] == ["exists", "built"]
+    (index,) = rebuilt.indexes
+    entries = fetch_manifest(store, index).layers
+    assert [e.annotations.get(mt.SOCI_ANNOTATION_DISABLE_XATTRS) for e in entries] == [None, "true"]
 
 
 def test_a_missing_bound_index_falls_back_to_building_in_memory(tmp_path, layer):

@@ -24,7 +24,7 @@ from .build import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE
 from .convert import ConvertOptions, ConvertReport, convert_image
 from .extract import FileResult, fetch_file, stream_file
 from .image import build_layer_ztoc, image_manifest, layer_ztoc_records, load_image_ztocs
-from .soci import ZtocRecord, attach_index, find_ztocs, load_ztoc, push_ztoc
+from .soci import ZtocRecord, attach_index, find_ztocs, load_ztoc, push_ztoc, reannotated_ztoc
 from .ztoc import ZSTD, Ztoc, parse_ztoc
 
 _COMPRESSION_NAMES = {"gzip": "gzip", "zstd": "zstd", "none": "uncompressed"}
@@ -132,6 +132,7 @@ def index_image(
     report = BuildReport(manifest_desc.digest, span_size)
     soci: list[Descriptor] = []
     zstd: list[Descriptor] = []
+    reused: dict[int, Descriptor] = {}  # position in ``soci`` -> its layer
     new = {"soci": False, "zstd": False}
     for layer in manifest.layers:
         outcome = LayerOutcome(layer.digest, layer.size, "skipped")
@@ -143,6 +144,8 @@ def index_image(
         if record is not None and not force:
             outcome.status, outcome.ztoc = "exists", record.ztoc.digest
             outcome.compression = _COMPRESSION_NAMES[mt.layer_compression(layer.media_type)]
+            if record.kind == "soci":
+                reused[len(soci)] = layer
             (zstd if record.kind == "zstd" else soci).append(record.ztoc)
             continue
         try:
@@ -156,6 +159,8 @@ def index_image(
         new[kind] = True
         outcome.status, outcome.ztoc, outcome.compression = "built", desc.digest, ztoc.compression
     if new["soci"]:
+        for i, layer in reused.items():  # the new index says what the zTOCs hold, by today's rules
+            soci[i] = reannotated_ztoc(store, layer, soci[i])
         report.indexes.append(attach_index(store, manifest_desc, soci, build_tool_id).digest)
     if new["zstd"]:
         report.indexes.append(attach_index(store, manifest_desc, zstd, build_tool_id, zstd=True).digest)

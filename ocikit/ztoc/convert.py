@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..content.base import Store, ensure_empty_blob, fetch_manifest, push_bytes, push_manifest, read_all
+from ..content.base import Store, ensure_empty_blob, fetch_manifest, push_manifest, read_all
 from ..errors import InvalidContentError, UnsupportedError
 from ..progress import NULL_PROGRESS, Progress
 from ..spec import mediatypes as mt
@@ -48,8 +48,7 @@ from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import ParsedManifest, build_index, build_manifest, canonical_json, is_image_entry, match_platform
 from .build import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, check_build_sizes
 from .image import build_layer_ztoc
-from .soci import MAX_ZTOC_SIZE, SOCI_CONFIG_V2, find_ztocs, push_ztoc, ztoc_descriptor
-from .ztoc import parse_ztoc
+from .soci import SOCI_CONFIG_V2, find_ztocs, push_ztoc, reannotated_ztoc
 
 
 @dataclass(frozen=True)
@@ -215,7 +214,7 @@ def _layer_ztocs(
             continue
         record = existing.get(layer.digest)
         if record is not None:
-            ztocs.append(_reused(src, dst, layer, record.ztoc))
+            ztocs.append(reannotated_ztoc(src, layer, record.ztoc, dst))
             result.status, result.ztoc = "reused", record.ztoc.digest
             continue
         try:
@@ -227,16 +226,6 @@ def _layer_ztocs(
         ztocs.append(desc)
         result.status, result.ztoc = "built", desc.digest
     return ztocs
-
-
-def _reused(src: Store, dst: Store, layer: Descriptor, blob: Descriptor) -> Descriptor:
-    """An existing zTOC (verified) in ``dst``, annotated anew: an index written before SOCI's
-    opaque-whiteout rule was followed may say ``disable-xattrs`` where it must not."""
-    raw = read_all(src, blob, limit=MAX_ZTOC_SIZE)
-    ztoc = parse_ztoc(raw)
-    if dst is not src:
-        push_bytes(dst, blob.media_type, raw)
-    return ztoc_descriptor(Descriptor(blob.media_type, blob.digest, blob.size), layer, ztoc)
 
 
 def _rewrite(dst: Store, entry: Descriptor, manifest: ParsedManifest, index_digest: str | None) -> Descriptor:

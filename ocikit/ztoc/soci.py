@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..content.base import Store, SupportsReferrers, fetch_manifest, push_bytes
+from ..content.base import Store, SupportsReferrers, fetch_manifest, push_bytes, read_all
 from ..errors import InvalidContentError, NotFoundError, UnsupportedError
 from ..graph.attach import attach_referrer
 from ..spec import mediatypes as mt
@@ -95,6 +95,17 @@ def ztoc_descriptor(ztoc_blob: Descriptor, layer: Descriptor, ztoc: Ztoc) -> Des
     if should_disable_xattrs(ztoc):
         annotations[mt.SOCI_ANNOTATION_DISABLE_XATTRS] = "true"  # SOCI's XAttrOptimization
     return Descriptor(ztoc_blob.media_type, ztoc_blob.digest, ztoc_blob.size, annotations)
+
+
+def reannotated_ztoc(store: Store, layer: Descriptor, blob: Descriptor, dst: Store | None = None) -> Descriptor:
+    """An existing zTOC's descriptor annotated anew from its (verified) content, and the blob
+    copied to ``dst`` if given: an index written before SOCI's opaque-whiteout rule was
+    followed may say ``disable-xattrs`` where it must not."""
+    raw = read_all(store, blob, limit=MAX_ZTOC_SIZE)
+    ztoc = parse_ztoc(raw)
+    if dst is not None and dst is not store:
+        push_bytes(dst, blob.media_type, raw)
+    return ztoc_descriptor(Descriptor(blob.media_type, blob.digest, blob.size), layer, ztoc)
 
 
 def push_ztoc(store: Store, layer: Descriptor, ztoc: Ztoc) -> Descriptor:
