@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from environment import require_binary
+from environment import require_binary, skip_or_fail
 from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, push_image, tar_with
 
 import ocikit
@@ -330,12 +330,20 @@ def test_a_docker_manifest_becomes_an_oci_manifest_sharing_its_blobs(tmp_path, l
 
 
 @pytest.fixture(scope="module")
-def containerd(tmp_path_factory):
-    from containerd_support import Containerd
+def containerd():
+    from ocikit.testing.containerd import ContainerdServer, containerd_available
 
-    daemon = Containerd(str(tmp_path_factory.mktemp("containerd")))
-    yield daemon
-    daemon.close()
+    if not containerd_available():
+        require_binary("containerd", "ctr")
+        skip_or_fail("containerd needs root to mount snapshots")
+    with ContainerdServer() as server:
+        yield server
+
+
+def _ctr(containerd, *args: str) -> str:
+    done = containerd.ctr("-n", "ocikit-soci", *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_containerd_pulls_and_unpacks_a_converted_image(registry, containerd, tmp_path):
@@ -343,17 +351,17 @@ def test_containerd_pulls_and_unpacks_a_converted_image(registry, containerd, tm
     store, _ = open_store(ref)
     _runnable(store, "v1")
     report = convert_ztocs(ref, min_layer_size=0)
-    containerd.ctr("images", "pull", "--plain-http", "--snapshotter", "native", report.reference)
-    listed = containerd.ctr("images", "ls").stdout
+    _ctr(containerd, "images", "pull", "--plain-http", "--snapshotter", "native", report.reference)
+    listed = _ctr(containerd, "images", "ls")
     assert report.digest in listed and "linux/amd64" in listed
     mount = tmp_path / "mnt"
     mount.mkdir()
-    containerd.ctr("images", "mount", "--snapshotter", "native", report.reference, str(mount))
+    _ctr(containerd, "images", "mount", "--snapshotter", "native", report.reference, str(mount))
     try:
         assert (mount / "etc/hello").read_bytes() == b"hi\n"  # the image, not the SOCI index, was unpacked
     finally:
-        containerd.ctr("images", "unmount", str(mount), check=False)
-    content = containerd.ctr("content", "ls").stdout
+        containerd.ctr("-n", "ocikit-soci", "images", "unmount", str(mount))
+    content = _ctr(containerd, "content", "ls")
     assert report.platforms[0].index[7:] in content  # the SOCI index came along as part of the image
 
 
