@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     "RelocationReport": "ocikit.relocate.tree",
     "build_ztoc_file": "ocikit.ztoc.api",
     "build_ztocs": "ocikit.ztoc.api",
+    "convert_ztocs": "ocikit.ztoc.api",
     "index_image": "ocikit.ztoc.api",
     "list_ztocs": "ocikit.ztoc.api",
     "ztoc_info": "ocikit.ztoc.api",

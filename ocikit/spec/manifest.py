@@ -158,10 +158,34 @@ def _guess_type(document: Mapping[str, Any]) -> str:
     return mt.OCI_INDEX if "manifests" in document else mt.OCI_MANIFEST
 
 
+_IMAGE_ARTIFACT_TYPES = ("", mt.OCI_CONFIG, mt.DOCKER_CONFIG)
+
+
+def is_image_entry(entry: Descriptor) -> bool:
+    """Whether an index entry is an image manifest, not an artifact: no ``artifactType``, or a
+    config type (what the referrers API reports for an image).
+
+    A SOCI v2 index entry is also known by its ``com.amazon.soci.image-manifest-digest``
+    annotation: copies by tools that predate ``artifactType`` (skopeo 1.9) drop the field.
+    """
+    return (entry.is_manifest and entry.artifact_type in _IMAGE_ARTIFACT_TYPES
+            and mt.SOCI_ANNOTATION_IMAGE_MANIFEST_DIGEST not in entry.annotations)
+
+
 def select_platform(index: ParsedManifest, wanted: Platform) -> Descriptor:
-    """The first index entry whose platform matches ``wanted`` (entries without platform never match)."""
-    for entry in index.manifests:
-        if entry.platform is not None and entry.platform.matches(wanted):
-            return entry
-    available = ", ".join(str(e.platform) for e in index.manifests if e.platform) or "none"
+    """The entry of ``index`` for ``wanted`` (see :func:`match_platform`)."""
+    return match_platform(index.manifests, wanted)
+
+
+def match_platform(entries: Iterable[Descriptor], wanted: Platform) -> Descriptor:
+    """The first image entry whose platform matches ``wanted`` (entries without platform never match).
+
+    Artifacts (the SOCI v2 indexes of a converted image carry their image's platform) are
+    chosen only if no image entry matches (:func:`is_image_entry`).
+    """
+    entries = list(entries)
+    matching = [e for e in entries if e.platform is not None and e.platform.matches(wanted)]
+    for entry in sorted(matching, key=lambda e: not is_image_entry(e)):
+        return entry
+    available = ", ".join(str(e.platform) for e in entries if e.platform) or "none"
     raise NotFoundError(f"no manifest for platform {wanted} in index (available: {available})")

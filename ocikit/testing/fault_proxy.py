@@ -12,7 +12,9 @@ unless a :class:`Fault` rule matches:
 
 Each rule applies ``times`` times (``-1``: always) and counts its hits. Every request's
 method, path and headers are recorded in ``requests``, so a test can prove which headers
-(``Authorization``) reached this host.
+(``Authorization``) reached this host. Response body bytes are counted before the client
+can have them: all of them in ``body_bytes``, per request in ``served`` (``blob_bytes()``
+sums the blob GETs), so a test can check what a reader says it downloaded.
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ class SeenRequest:
     headers: dict[str, str]  # as received, header names lower-cased
 
 
+@dataclass
+class Served:
+    method: str
+    path: str
+    bytes: int = 0  # body bytes sent so far
+
+
 class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream  # "127.0.0.1:PORT"
@@ -56,6 +65,7 @@ class FaultProxy:
         self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every answered request
         self.requests: list[SeenRequest] = []  # every request received, answered or not
         self.body_bytes = 0  # response body bytes sent to clients (what a reader cost)
+        self.served: list[Served] = []  # every forwarded answer's body size
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -73,6 +83,7 @@ class FaultProxy:
             self.log.clear()
             self.requests.clear()
             self.body_bytes = 0
+            self.served.clear()
 
     def _take(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -83,6 +94,11 @@ class FaultProxy:
                         fault.times -= 1
                     return fault
         return None
+
+    def blob_bytes(self) -> int:
+        """Body bytes of every blob GET answered so far (whole blobs and ranges)."""
+        with self._lock:
+            return sum(s.bytes for s in self.served if s.method == "GET" and "/blobs/" in s.path)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -126,6 +142,9 @@ class FaultProxy:
                 limit = fault.after_bytes if fault and fault.action == "drop_response" else None
                 flip = fault.after_bytes if fault and fault.action == "corrupt" else None
                 sent = 0
+                served = Served(self.command, self.path)
+                with proxy._lock:
+                    proxy.served.append(served)
                 while chunk := response.read(64 << 10):
                     if flip is not None and sent <= flip < sent + len(chunk):
                         chunk = chunk[: flip - sent] + bytes([chunk[flip - sent] ^ 1]) + chunk[flip - sent + 1 :]
@@ -138,10 +157,11 @@ class FaultProxy:
                         self.connection.shutdown(socket.SHUT_RDWR)
                         self.close_connection = True
                         return
+                    with proxy._lock:  # counted before the client can have it
+                        served.bytes += len(chunk)
+                        proxy.body_bytes += len(chunk)
                     self.wfile.write(chunk)
                     sent += len(chunk)
-                    with proxy._lock:
-                        proxy.body_bytes += len(chunk)
                 upstream.close()
                 self.close_connection = True
 

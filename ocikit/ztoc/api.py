@@ -13,19 +13,20 @@ from dataclasses import dataclass, field
 
 from ..content.base import Store
 from ..content.open import open_store
-from ..errors import InvalidContentError, NotFoundError, UnsupportedError
+from ..errors import InvalidContentError, InvalidReferenceError, NotFoundError, UnsupportedError
 from ..extract.safe_tar import ExtractPolicy
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import NULL_PROGRESS, Progress
+from ..reference import Reference
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
-from .build import DEFAULT_BUILD_TOOL, DEFAULT_SPAN_SIZE, build_ztoc
+from .build import DEFAULT_BUILD_TOOL, DEFAULT_MIN_LAYER_SIZE, DEFAULT_SPAN_SIZE, build_ztoc, check_build_sizes
+from .convert import ConvertOptions, ConvertReport, convert_image
 from .extract import FileResult, fetch_file, stream_file
 from .image import build_layer_ztoc, image_manifest, layer_ztoc_records, load_image_ztocs
-from .soci import ZtocRecord, attach_index, attached_ztocs, load_ztoc, push_ztoc
+from .soci import ZtocRecord, attach_index, find_ztocs, load_ztoc, push_ztoc, reannotated_ztoc
 from .ztoc import ZSTD, Ztoc, parse_ztoc
 
-DEFAULT_MIN_LAYER_SIZE = 10 << 20  # SOCI's default, compared with the compressed size
 _COMPRESSION_NAMES = {"gzip": "gzip", "zstd": "zstd", "none": "uncompressed"}
 
 
@@ -117,17 +118,21 @@ def index_image(
     platform: "Platform | str | None" = None,
     progress: Progress = NULL_PROGRESS,
 ) -> BuildReport:
-    """zTOC every eligible layer of an image and attach SOCI (and ocikit zstd) indexes.
+    """zTOC every eligible layer of an image and attach SOCI v1 (and ocikit zstd) indexes.
 
     Layers smaller than ``min_layer_size`` (compressed) are skipped, so are layers that
     already have a zTOC with the same span size (unless ``force``), zstd layers that are a
-    single frame (not seekable) and layers that are not tar archives.
+    single frame (not seekable) and layers that are not tar archives. A new index replaces
+    ocikit's earlier one for the image (:func:`~ocikit.ztoc.soci.attach_index`).
     """
+    check_build_sizes(span_size, min_layer_size)
     manifest_desc, manifest = image_manifest(store, manifest_desc, _platform(platform))
-    existing = {r.layer_digest: r for r in attached_ztocs(store, manifest_desc) if r.span_size == span_size}
+    found = find_ztocs(store, manifest_desc, manifest)
+    existing = {r.layer_digest: r for r in found if r.span_size == span_size}
     report = BuildReport(manifest_desc.digest, span_size)
     soci: list[Descriptor] = []
     zstd: list[Descriptor] = []
+    reused: dict[int, Descriptor] = {}  # position in ``soci`` -> its layer
     new = {"soci": False, "zstd": False}
     for layer in manifest.layers:
         outcome = LayerOutcome(layer.digest, layer.size, "skipped")
@@ -139,6 +144,8 @@ def index_image(
         if record is not None and not force:
             outcome.status, outcome.ztoc = "exists", record.ztoc.digest
             outcome.compression = _COMPRESSION_NAMES[mt.layer_compression(layer.media_type)]
+            if record.kind == "soci":
+                reused[len(soci)] = layer
             (zstd if record.kind == "zstd" else soci).append(record.ztoc)
             continue
         try:
@@ -152,6 +159,8 @@ def index_image(
         new[kind] = True
         outcome.status, outcome.ztoc, outcome.compression = "built", desc.digest, ztoc.compression
     if new["soci"]:
+        for i, layer in reused.items():  # the new index says what the zTOCs hold, by today's rules
+            soci[i] = reannotated_ztoc(store, layer, soci[i])
         report.indexes.append(attach_index(store, manifest_desc, soci, build_tool_id).digest)
     if new["zstd"]:
         report.indexes.append(attach_index(store, manifest_desc, zstd, build_tool_id, zstd=True).digest)
@@ -175,6 +184,54 @@ def build_ztocs(
                        build_tool_id=build_tool_id, platform=platform, progress=progress)
 
 
+# -- convert (SOCI index manifest v2) ----------------------------------------------------
+
+
+def convert_ztocs(
+    reference: str,
+    *,
+    to: str | None = None,
+    span_size: int = DEFAULT_SPAN_SIZE,
+    min_layer_size: int = DEFAULT_MIN_LAYER_SIZE,
+    platforms: "tuple[Platform | str, ...]" = (),
+    all_platforms: bool = False,
+    build_tool_id: str = DEFAULT_BUILD_TOOL,
+    options: Options = DEFAULT_OPTIONS,
+    progress: Progress = NULL_PROGRESS,
+) -> ConvertReport:
+    """``soci convert``: a SOCI-enabled image (v2) of ``reference``, tagged ``to``.
+
+    ``to`` defaults to the same repository with ``-soci`` appended to the tag (``TAG-soci``);
+    another repository or registry gets the source image copied along (layers once).
+    """
+    src, src_ref = open_store(reference, options, create=False)
+    root = src.resolve(src_ref.reference)
+    dst_ref = default_convert_target(src_ref) if to is None else _parse_target(to)
+    same = str(dst_ref.repository_reference()) == str(src_ref.repository_reference())
+    dst = src if same else open_store(dst_ref, options)[0]
+    wanted = tuple(p if isinstance(p, Platform) else Platform.parse(p) for p in platforms)
+    convert_options = ConvertOptions(span_size, min_layer_size, wanted, all_platforms, build_tool_id)
+    converted, report = convert_image(src, root, dst, convert_options, progress)
+    dst.tag(converted, dst_ref.push_tag)
+    report.reference = str(dst_ref.with_tag(dst_ref.push_tag))
+    return report
+
+
+def default_convert_target(source: Reference) -> Reference:
+    """Where ``convert`` tags by default: ``TAG-soci`` beside the source (``sha256-HEX12-soci`` if pinned)."""
+    base = source.tag or (source.digest.replace(":", "-")[:19] if source.digest else "latest")
+    return source.with_tag(f"{base}-soci")
+
+
+def _parse_target(to: str) -> Reference:
+    from ..reference import parse_reference
+
+    ref = parse_reference(to)
+    if ref.digest:
+        raise InvalidReferenceError(f"--to {to!r} names a digest; the converted image needs a tag")
+    return ref
+
+
 # -- list and inspect -------------------------------------------------------------------
 
 
@@ -183,8 +240,8 @@ def list_ztocs(
 ) -> list[ZtocRecord]:
     """The zTOCs attached to the image ``reference`` names."""
     store, desc = _open_image(reference, options)
-    desc, _ = image_manifest(store, desc, _platform(platform))
-    return attached_ztocs(store, desc)
+    desc, manifest = image_manifest(store, desc, _platform(platform))
+    return find_ztocs(store, desc, manifest)
 
 
 @dataclass
@@ -236,9 +293,9 @@ def ztoc_info(
             data = fh.read()
         return [describe_ztoc(parse_ztoc(data), digest_bytes(data))]
     store, desc = _open_image(source, options)
-    desc, _ = image_manifest(store, desc, _platform(platform))
+    desc, manifest = image_manifest(store, desc, _platform(platform))
     return [describe_ztoc(load_ztoc(store, r.ztoc), r.ztoc.digest, r.layer_digest)
-            for r in attached_ztocs(store, desc)]
+            for r in find_ztocs(store, desc, manifest)]
 
 
 # -- fetch ------------------------------------------------------------------------------
@@ -283,6 +340,8 @@ def get_file_stream(
 
 __all__ = [
     "BuildReport",
+    "ConvertReport",
+    "convert_ztocs",
     "ZtocFileResult",
     "ZtocInfo",
     "build_ztoc_file",

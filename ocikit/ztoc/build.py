@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import __version__
 from ..byteio import ByteReader
-from ..errors import InvalidContentError, UnsupportedError
+from ..errors import InvalidContentError, InvalidReferenceError, UnsupportedError
 from ..formats import compression
 from ..formats.compression import SNIFF_BYTES, sniff
 from ..formats.tar.reader import TarScanner
@@ -31,6 +31,7 @@ from .toc import TocCollector
 from .ztoc import GZIP, UNCOMPRESSED, VERSION_09, ZSTD, Ztoc
 
 DEFAULT_SPAN_SIZE = 1 << 22  # 4 MiB, SOCI's default
+DEFAULT_MIN_LAYER_SIZE = 10 << 20  # SOCI's default, compared with the compressed size
 DEFAULT_BUILD_TOOL = f"ocikit v{__version__}"
 _CHUNK = 1 << 20
 _MAX_SEEK_TABLE = 64 << 20
@@ -47,8 +48,7 @@ def build_ztoc(
     on_bytes: ByteCallback | None = None,
 ) -> Ztoc:
     """Read a layer once and return its zTOC; ``compression`` is detected when None."""
-    if span_size <= 0:
-        raise ValueError("span size must be positive")
+    check_build_sizes(span_size)
     source = _Source(reader, on_bytes)
     detected = _ZTOC_NAMES[sniff(source.peek(SNIFF_BYTES))]
     if compression and compression != detected:
@@ -57,6 +57,14 @@ def build_ztoc(
     ztoc = builder(source, span_size)
     ztoc.build_tool_identifier = build_tool_id
     return ztoc
+
+
+def check_build_sizes(span_size: int, min_layer_size: int = 0) -> None:
+    """The one check of ``--span-size`` and ``--min-layer-size`` (a usage error, exit 2)."""
+    if span_size <= 0:
+        raise InvalidReferenceError(f"span size must be positive (got {span_size})")
+    if min_layer_size < 0:
+        raise InvalidReferenceError(f"min layer size must not be negative (got {min_layer_size})")
 
 
 def _build_gzip(source: "_Source", span_size: int) -> Ztoc:

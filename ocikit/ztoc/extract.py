@@ -50,9 +50,10 @@ class FileResult:
     mode: int
     layer: str
     layer_size: int
-    bytes_fetched: int
+    bytes_fetched: int  # everything read from the store: range reads + index_bytes
     spans: list[int]
     built_ztocs: list[str] = field(default_factory=list)
+    index_bytes: int = 0  # zTOC blobs fetched, and layers read whole to index them in memory
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -68,8 +69,9 @@ class ExtractReport:
     hardlinks: int = 0
     skipped: list[str] = field(default_factory=list)
     bytes_written: int = 0
-    stats: FetchStats = field(default_factory=FetchStats)
+    stats: FetchStats = field(default_factory=FetchStats)  # range reads and index_bytes together
     built_ztocs: list[str] = field(default_factory=list)
+    index_bytes: int = 0  # zTOC blobs fetched, and layers read whole to index them in memory
     extract: ExtractStats = field(default_factory=ExtractStats, repr=False)
 
     def to_dict(self) -> dict[str, object]:
@@ -107,9 +109,11 @@ def extract_subset(
     stats.take(outcome)
     finish_tree(dest_dir, stats, rules)
     progress.finish("extract")
+    stream.stats.add(image.cost)
     return ExtractReport(
         files=stats.files, dirs=stats.directories, symlinks=stats.symlinks, hardlinks=stats.hardlinks,
-        skipped=stats.skipped, bytes_written=stats.bytes, stats=stream.stats, built_ztocs=image.built, extract=stats,
+        skipped=stats.skipped, bytes_written=stats.bytes, stats=stream.stats, built_ztocs=image.built,
+        index_bytes=image.cost.bytes_fetched, extract=stats,
     )
 
 
@@ -198,7 +202,8 @@ def fetch_file(
     layer = image.layers[node.layer]
     return FileResult(
         path, node.path, output, data.size, mode, layer.digest, layer.size,
-        stream.stats.bytes_fetched, stream.stats.span_ids, image.built,
+        stream.stats.bytes_fetched + image.cost.bytes_fetched, stream.stats.span_ids, image.built,
+        image.cost.bytes_fetched,
     )
 
 

@@ -1,23 +1,26 @@
 """An image's layers together with their zTOCs.
 
-Reading files on demand needs each layer's TOC. Attached zTOCs (SOCI indexes and ocikit
-zstd indexes among the image's referrers) are used when present; a layer without one —
-typically a small layer below ``--min-layer-size`` — is read once and indexed in memory,
-which the result reports, so the caller knows what it cost.
+Reading files on demand needs each layer's TOC. zTOCs are found by
+:func:`~ocikit.ztoc.soci.find_ztocs` (a bound SOCI v2 index first, then SOCI v1 and ocikit
+zstd referrers); a layer without one — typically a small layer below ``--min-layer-size`` —
+is read once and indexed in memory. ``ImageZtocs.cost`` counts every blob byte this took
+(zTOC blobs and layers read whole), so what a reader reports as fetched is what the
+registry served.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..content.base import Store, SupportsReferrers, fetch_manifest
+from ..content.base import Store, fetch_manifest
 from ..errors import InvalidContentError
 from ..progress import NULL_PROGRESS, Progress
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import ParsedManifest, select_platform
 from .build import DEFAULT_SPAN_SIZE, build_ztoc
-from .soci import ZtocRecord, attached_ztocs, load_ztoc
+from .fetch import FetchStats
+from .soci import ZtocRecord, find_ztocs, load_ztoc
 from .ztoc import GZIP, ZSTD, Ztoc
 
 _DECLARED = {"gzip": GZIP, "zstd": ZSTD}
@@ -42,16 +45,17 @@ class ImageZtocs:
     layers: list[Descriptor]
     ztocs: list[Ztoc]
     built: list[str] = field(default_factory=list)  # layers indexed on the fly
+    cost: FetchStats = field(default_factory=FetchStats)  # blob bytes read to get the zTOCs
+    via: dict[str, str] = field(default_factory=dict)  # layer digest -> where its zTOC came from
 
     def entries(self) -> list[list]:  # type: ignore[type-arg]
         return [z.entries for z in self.ztocs]
 
 
 def layer_ztoc_records(store: Store, manifest_desc: Descriptor) -> dict[str, ZtocRecord]:
-    """The attached zTOC per layer digest (the newest index wins)."""
-    if not isinstance(store, SupportsReferrers):
-        return {}
-    return {r.layer_digest: r for r in attached_ztocs(store, manifest_desc)}
+    """The zTOC per layer digest, as :func:`~ocikit.ztoc.soci.find_ztocs` finds them."""
+    manifest_desc, manifest = image_manifest(store, manifest_desc)
+    return {r.layer_digest: r for r in find_ztocs(store, manifest_desc, manifest)}
 
 
 def build_layer_ztoc(store: Store, layer: Descriptor, span_size: int, build_tool_id: str,
@@ -75,14 +79,19 @@ def load_image_ztocs(
 ) -> ImageZtocs:
     """Each layer's zTOC: attached ones fetched, missing ones built in memory from the layer."""
     manifest_desc, manifest = image_manifest(store, manifest_desc, platform)
-    records = layer_ztoc_records(store, manifest_desc)
+    records = {r.layer_digest: r for r in find_ztocs(store, manifest_desc, manifest)}
     result = ImageZtocs(manifest_desc, list(manifest.layers), [])
     for layer in manifest.layers:
         record = records.get(layer.digest)
+        result.cost.requests += 1
         if record is not None:
             result.ztocs.append(load_ztoc(store, record.ztoc))
+            result.cost.bytes_fetched += record.ztoc.size
+            result.via[layer.digest] = record.via
             continue
         progress.message(f"layer {layer.short()} has no zTOC: reading it once to index it")
         result.ztocs.append(build_layer_ztoc(store, layer, DEFAULT_SPAN_SIZE, "ocikit (in memory)", progress))
+        result.cost.bytes_fetched += layer.size
         result.built.append(layer.digest)
+        result.via[layer.digest] = "built"
     return result

@@ -41,4 +41,7 @@ def get_file(
         getattr(progress, "close", lambda: None)()
     emit(json_output, result.to_dict(), lambda d: (
         f"wrote {d['output']} ({human_bytes(d['size'])}, mode {d['mode']:04o}) from layer {d['layer'][:19]}: "
-        f"fetched {human_bytes(d['bytes_fetched'])} of {human_bytes(d['layer_size'])} in {len(d['spans'])} spans"))
+        f"fetched {human_bytes(d['bytes_fetched'])}: {len(d['spans'])} spans of a {human_bytes(d['layer_size'])} layer"
+        + (f", {human_bytes(d['index_bytes'])} of zTOCs" if not d["built_ztocs"] else
+           f", {human_bytes(d['index_bytes'])} of zTOCs and layers read whole to index "
+           f"{len(d['built_ztocs'])} layer(s) without one")))
