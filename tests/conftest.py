@@ -6,7 +6,6 @@ import os
 
 import pytest
 from environment import find_shared_fixtures, require_binary, skip_or_fail
-
 from hypothesis import settings
 
 from ocikit.testing.registry import RegistryServer, registry_available
