@@ -9,6 +9,7 @@ each into a fresh directory on ``--dest-dir`` (default ``/dev/shm``):
 
 * ``floor``               ``tar -xf corpus.tar`` of the already-decompressed tar
 * ``ocikit``              ``ocikit pull REG/bench/peers:{zstd,gzip} DEST`` (verified, safe, atomic)
+* ``ocikit stdlib zlib`` the same gzip pull inflated by the standard library (``OCIKIT_INFLATE=zlib``)
 * ``ctr``                 containerd 1.6 ``ctr images pull`` (fetch + unpack, native snapshotter),
                           against a containerd started here on a private socket, its root on
                           the destination's filesystem, a fresh one per run (started and stopped
@@ -190,6 +191,8 @@ def cases(paths: dict[str, str], host: str, dest: str, skip_oras: bool) -> dict[
         FLOOR: ["tar", "-C", dest, "-xf", paths["tar"]],
         "ocikit (zstd)": OCIKIT_PULL + [f"{host}/bench/peers:zstd", dest],
         "ocikit (gzip)": OCIKIT_PULL + [f"{host}/bench/peers:gzip", dest],
+        # the standard library's inflate (the fallback), to show what zlib-ng buys
+        "ocikit stdlib zlib (gzip)": ["env", "OCIKIT_INFLATE=zlib", *OCIKIT_PULL, f"{host}/bench/peers:gzip", dest],
         "ctr (zstd)": "zstd",  # the tag; the command is made per run for a fresh containerd
         "ctr (gzip)": "gzip",
         "skopeo+umoci (gzip)": skopeo_umoci,
