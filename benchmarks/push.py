@@ -39,7 +39,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from corpus import corpus_path, small_corpus_path
+from corpus import corpus_path, scaled, small_corpus_path
 
 OCIKIT = os.path.join(os.path.dirname(sys.executable), "ocikit")
 
@@ -107,12 +107,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default=None, help="directory to push (default: the standard corpus)")
     parser.add_argument("--small", action="store_true", help="push the small corpus (the standard library)")
+    parser.add_argument("--scale", type=int, default=1, help="push this many copies of the corpus (memory check)")
     parser.add_argument("--dest-dir", default="/dev/shm", help="where the layout floor and layout push write (tmpfs)")
     parser.add_argument("--skip-oras", action="store_true", help="do not run the (slow) oras-py baseline")
     parser.add_argument("--skip-tar-writers", action="store_true", help="do not compare tar writers")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved floor/ocikit rounds (best is kept)")
     args = parser.parse_args()
-    corpus = args.corpus or (small_corpus_path() if args.small else corpus_path())
+    corpus = scaled(args.corpus or (small_corpus_path() if args.small else corpus_path()), args.scale)
 
     from ocikit.testing.registry import RegistryServer
 
