@@ -11,9 +11,9 @@ each into a fresh directory on ``--dest-dir`` (default ``/dev/shm``):
 * ``ocikit``              ``ocikit pull REG/bench/peers:{zstd,gzip} DEST`` (verified, safe, atomic)
 * ``ocikit stdlib zlib`` the same gzip pull inflated by the standard library (``OCIKIT_INFLATE=zlib``)
 * ``ctr``                 containerd 1.6 ``ctr images pull`` (fetch + unpack, native snapshotter),
-                          against a containerd started here on a private socket, its root on
-                          the destination's filesystem, a fresh one per run (started and stopped
-                          outside the timing; the daemon's CPU is counted)
+                          against a containerd started here (``ocikit.testing.containerd``) on a
+                          private socket, its root on the destination's filesystem, a fresh one
+                          per run (started and stopped outside the timing; its CPU is counted)
 * ``skopeo+umoci``        ``skopeo copy docker://… oci:DEST/layout`` then ``umoci unpack`` (gzip
                           only: umoci 0.4 cannot unpack zstd)
 * ``oras-py``             ``oras.client.OrasClient().pull`` (gzip only; ``--skip-oras`` leaves it out)
@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from ocikit.digest import digest_file  # noqa: E402
 from ocikit.spec import mediatypes as mt  # noqa: E402
 from ocikit.spec.descriptor import Descriptor  # noqa: E402
 from ocikit.spec.manifest import build_manifest, canonical_json  # noqa: E402
+from ocikit.testing.containerd import ContainerdServer  # noqa: E402
 
 OCIKIT_PULL = [sys.executable, "-m", "ocikit_cli.main", "-q", "pull"]
 ORAS_PULL = (
@@ -105,46 +105,6 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-class Containerd:
-    """A containerd with its root, state and socket in ``base`` (a private instance)."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.socket = os.path.join(base, "containerd.sock")
-        os.makedirs(base, exist_ok=True)
-        config = os.path.join(base, "config.toml")
-        with open(config, "w") as fh:
-            fh.write(
-                "version = 2\n"
-                f'root = "{base}/root"\nstate = "{base}/state"\n'
-                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                f'[grpc]\n  address = "{self.socket}"\n'
-                f'[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
-                f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{base}/opt"\n'
-            )
-        self._log = open(os.path.join(base, "containerd.log"), "wb")
-        self.process = subprocess.Popen(["containerd", "--config", config], stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        deadline = time.monotonic() + 20
-        while subprocess.run(["ctr", "-a", self.socket, "version"], capture_output=True).returncode != 0:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"containerd did not start (log in {base})")
-            time.sleep(0.1)
-
-    def pull_command(self, ref: str) -> list[str]:
-        return ["ctr", "-a", self.socket, "-n", "bench", "images", "pull", "--plain-http", "--snapshotter", "native", ref]
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
 def run_tree(command: list[str] | str) -> Run:
     """Run one command (a shell line for pipelines); its tree's wall, CPU and peak RSS.
 
@@ -171,12 +131,14 @@ def measure(name: str, command: list[str] | str, dest: str, host: str) -> Run:
             return run_tree(command)
         finally:
             shutil.rmtree(dest, ignore_errors=True)
-    daemon = Containerd(os.path.join(dest, "containerd"))  # the unpacked tree lands under its root
+    os.makedirs(os.path.join(dest, "containerd"))
+    daemon = ContainerdServer(os.path.join(dest, "containerd"))  # the unpacked tree lands under its root
     try:
-        daemon_cpu = _cpu_of(daemon.process.pid)
-        run = run_tree(daemon.pull_command(f"{host}/bench/peers:{command}"))
-        run.cpu += _cpu_of(daemon.process.pid) - daemon_cpu
-        run.peak_rss_mb = max(run.peak_rss_mb, _peak_rss_mb(daemon.process.pid))
+        daemon_cpu = _cpu_of(daemon.pid)
+        pull = ["ctr", "-a", daemon.socket, "-n", "bench", "images", "pull", "--plain-http", "--snapshotter", "native"]
+        run = run_tree([*pull, f"{host}/bench/peers:{command}"])
+        run.cpu += _cpu_of(daemon.pid) - daemon_cpu
+        run.peak_rss_mb = max(run.peak_rss_mb, _peak_rss_mb(daemon.pid))
         return run
     finally:
         daemon.close()
