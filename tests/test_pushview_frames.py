@@ -140,3 +140,34 @@ def test_a_file_holding_root_and_placeholder_is_refused(tmp_path, size):
     (top / "f").write_bytes(data)
     with pytest.raises(InvalidContentError, match="relocation placeholder"):
         push(str(top), "zstd")
+
+
+def test_large_non_elf_files_stream_even_with_the_rpath_hook(tmp_path):
+    """The relative-RPATH hook needs whole ELF files; a large archive (libpython.a) must still
+    stream, so push memory is bounded by the largest ELF file, not the largest file."""
+    import tracemalloc
+
+    top = tmp_path / "tree"
+    top.mkdir()
+    archive = bytearray(b"!<arch>\n" + os.urandom(40 * MIB))
+    archive[20 * MIB : 20 * MIB + len(ROOT)] = ROOT.encode()
+    (top / "libbig.a").write_bytes(archive)
+    view = scan_view(str(top))
+    [plan] = plan_layers(view, "packages")
+    calls: list[str] = []
+
+    def hook(data: bytes, rel: str, root: str) -> bytes:  # FAKE: records what it was given
+        calls.append(rel)
+        return data
+
+    reader = LayerReader(view.source, plan, Relocation(ROOT, PLACEHOLDER, rpath_hook=hook))
+    tracemalloc.start()
+    try:
+        for _frame in reader.frames():
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert calls == []
+    assert reader.relocated == ["libbig.a"]  # the root inside the archive was still found and replaced
+    assert peak < 32 * MIB, f"{peak / MIB:.0f} MiB held at once for a 40 MiB file (whole: 80)"

@@ -40,6 +40,7 @@ from ..spack.layering import LayerPlan
 FRAME_TARGET = 4 << 20
 FRAME_RULE = "ocikit-frames-v1"
 _ZEROS = bytes(512)
+_ELF_MAGIC = b"\x7fELF"
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 # (data, view-relative path, real root) -> same-length data; see push_view's relative_rpaths hook.
@@ -69,11 +70,6 @@ class Relocation:
         if (self.rewrite is None) != (not self.mount_path):
             raise ValueError("a mount path and its rewrite go together")
 
-    @property
-    def reads_whole_files(self) -> bool:
-        """ELF rewrites need whole files; a mount-path rewrite may also change their size."""
-        return self.rpath_hook is not None or self.rewrite is not None
-
 
 @dataclass
 class LayerReader:
@@ -95,7 +91,7 @@ class LayerReader:
                 raise Cancelled()
             path = prefix + entry.rel
             data: bytes | None = None
-            if entry.kind == FILE and entry.size and (entry.size <= FRAME_TARGET or self.relocation.reads_whole_files):
+            if entry.kind == FILE and entry.size and self._read_whole(entry, path):
                 data, found = self._whole_file(entry, path)
                 if len(data) != entry.size:  # relocated text: the header promises the new length
                     entry = entry._replace(size=len(data))
@@ -137,6 +133,14 @@ class LayerReader:
 
     # -- one file -----------------------------------------------------------------------
 
+    def _read_whole(self, member: TarEntry, path: str) -> bool:
+        """Small files, and large ones a rewrite needs whole. The RPATH hook only touches ELF
+        files, so a large archive (a 45 MB libpython.a) still streams: push memory is bounded
+        by the largest ELF file, not the largest file."""
+        if member.size <= FRAME_TARGET or self.relocation.rewrite is not None:
+            return True
+        return self.relocation.rpath_hook is not None and _starts_with(path, _ELF_MAGIC)
+
     def _whole_file(self, member: TarEntry, path: str) -> tuple[bytes, bool]:
         """The file's stored bytes, read at once, and whether it held the root."""
         fd = _open(path)
@@ -167,7 +171,7 @@ class LayerReader:
             data = rewrite(data, rel)
             return data, self.relocation.mount_path_b in data
         hook = self.relocation.rpath_hook
-        if hook is not None and data[:4] == b"\x7fELF":
+        if hook is not None and data[:4] == _ELF_MAGIC:
             changed = hook(data, rel, self.relocation.root)
             if len(changed) != len(data):
                 raise InvalidContentError(f"{path}: the relative-RPATH rewrite changed the file's size")
@@ -247,6 +251,14 @@ def _read_some(fd: int, size: int, path: str) -> bytes:
     if not chunk:
         raise _changed(path)  # shorter than the scan saw
     return chunk
+
+
+def _starts_with(path: str, magic: bytes) -> bool:
+    fd = _open(path)
+    try:
+        return os.pread(fd, len(magic), 0) == magic
+    finally:
+        os.close(fd)
 
 
 def _read_exact(fd: int, size: int, path: str) -> bytes:

@@ -310,7 +310,9 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
     for chunk in chunks:
         buffer += chunk
         while len(buffer) >= size:
-            yield bytes(buffer[:size])
+            with memoryview(buffer) as view:  # one copy of the piece, not two (slice, then bytes)
+                piece = bytes(view[:size])
             del buffer[:size]
+            yield piece
     if buffer:
         yield bytes(buffer)

@@ -74,6 +74,11 @@ class ContainerdServer:
         self.close()
         raise RuntimeError("containerd did not become ready in time")
 
+    @property
+    def pid(self) -> int:
+        """The daemon's process id (benchmarks read its CPU time and peak memory from /proc)."""
+        return self._process.pid
+
     def ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """``ctr -a SOCKET ARGS…``; the caller checks ``returncode`` (stderr says why)."""
         return subprocess.run(["ctr", "-a", self.socket, *args], capture_output=True, text=True, timeout=timeout)

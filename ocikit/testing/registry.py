@@ -3,12 +3,16 @@
 Used by the test suite's fixtures and by the benchmarks: a real registry, not a fake.
 ``RegistryServer`` writes a config into a temporary directory, starts the binary, waits
 until ``/v2/`` answers, and stops it on ``close()``. Auth variants: htpasswd (Basic)
-and token (Bearer, with a token service supplied by the caller).
+and token (Bearer, with a token service supplied by the caller). ``proxy_remote`` makes it a
+pull-through cache of another registry (distribution's ``proxy: remoteurl:``);
+``access_log`` keeps its access log, from which :meth:`RegistryServer.blob_gets` counts
+what it served.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 
 REGISTRY_BINARY = "docker-registry"
+# a combined-log-format access line of a blob GET: "GET /v2/<name>/blobs/<digest>[?…] HTTP/1.1" 200
+_BLOB_GET = re.compile(r'"GET /v2/[^ "]*/blobs/(sha256:[0-9a-f]{64})[^ "]* HTTP/[0-9.]+" 20[06] ')
 
 
 def registry_available() -> bool:
@@ -51,6 +57,8 @@ class RegistryServer:
         public_url: str | None = None,
         secret: str | None = None,
         storage: str | None = None,
+        proxy_remote: str | None = None,
+        access_log: bool = False,
     ) -> None:
         """``public_url`` is distribution's ``http.host``: the URL written into ``Location``
         headers (a front end on another host). Two servers with the same ``storage`` and
@@ -60,11 +68,14 @@ class RegistryServer:
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="ocikit-registry-")
         self.storage = storage or os.path.join(self.workdir, "storage")
+        os.makedirs(self.workdir, exist_ok=True)
         os.makedirs(self.storage, exist_ok=True)
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
         self.config_path = os.path.join(self.workdir, "config.yml")
+        self.proxy_remote = proxy_remote
+        self.access_log = access_log
         with open(self.config_path, "w") as fh:
             fh.write(self._config(htpasswd, token, public_url, secret))
         self._log = open(os.path.join(self.workdir, "registry.log"), "wb")
@@ -84,7 +95,7 @@ class RegistryServer:
             "log:",
             "  level: warn",
             "  accesslog:",
-            "    disabled: true",
+            f"    disabled: {'false' if self.access_log else 'true'}",
             "storage:",
             "  filesystem:",
             f"    rootdirectory: {self.storage}",
@@ -100,6 +111,8 @@ class RegistryServer:
             lines.append(f"  host: {public_url}")
         if secret:
             lines.append(f"  secret: {secret}")
+        if self.proxy_remote:
+            lines += ["proxy:", f"  remoteurl: {self.proxy_remote}"]
         if htpasswd:
             lines += ["auth:", "  htpasswd:", "    realm: ocikit-test", f"    path: {htpasswd}"]
         elif token:
@@ -134,6 +147,12 @@ class RegistryServer:
         self._log.flush()
         with open(os.path.join(self.workdir, "registry.log"), "rb") as fh:
             return fh.read().decode(errors="replace")
+
+    def blob_gets(self) -> list[str]:
+        """Digests of the blob ``GET`` requests this registry answered, in order (needs ``access_log``)."""
+        if not self.access_log:
+            raise RuntimeError("blob_gets() needs RegistryServer(access_log=True)")
+        return _BLOB_GET.findall(self.log_text())
 
     def close(self) -> None:
         if self._process.poll() is None:
