@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import click
 
 import ocikit
+from ocikit.pull.nodecache import default_cache_dir
 
 from ..output import emit, human_bytes, json_option, table
 from ..params import parse_duration, parse_size
-
-
-def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.environ.get("OCIKIT_CACHE") or os.path.join(base, "ocikit", "node")
-
 
 cache_option = click.option(
     "--cache",

@@ -1,0 +1,138 @@
+"""The FUSE side of a mount: a read-only filesystem over a :class:`~ocikit.mount.tree.MountTree`.
+
+Bound with mfusepy (ctypes over Debian's libfuse3, high-level path API, one thread per
+request), so reads of different spans proceed in parallel. Metadata answers come from
+memory; a read fetches only the spans under it (:class:`~ocikit.mount.spans.LayerData`).
+Any failure to produce verified bytes — a registry gone past the timeout, a span whose
+digest does not match — answers that read with EIO; no unverified byte is ever returned.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import mfusepy as fuse
+
+from ..formats.tar.reader import DIRECTORY, FILE, SYMLINK
+from .spans import LayerData, MountStats
+from .tree import MountEntry, MountTree
+
+log = logging.getLogger("ocikit.mount")
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+
+
+class TreeOperations(fuse.Operations):
+    """mfusepy operations serving ``tree``; file data through ``layers`` (one per image layer)."""
+
+    use_ns = True
+
+    def __init__(self, tree: MountTree, layers: list[LayerData], stats: MountStats,
+                 relocated: Callable[[str, MountEntry], bytes | None] | None = None,
+                 on_init: Callable[[], None] | None = None) -> None:
+        self.tree = tree
+        self.layers = layers
+        self.stats = stats
+        self.relocated = relocated  # a relocated file's whole content, or None to serve it from its layer
+        self.on_init = on_init
+        self.uid, self.gid = os.getuid(), os.getgid()
+
+    def init(self, path: str) -> None:
+        if self.on_init is not None:
+            self.on_init()
+
+    def _entry(self, path: str) -> MountEntry:
+        entry = self.tree.lookup(path)
+        if entry is None:
+            raise fuse.FuseOSError(errno.ENOENT)
+        return entry
+
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        entry = self._entry(path)
+        nlink = entry.nlink
+        if entry.kind == DIRECTORY:
+            nlink = 2 + sum(1 for name in entry.children or () if self._is_dir(path, name))
+        return {
+            "st_mode": entry.st_mode, "st_nlink": nlink, "st_size": entry.size,
+            "st_mtime": entry.mtime_ns, "st_atime": entry.mtime_ns, "st_ctime": entry.mtime_ns,
+            "st_uid": self.uid, "st_gid": self.gid, "st_rdev": entry.rdev,
+            "st_blocks": (entry.size + 511) // 512, "st_blksize": 128 << 10,
+        }
+
+    def _is_dir(self, path: str, name: str) -> bool:
+        child = self.tree.lookup(f"{path.rstrip('/')}/{name}")
+        return child is not None and child.kind == DIRECTORY
+
+    def readdir(self, path: str, fh: int) -> list[str]:
+        entry = self._entry(path)
+        if entry.children is None:
+            raise fuse.FuseOSError(errno.ENOTDIR)
+        return [".", "..", *entry.children]
+
+    def readlink(self, path: str) -> str:
+        entry = self._entry(path)
+        if entry.kind != SYMLINK:
+            raise fuse.FuseOSError(errno.EINVAL)
+        return entry.target
+
+    def open(self, path: str, flags: int) -> int:
+        entry = self._entry(path)
+        if flags & _WRITE_FLAGS:
+            raise fuse.FuseOSError(errno.EROFS)
+        if entry.kind != FILE:
+            raise fuse.FuseOSError(errno.EISDIR if entry.kind == DIRECTORY else errno.EACCES)
+        return 0
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        entry = self._entry(path)
+        end = min(offset + size, entry.size)
+        if offset >= end:
+            return b""
+        try:
+            whole = self.relocated(path.strip("/"), entry) if self.relocated is not None else None
+            if whole is not None:
+                return whole[offset:end]
+            return self.layers[entry.layer].read(entry.offset + offset, end - offset)
+        except Exception as exc:  # every failure is EIO for the reader; the reason goes to the stats
+            self.stats.errors += 1
+            self.stats.last_error = f"{path}: {exc}"
+            log.warning("read of %s failed: %s", path, exc)
+            raise fuse.FuseOSError(errno.EIO) from None
+
+    def statfs(self, path: str) -> dict[str, int]:
+        blocks = self.tree.data_bytes // 4096 + 1
+        return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": blocks, "f_bfree": 0, "f_bavail": 0,
+                "f_files": len(self.tree.entries), "f_ffree": 0, "f_namemax": 255}
+
+    def access(self, path: str, amode: int) -> int:
+        entry = self._entry(path)
+        if amode & os.W_OK:
+            raise fuse.FuseOSError(errno.EROFS)
+        del entry
+        return 0
+
+
+def is_stale_mount(path: str) -> bool:
+    """Whether ``path`` is a FUSE mount whose daemon died (ENOTCONN), which blocks a new mount."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def is_mounted(path: str) -> bool:
+    """Whether ``path`` is a mount point now (``/proc/self/mountinfo``)."""
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            return any(line.split()[4] == real for line in fh if len(line.split()) > 4)
+    except OSError:
+        return os.path.ismount(real)
+
+
+__all__ = ["TreeOperations", "is_mounted", "is_stale_mount"]
