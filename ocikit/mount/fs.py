@@ -32,13 +32,14 @@ class TreeOperations(fuse.Operations):
     use_ns = True
 
     def __init__(self, tree: MountTree, layers: list[LayerData], stats: MountStats,
-                 relocated: Callable[[str, MountEntry], bytes | None] | None = None,
-                 on_init: Callable[[], None] | None = None) -> None:
+                 relocated: Callable[[str, MountEntry, int, int], bytes | None] | None = None,
+                 on_init: Callable[[], None] | None = None, on_cost: Callable[[], None] | None = None) -> None:
         self.tree = tree
         self.layers = layers
         self.stats = stats
-        self.relocated = relocated  # a relocated file's whole content, or None to serve it from its layer
+        self.relocated = relocated  # a relocated file's bytes, or None to serve it from its layer
         self.on_init = on_init
+        self.on_cost = on_cost  # told (before the reader gets its bytes) when a read fetched or failed
         self.uid, self.gid = os.getuid(), os.getgid()
 
     def init(self, path: str) -> None:
@@ -92,16 +93,21 @@ class TreeOperations(fuse.Operations):
         end = min(offset + size, entry.size)
         if offset >= end:
             return b""
+        before = self.stats.cost()
         try:
-            whole = self.relocated(path.strip("/"), entry) if self.relocated is not None else None
-            if whole is not None:
-                return whole[offset:end]
+            if self.relocated is not None:
+                data = self.relocated(path.strip("/"), entry, offset, end - offset)
+                if data is not None:
+                    return data
             return self.layers[entry.layer].read(entry.offset + offset, end - offset)
         except Exception as exc:  # every failure is EIO for the reader; the reason goes to the stats
             self.stats.errors += 1
             self.stats.last_error = f"{path}: {exc}"
             log.warning("read of %s failed: %s", path, exc)
             raise fuse.FuseOSError(errno.EIO) from None
+        finally:
+            if self.on_cost is not None and self.stats.cost() != before:
+                self.on_cost()
 
     def statfs(self, path: str) -> dict[str, int]:
         blocks = self.tree.data_bytes // 4096 + 1

@@ -12,19 +12,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..ztoc.fetch import MAX_REQUEST
+
+if TYPE_CHECKING:
+    from .serve import PreparedMount
+    from .spans import LayerData
 
 log = logging.getLogger("ocikit.mount")
 
 
 class Prefetcher(threading.Thread):
-    def __init__(self, prepared: object, what: str, rate: int, stop: threading.Event) -> None:
+    def __init__(self, prepared: PreparedMount, what: str, rate: int, stop: threading.Event,
+                 report: Callable[[], None] = lambda: None) -> None:
         super().__init__(name="ocikit-mount-prefetch", daemon=True)
         self.prepared = prepared
         self.what = what
         self.rate = rate
         self.stop = stop
+        self.report = report
 
     def run(self) -> None:
         try:
@@ -37,17 +45,19 @@ class Prefetcher(threading.Thread):
                     before = layer.stats.bytes_fetched
                     layer.fetch_spans(chunk)
                     taken += layer.stats.bytes_fetched - before
+                    self.report()
                     self._throttle(started, taken)
                 layer.stats.prefetched_layers += 1
+                self.report()
         except Exception as exc:  # a prefetch failure is not a read failure
             log.warning("prefetch stopped: %s", exc)
 
-    def _plan(self) -> list[tuple[object, list[int]]]:
-        layers = self.prepared.layers  # type: ignore[attr-defined]
+    def _plan(self) -> list[tuple[LayerData, list[int]]]:
+        layers = self.prepared.layers
         if self.what == "all":
             return [(layer, list(range(layer.spans.span_count))) for layer in layers]
-        tree = self.prepared.tree  # type: ignore[attr-defined]
-        wanted: list[tuple[object, list[int]]] = []
+        tree = self.prepared.tree
+        wanted: list[tuple[LayerData, list[int]]] = []
         with open(self.what, encoding="utf-8") as fh:
             paths = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
         for path in paths:
@@ -68,12 +78,12 @@ class Prefetcher(threading.Thread):
             self.stop.wait(ahead)
 
 
-def _chunks(spans: list[int], layer: object) -> list[list[int]]:
+def _chunks(spans: list[int], layer: LayerData) -> list[list[int]]:
     """Spans in groups of about one request each (so the rate limit and a stop act between requests)."""
     groups: list[list[int]] = []
     size = 0
     for span in spans:
-        a, b = layer.spans.compressed_range(span)  # type: ignore[attr-defined]
+        a, b = layer.spans.compressed_range(span)
         if not groups or size + (b - a) > MAX_REQUEST:
             groups.append([])
             size = 0

@@ -21,6 +21,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ..errors import LocalIOError, OcikitError
 from ..extract.plan import KIND_IMAGE, plan_artifact, resolve_manifest
@@ -31,6 +32,10 @@ from ..pull.policy import DEFAULT_POLICY, PullPolicy
 from ..pull.steps import check_compatibility, open_source, view_record
 from ..reference import parse_reference
 from .spans import DEFAULT_MEMORY, DecodedSpans, LayerData, MountStats, SpanCache
+from .tree import MountTree
+
+if TYPE_CHECKING:
+    from .relocated import Relocated
 
 PREFETCH_NONE, PREFETCH_ALL = "none", "all"
 DEFAULT_TIMEOUT = 30.0
@@ -67,11 +72,11 @@ class PreparedMount:
     config: MountConfig
     digest: str
     kind: str
-    tree: object  # MountTree
+    tree: MountTree
     layers: list[LayerData]
     stats: MountStats
     roots: tuple[str, ...] = ()
-    relocated: object = None  # Relocated | None
+    relocated: Relocated | None = None
     errors: list[BaseException] = field(default_factory=list)
 
 
@@ -107,7 +112,7 @@ def prepare(config: MountConfig, progress: Progress = NULL_PROGRESS) -> Prepared
     if policy.relocate and record is not None and record.stored_prefix and record.stored_prefix != target:
         from .relocated import Relocated
 
-        prepared.relocated = Relocated(record, target, tree, layers)  # type: ignore[arg-type]
+        prepared.relocated = Relocated(record, target, tree, layers, config.cache_dir, config.options.concurrency)
     return prepared
 
 
@@ -132,11 +137,13 @@ def serve(prepared: PreparedMount, ready: Callable[[BaseException | None], None]
     if not os.path.isdir(mountpoint):
         raise LocalIOError(f"mount point {mountpoint} is not a directory")
     stop = threading.Event()
+    mounted = threading.Event()
     writer = _StatsWriter(prepared.stats, config.stats_file, stop)
 
     def after_mount() -> None:
+        mounted.set()
         try:
-            verify_symlinks(mountpoint, prepared.tree.links, prepared.roots)  # type: ignore[attr-defined]
+            verify_symlinks(mountpoint, prepared.tree.links, prepared.roots)
         except OcikitError as exc:
             prepared.errors.append(exc)
             if ready is not None:
@@ -145,28 +152,34 @@ def serve(prepared: PreparedMount, ready: Callable[[BaseException | None], None]
             return
         writer.start()
         if config.prefetch != PREFETCH_NONE:
-            Prefetcher(prepared, config.prefetch, config.prefetch_rate, stop).start()
+            Prefetcher(prepared, config.prefetch, config.prefetch_rate, stop, writer.write).start()
         if ready is not None:
             ready(None)
 
     relocated = prepared.relocated
     operations = TreeOperations(
-        prepared.tree, prepared.layers, prepared.stats,  # type: ignore[arg-type]
-        relocated=relocated.content if relocated is not None else None,  # type: ignore[attr-defined]
+        prepared.tree, prepared.layers, prepared.stats,
+        relocated=relocated.content if relocated is not None else None,
+        on_cost=writer.write,
         on_init=lambda: threading.Thread(target=after_mount, name="ocikit-mount-ready", daemon=True).start(),
     )
     options: dict[str, object] = {"foreground": True, "ro": True, "fsname": "ocikit", "subtype": "ocikit",
                                   "default_permissions": True, "kernel_cache": True,
-                                  "entry_timeout": 3600, "attr_timeout": 3600, "negative_timeout": 3600}
+                                  "entry_timeout": 3600, "attr_timeout": 3600, "negative_timeout": 3600,
+                                  "max_threads": 16}
     if config.allow_other:
         options["allow_other"] = True
     try:
         fuse.FUSE(operations, mountpoint, **options)
     except RuntimeError as exc:
-        raise LocalIOError(f"cannot mount at {mountpoint} (libfuse error {exc}); is /dev/fuse usable?") from None
+        # libfuse reports a loop ended by SIGTERM/SIGINT as an error (8): after a mount that is the clean end
+        if not mounted.is_set():
+            raise LocalIOError(f"cannot mount at {mountpoint} (libfuse error {exc}); is /dev/fuse usable?") from None
     finally:
         stop.set()
         writer.write()
+        if relocated is not None:
+            relocated.close()
     if prepared.errors:
         raise prepared.errors[0]
     return prepared.stats
@@ -178,6 +191,7 @@ class _StatsWriter:
     def __init__(self, stats: MountStats, path: str, stop: threading.Event, interval: float = 0.2) -> None:
         self.stats, self.path, self.stop, self.interval = stats, path, stop, interval
         self._last = ""
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         if self.path:
@@ -190,12 +204,13 @@ class _StatsWriter:
     def write(self) -> None:
         if not self.path:
             return
-        text = json.dumps(self.stats.to_dict(), sort_keys=True)
-        if text == self._last:
-            return
-        self._last = text
-        tmp = f"{self.path}.tmp"
-        with contextlib.suppress(OSError):
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
+        with self._lock:
+            text = json.dumps(self.stats.to_dict(), sort_keys=True)
+            if text == self._last:
+                return
+            self._last = text
+            tmp = f"{self.path}.tmp"
+            with contextlib.suppress(OSError):
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, self.path)

@@ -46,6 +46,10 @@ class MountStats:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def cost(self) -> tuple[int, int, int]:
+        """The counters a caller waits on (memory hits are left to the periodic report)."""
+        return self.spans_fetched, self.cache_hits, self.errors
+
 
 class SpanCache:
     """Compressed spans on local disk, named by their sha256; safe to share between processes."""

@@ -59,7 +59,7 @@ def _render(document: dict) -> str:  # type: ignore[type-arg]
 @click.option("--max-age", help="Evict trees unused for longer than this (e.g. 7d, 12h).")
 @json_option
 def gc_cmd(cache_dir: str, max_size: str | None, max_age: str | None, json_output: bool) -> None:
-    """Evict trees (and the blobs only they used) by age and total size."""
+    """Evict trees (and the blobs only they used), then spans cached by mounts, by age and total size."""
     result = ocikit.NodeCache(cache_dir).gc(
         max_bytes=parse_size(max_size) if max_size else None,
         max_age=parse_duration(max_age) if max_age else None,
@@ -70,10 +70,11 @@ def gc_cmd(cache_dir: str, max_size: str | None, max_age: str | None, json_outpu
         "freedBytes": result.freed_bytes,
         "kept": result.kept,
         "totalBytes": result.total_bytes,
+        "spansRemoved": result.spans_removed,
     }
     emit(
         json_output,
         document,
-        lambda d: f"removed {len(d['removed'])} trees, freed {human_bytes(d['freedBytes'])}; "
+        lambda d: f"removed {len(d['removed'])} trees and {d['spansRemoved']} spans, freed {human_bytes(d['freedBytes'])}; "
         f"{d['kept']} kept, {human_bytes(d['totalBytes'])} in use",
     )
