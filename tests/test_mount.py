@@ -331,6 +331,7 @@ def test_a_spack_view_mounted_elsewhere_runs_and_equals_the_pull(registry, spack
     root = f"/opt/._view/{VIEW_HASH}"
     ref = f"{registry}/mount/view:v1"
     ocikit.push_view(spack_view_fixture["view"], ref, root=root, view_path="/opt/view", compat=False, cache_dir="")
+    build_ztocs(ref, min_layer_size=0)
     short = tempfile.mkdtemp(prefix="oci", dir="/tmp")
     request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
     pulled, mnt, seen = (os.path.join(short, name) for name in ("p", "m", "s"))
@@ -341,7 +342,13 @@ def test_a_spack_view_mounted_elsewhere_runs_and_equals_the_pull(registry, spack
         assert run.returncode == 0 and "5.4.1" in run.stdout
         with open(os.path.join(mnt, "lib", "pkgconfig", "liblzma.pc")) as fh:
             assert f"prefix={mnt}\n" in fh.readlines()
-        assert handle.stats().errors == 0
+        stats = handle.stats()
+        assert stats.errors == 0 and 0 < stats.bytes_fetched < _layer_bytes(ref) // 2  # lazy, relocation included
     # seen at the pull's path (a container's mount path), the mount holds the pull's very bytes
     with mount(ref, seen, cache, relocate_to=pulled):
         assert _tree(seen) == _tree(pulled)
+
+
+def _layer_bytes(ref: str) -> int:
+    store, parsed = open_store(ref)
+    return sum(d.size for d in fetch_manifest(store, store.resolve(parsed.reference)).layers)

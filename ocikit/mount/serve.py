@@ -150,6 +150,7 @@ def serve(prepared: PreparedMount, ready: Callable[[BaseException | None], None]
                 ready(exc)
             subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False, capture_output=True)
             return
+        writer.write()  # what preparing cost (zTOCs built, relocated files) is visible from the start
         writer.start()
         if config.prefetch != PREFETCH_NONE:
             Prefetcher(prepared, config.prefetch, config.prefetch_rate, stop, writer.write).start()
