@@ -27,10 +27,12 @@ from ocikit.content.base import fetch_manifest
 from ocikit.content.open import open_store
 from ocikit.errors import UnsafeContentError, exit_code_for
 from ocikit.mount.fs import is_mounted, is_stale_mount
+from ocikit.options import Options
 from ocikit.pull.policy import PullPolicy
 from ocikit.spec import mediatypes as mt
 from ocikit.testing.fault_proxy import Fault, FaultProxy
-from ocikit.testing.registry import RegistryServer
+from ocikit.testing.registry import RegistryServer, TokenAuthConfig
+from ocikit.testing.token_service import ISSUER, SERVICE, TokenService
 from ocikit.ztoc.api import build_ztocs
 
 pytestmark = [pytest.mark.registry]
@@ -352,3 +354,36 @@ def test_a_spack_view_mounted_elsewhere_runs_and_equals_the_pull(registry, spack
 def _layer_bytes(ref: str) -> int:
     store, parsed = open_store(ref)
     return sum(d.size for d in fetch_manifest(store, store.resolve(parsed.reference)).layers)
+
+
+def test_a_rejected_token_is_renewed_and_the_read_succeeds(tmp_path, registry_server, monkeypatch):
+    """The SOCI complaint: lazy layers break when credentials expire. A registry answering 401
+    to the mount's token (an expired one) makes the mount run the challenge again."""
+    _require_fuse()
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    (tmp_path / "token").mkdir()
+    service = TokenService(str(tmp_path / "token"), "alice", "s3cret")
+    server = RegistryServer(workdir=str(tmp_path / "registry"), token=TokenAuthConfig(
+        realm=service.realm, service=SERVICE, issuer=ISSUER, root_cert_bundle=service.cert_path))
+    proxy = FaultProxy(server.host)
+    try:
+        options = Options(username="alice", password="s3cret")
+        tree = tmp_path / "tree"
+        tree.mkdir()
+        make_tree(str(tree))
+        layer = gzip_file(gnu_tar(str(tree), str(tmp_path / "l.tar")), str(tmp_path / "l.gz"))
+        ref = f"{server.host}/mount/auth:v1"
+        store, _ = open_store(ref, options)
+        layer_digest = fetch_manifest(store, push_image(store, [(layer, mt.OCI_LAYER_GZIP)])).layers[0].digest
+        build_ztocs(ref, span_size=SPAN, min_layer_size=0, options=options)
+        challenge = f'Bearer realm="{service.realm}",service="{SERVICE}",scope="repository:mount/auth:pull"'
+        with mount(f"{proxy.host}/mount/auth:v1", tmp_path / "mnt", tmp_path / "cache", options=options) as handle:
+            tokens = len(service.requests)
+            proxy.add(Fault("GET", layer_digest, "status", status=401, headers={"WWW-Authenticate": challenge}))
+            assert read(tmp_path / "mnt" / "bin" / "tool") == read(str(tree / "bin" / "tool"))
+            assert handle.stats().errors == 0
+        assert proxy.faults[0].hits == 1 and len(service.requests) > tokens  # a new token was fetched
+    finally:
+        proxy.close()
+        server.close()
+        service.close()
