@@ -7,6 +7,11 @@ mapping stays visible. Volume attributes (``volumeAttributes`` of an inline CSI 
     reference: registry.example.com/views/flux@sha256:…   # what to mount
     mountPath: /opt/view                                    # where the pod will see it (relocation)
     linkMode:  hardlink                                     # hardlink | reflink | copy | auto
+    mode:      publish                                      # publish (a full tree) | mount (lazy FUSE)
+
+``mode: mount`` starts the pod in seconds whatever the view's size: ``NodeCache.mount`` serves
+the view read-only over FUSE, fetching (and verifying) only the spans the pod reads, into the
+cache's ``spans/`` that every pod of the node shares and ``gc`` bounds (docs/mount.md).
 
 Compared with oras-csi: the cache is keyed by manifest digest with a per-digest lock, so two
 pods starting together download once and neither sees a partial tree; trees are unpacked,
@@ -24,6 +29,7 @@ from collections.abc import Mapping
 import ocikit
 
 CACHE = ocikit.NodeCache(os.environ.get("OCIKIT_CACHE", "/var/lib/ocikit"))
+MOUNTS: dict[str, ocikit.MountHandle] = {}  # target path -> the lazy mount serving it
 
 
 def node_publish_volume(
@@ -32,6 +38,12 @@ def node_publish_volume(
     """NodePublishVolume: make the view of ``volume_context["reference"]`` appear at ``target_path``."""
     options = ocikit.Options(registry_config=_docker_config(secrets)) if secrets else ocikit.Options()
     cache = ocikit.NodeCache(CACHE.root, options=options)
+    if volume_context.get("mode") == "mount":
+        os.makedirs(target_path, exist_ok=True)
+        MOUNTS[target_path] = cache.mount(
+            volume_context["reference"], target_path, relocate_to=volume_context.get("mountPath"), allow_other=True
+        )
+        return
     entry = cache.ensure(volume_context["reference"])  # downloads once per node, waits if another pod is
     cache.publish(
         entry,
@@ -47,6 +59,11 @@ def node_publish_volume(
 
 def node_unpublish_volume(target_path: str) -> None:
     """NodeUnpublishVolume: unmount and remove the pod's copy (the cached tree stays)."""
+    handle = MOUNTS.pop(target_path, None)
+    if handle is not None:
+        handle.unmount()  # the spans it fetched stay in the cache for the next pod
+        os.rmdir(target_path)
+        return
     if os.path.ismount(target_path):
         subprocess.run(["umount", target_path], check=True)
     shutil.rmtree(target_path, ignore_errors=True)
