@@ -253,19 +253,23 @@ def test_a_killed_daemon_does_not_block_the_next_mount(image, tmp_path):
 
 def test_prefetch_all_fills_the_cache_so_reads_cost_no_network(image, tmp_path):
     with mount(image["ref"], tmp_path / "mnt", tmp_path / "cache", prefetch="all", prefetch_rate=0) as handle:
-        _wait_for(lambda: handle.stats().prefetched_layers == 2)
+        _wait_for(lambda: handle.stats().prefetch_done)
         image["proxy"].clear()
         assert _tree(tmp_path / "mnt")  # every file read
         assert layer_requests(image) == []
 
 
-def test_prefetch_of_a_file_list_fetches_those_files_first(image, tmp_path):
-    listing = tmp_path / "touched.txt"
-    listing.write_text("bin/tool\nmissing/file\n")
-    with mount(image["ref"], tmp_path / "mnt", tmp_path / "cache", prefetch=str(listing)) as handle:
-        _wait_for(lambda: handle.stats().spans_fetched > 0 and handle.stats().prefetched_layers == 1)
+def test_a_recorded_run_is_the_prefetch_list_of_the_next_mount(image, tmp_path):
+    record = tmp_path / "touched.txt"
+    with mount(image["ref"], tmp_path / "a", tmp_path / "cache-a", record=str(record)):
+        read(tmp_path / "a" / "bin" / "new")
+        read(tmp_path / "a" / "bin" / "tool")
+        read(tmp_path / "a" / "bin" / "new")
+    assert record.read_text() == "bin/new\nbin/tool\n"  # first reads, in order
+    with mount(image["ref"], tmp_path / "b", tmp_path / "cache-b", prefetch=str(record)) as handle:
+        _wait_for(lambda: handle.stats().prefetch_done)
         image["proxy"].clear()
-        assert read(tmp_path / "mnt" / "bin" / "tool") == read(os.path.join(image["tree"], "bin", "tool"))
+        assert read(tmp_path / "b" / "bin" / "tool") == read(os.path.join(image["tree"], "bin", "tool"))
         assert layer_requests(image) == []
 
 

@@ -15,7 +15,7 @@ import pickle
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..errors import LocalIOError
 from ..options import DEFAULT_OPTIONS, Options
@@ -44,9 +44,11 @@ class MountHandle:
         """What the mount has cost so far (updated by the daemon a few times a second)."""
         try:
             with open(self.stats_file, encoding="utf-8") as fh:
-                return MountStats(**json.load(fh))
+                document = json.load(fh)
         except (OSError, ValueError):
             return MountStats()
+        known = {f.name for f in fields(MountStats)}
+        return MountStats(**{k: v for k, v in document.items() if k in known})
 
     def unmount(self, timeout: float = 30.0) -> MountStats:
         """Unmount cleanly (SIGTERM to the daemon, which libfuse turns into an unmount); returns the final stats."""
@@ -83,6 +85,7 @@ def mount_config(
     memory_bytes: int = DEFAULT_MEMORY,
     allow_other: bool = False,
     relocate_to: str | None = None,
+    record: str = "",
     stats_file: str = "",
 ) -> MountConfig:
     """The :class:`MountConfig` for these keywords (the cache defaults to the node cache's directory)."""
@@ -98,6 +101,7 @@ def mount_config(
         reference=reference, mountpoint=os.path.abspath(mountpoint), cache_dir=cache_dir, policy=policy,
         options=options, prefetch=prefetch, prefetch_rate=prefetch_rate, timeout=timeout,
         memory_bytes=memory_bytes, allow_other=allow_other, stats_file=stats_file, relocate_to=relocate_to,
+        record=os.path.abspath(record) if record else "",
     )
 
 
@@ -105,7 +109,7 @@ def mount(reference: str, mountpoint: str, policy: PullPolicy = DEFAULT_POLICY, 
     """Mount ``reference`` read-only at ``mountpoint``; file data is fetched when first read.
 
     Keywords are those of :func:`mount_config` (``options``, ``cache``, ``prefetch``, ``timeout``,
-    ``allow_other``, ``relocate_to``…). Returns once the tree is up; raises what stopped it.
+    ``allow_other``, ``relocate_to``, ``record``…). Returns once the tree is up; raises what stopped it.
     """
     config = mount_config(reference, mountpoint, policy, **keywords)  # type: ignore[arg-type]
     process = subprocess.Popen(

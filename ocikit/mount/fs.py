@@ -40,6 +40,7 @@ class TreeOperations(fuse.Operations):
         self.relocated = relocated  # a relocated file's bytes, or None to serve it from its layer
         self.on_init = on_init
         self.on_cost = on_cost  # told (before the reader gets its bytes) when a read fetched or failed
+        self.touched: dict[str, None] = {}  # files read, in the order of their first read (--record)
         self.uid, self.gid = os.getuid(), os.getgid()
 
     def init(self, path: str) -> None:
@@ -54,19 +55,12 @@ class TreeOperations(fuse.Operations):
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         entry = self._entry(path)
-        nlink = entry.nlink
-        if entry.kind == DIRECTORY:
-            nlink = 2 + sum(1 for name in entry.children or () if self._is_dir(path, name))
         return {
-            "st_mode": entry.st_mode, "st_nlink": nlink, "st_size": entry.size,
+            "st_mode": entry.st_mode, "st_nlink": entry.nlink, "st_size": entry.size,
             "st_mtime": entry.mtime_ns, "st_atime": entry.mtime_ns, "st_ctime": entry.mtime_ns,
             "st_uid": self.uid, "st_gid": self.gid, "st_rdev": entry.rdev,
             "st_blocks": (entry.size + 511) // 512, "st_blksize": 128 << 10,
         }
-
-    def _is_dir(self, path: str, name: str) -> bool:
-        child = self.tree.lookup(f"{path.rstrip('/')}/{name}")
-        return child is not None and child.kind == DIRECTORY
 
     def readdir(self, path: str, fh: int) -> list[str]:
         entry = self._entry(path)
@@ -93,6 +87,7 @@ class TreeOperations(fuse.Operations):
         end = min(offset + size, entry.size)
         if offset >= end:
             return b""
+        self.touched.setdefault(path.strip("/"))
         before = self.stats.cost()
         try:
             if self.relocated is not None:
@@ -115,10 +110,9 @@ class TreeOperations(fuse.Operations):
                 "f_files": len(self.tree.entries), "f_ffree": 0, "f_namemax": 255}
 
     def access(self, path: str, amode: int) -> int:
-        entry = self._entry(path)
+        self._entry(path)
         if amode & os.W_OK:
             raise fuse.FuseOSError(errno.EROFS)
-        del entry
         return 0
 
 

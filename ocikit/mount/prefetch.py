@@ -47,8 +47,10 @@ class Prefetcher(threading.Thread):
                     taken += layer.stats.bytes_fetched - before
                     self.report()
                     self._throttle(started, taken)
-                layer.stats.prefetched_layers += 1
+                layer.stats.prefetched += 1
                 self.report()
+            self.prepared.stats.prefetch_done = True
+            self.report()
         except Exception as exc:  # a prefetch failure is not a read failure
             log.warning("prefetch stopped: %s", exc)
 

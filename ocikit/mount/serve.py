@@ -48,7 +48,8 @@ class MountConfig:
 
     ``prefetch``  ``none``, ``all`` (every layer, in span order) or a file listing paths to fetch first
     ``timeout``   seconds after which a read the registry does not answer fails with EIO
-    ``relocate``  serve a view's recorded files rewritten for the mount point (see docs/mount.md)
+    ``record``    at unmount, write the files that were read (one path a line, first read first):
+                  a ``prefetch`` list for the next mount, or a referrer to attach
     """
 
     reference: str
@@ -63,6 +64,7 @@ class MountConfig:
     allow_other: bool = False
     stats_file: str = ""
     relocate_to: str | None = None  # where the view will be seen (default: the mount point)
+    record: str = ""
 
 
 @dataclass
@@ -181,9 +183,17 @@ def serve(prepared: PreparedMount, ready: Callable[[BaseException | None], None]
         writer.write()
         if relocated is not None:
             relocated.close()
+        if config.record:
+            _write_record(config.record, list(operations.touched))
     if prepared.errors:
         raise prepared.errors[0]
     return prepared.stats
+
+
+def _write_record(path: str, touched: list[str]) -> None:
+    from ..ztoc.extract import write_atomically
+
+    write_atomically(path, "".join(f"{name}\n" for name in touched).encode())
 
 
 class _StatsWriter:

@@ -41,7 +41,8 @@ class MountStats:
     memory_hits: int = 0  # reads served by an already decoded span
     errors: int = 0  # reads answered with EIO
     last_error: str = ""
-    prefetched_layers: int = 0
+    prefetched: int = 0  # layers (``all``) or listed files whose spans prefetch has fetched
+    prefetch_done: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -98,9 +98,11 @@ def build_mount_tree(tree: ImageTree, rules: ExtractPolicy, mtime_ns: int = 0) -
     for sharing in data_paths.values():
         for path in sharing:
             result.entries[path].nlink = len(sharing)
-    for entry in result.entries.values():
+    for path, entry in result.entries.items():
         if entry.children is not None:
             entry.children.sort()
+            prefix = f"{path}/" if path else ""
+            entry.nlink = 2 + sum(1 for name in entry.children if result.entries[prefix + name].kind == DIRECTORY)
     return result
 
 

@@ -23,6 +23,8 @@ from ..params import parse_size
 @click.option("--prefetch-rate", default="64M", show_default=True, help="Bytes per second prefetch may take (0: no limit).")
 @click.option("--timeout", type=float, default=30.0, show_default=True,
               help="Seconds after which a read the registry does not answer fails with EIO.")
+@click.option("--record", type=click.Path(dir_okay=False),
+              help="At unmount, write the files that were read here (a --prefetch list for later mounts).")
 @click.option("--mount-path", "relocate_to", help="Where the view is seen, if not MOUNTPOINT (a container's mount path).")
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount (non-root: user_allow_other in /etc/fuse.conf).")
 @click.option("--rootfs", is_flag=True, help="Show every layer as a container filesystem layer (whiteouts).")
@@ -35,7 +37,7 @@ from ..params import parse_size
 @json_option
 @pass_cli
 def mount_cmd(cli: CliContext, reference: str, mountpoint: str, cache_dir: str, prefetch: str, prefetch_rate: str,
-              timeout: float, relocate_to: str | None, allow_other: bool, rootfs: bool, no_relocate: bool,
+              timeout: float, record: str | None, relocate_to: str | None, allow_other: bool, rootfs: bool, no_relocate: bool,
               skip_compat_check: bool, max_size: str | None, allow_devices: bool, preserve_special_modes: bool,
               platform: str | None, json_output: bool) -> None:
     """Mount a view or image read-only at MOUNTPOINT; file data is fetched when first read.
@@ -48,7 +50,7 @@ def mount_cmd(cli: CliContext, reference: str, mountpoint: str, cache_dir: str, 
                         platform=platform, relocate=not no_relocate, check_compat=not skip_compat_check)  # type: ignore[arg-type]
     config = mount_config(reference, mountpoint, policy, options=cli.options, cache=cache_dir, prefetch=prefetch,
                           prefetch_rate=parse_size(prefetch_rate), timeout=timeout, allow_other=allow_other,
-                          relocate_to=relocate_to)
+                          relocate_to=relocate_to, record=record or "")
 
     def ready(problem: BaseException | None) -> None:
         if problem is None and not json_output:
