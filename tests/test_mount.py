@@ -391,3 +391,15 @@ def test_a_rejected_token_is_renewed_and_the_read_succeeds(tmp_path, registry_se
         proxy.close()
         server.close()
         service.close()
+
+
+def test_a_prefetch_referrer_is_used_by_later_mounts(image, tmp_path):
+    record = tmp_path / "touched.txt"
+    record.write_text("bin/tool\n")
+    ocikit.attach(image["direct"], mt.OCIKIT_PREFETCH_ARTIFACT, [str(record)])
+    with mount(image["ref"], tmp_path / "mnt", tmp_path / "cache", prefetch="referrer") as handle:
+        _wait_for(lambda: handle.stats().prefetch_done)
+        assert handle.stats().prefetched == 1 and handle.stats().spans_fetched > 0
+        image["proxy"].clear()
+        read(tmp_path / "mnt" / "bin" / "tool")
+        assert layer_requests(image) == []

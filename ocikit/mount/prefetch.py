@@ -1,7 +1,9 @@
 """Background prefetch: fill the span cache after the mount is up, so later reads cost no network.
 
-``all`` fetches every layer in span order; a file (one path per line, as ``--record`` writes
-them) fetches the spans of those files first, in the order listed, then nothing more. The
+``all`` fetches every layer in span order; a list of paths (a file with one path a line, as
+``--record`` writes them, or ``referrer``: the newest ``application/vnd.ocikit.prefetch.v1``
+referrer of the artifact, such a file attached with ``ocikit attach``) fetches the spans of
+those files, in the order listed, then nothing more. The
 prefetcher takes at most ``rate`` bytes per second, so it does not starve the reads of the
 application it is preparing for, and stops when the mount ends. A span it cannot fetch is
 left for the read that needs it (which then reports the error).
@@ -15,6 +17,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..content.base import Store, SupportsReferrers, fetch_manifest, read_all
+from ..errors import LocalIOError
+from ..spec import mediatypes as mt
+from ..spec.descriptor import Descriptor
 from ..ztoc.fetch import MAX_REQUEST
 
 if TYPE_CHECKING:
@@ -60,9 +66,7 @@ class Prefetcher(threading.Thread):
             return [(layer, list(range(layer.spans.span_count))) for layer in layers]
         tree = self.prepared.tree
         wanted: list[tuple[LayerData, list[int]]] = []
-        with open(self.what, encoding="utf-8") as fh:
-            paths = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
-        for path in paths:
+        for path in self.prepared.prefetch_paths or ():
             entry = tree.lookup(path)
             if entry is None or entry.layer < 0 or entry.size == 0:
                 continue
@@ -92,3 +96,29 @@ def _chunks(spans: list[int], layer: LayerData) -> list[list[int]]:
         groups[-1].append(span)
         size += b - a
     return groups
+
+
+def prefetch_paths(what: str, store: Store, manifest: Descriptor) -> list[str] | None:
+    """The paths a ``prefetch`` setting lists (None for ``none``/``all``; [] when a referrer is absent)."""
+    if what in ("none", "all"):
+        return None
+    if what == "referrer":
+        text = _referred_list(store, manifest)
+    else:
+        try:
+            with open(what, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise LocalIOError(f"cannot read the prefetch list {what}: {exc.strerror}") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _referred_list(store: Store, manifest: Descriptor) -> str:
+    if not isinstance(store, SupportsReferrers):
+        return ""
+    found = store.referrers(manifest, mt.OCIKIT_PREFETCH_ARTIFACT)
+    if not found:
+        return ""
+    newest = max(found, key=lambda d: d.annotations.get("org.opencontainers.image.created", ""))
+    layers = fetch_manifest(store, newest).layers
+    return read_all(store, layers[0], limit=16 << 20).decode("utf-8", "replace") if layers else ""

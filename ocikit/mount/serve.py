@@ -46,7 +46,8 @@ DEFAULT_PREFETCH_RATE = 64 << 20  # bytes per second a background prefetch may t
 class MountConfig:
     """Everything one mount is made with (the CLI builds it from flags, a caller from keywords).
 
-    ``prefetch``  ``none``, ``all`` (every layer, in span order) or a file listing paths to fetch first
+    ``prefetch``  ``none``, ``all`` (every layer, in span order), a file listing paths to fetch first,
+                  or ``referrer`` (such a list attached as an ``application/vnd.ocikit.prefetch.v1`` referrer)
     ``timeout``   seconds after which a read the registry does not answer fails with EIO
     ``record``    at unmount, write the files that were read (one path a line, first read first):
                   a ``prefetch`` list for the next mount, or a referrer to attach
@@ -79,6 +80,7 @@ class PreparedMount:
     stats: MountStats
     roots: tuple[str, ...] = ()
     relocated: Relocated | None = None
+    prefetch_paths: list[str] | None = None  # the files to prefetch, when a list was asked for
     errors: list[BaseException] = field(default_factory=list)
 
 
@@ -93,6 +95,7 @@ def prepare(config: MountConfig, progress: Progress = NULL_PROGRESS) -> Prepared
     """Resolve, plan and check the artifact and build the tree the mount will show."""
     from ..pull.subset import merged_tree
     from ..ztoc.image import load_image_ztocs
+    from .prefetch import prefetch_paths
     from .tree import build_mount_tree
 
     policy = config.policy
@@ -109,6 +112,7 @@ def prepare(config: MountConfig, progress: Progress = NULL_PROGRESS) -> Prepared
     cache, memory = SpanCache(config.cache_dir), DecodedSpans(config.memory_bytes)
     layers = [LayerData(source, layer, ztoc, cache, stats, memory) for layer, ztoc in zip(image.layers, image.ztocs)]
     prepared = PreparedMount(config, plan.digest, plan.kind, tree, layers, stats, rules.symlink_roots)
+    prepared.prefetch_paths = prefetch_paths(config.prefetch, source, plan.manifest_desc)
     record = view_record(plan)
     target = os.path.abspath(config.relocate_to or config.mountpoint)
     if policy.relocate and record is not None and record.stored_prefix and record.stored_prefix != target:

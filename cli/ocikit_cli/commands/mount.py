@@ -18,8 +18,9 @@ from ..params import parse_size
 @click.argument("mountpoint", type=click.Path(file_okay=False))
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=default_cache_dir,
               show_default="$OCIKIT_CACHE or ~/.cache/ocikit/node", help="Node cache whose spans/ the mount shares.")
-@click.option("--prefetch", default="none", show_default=True, metavar="none|all|FILE",
-              help="After mounting, fetch every layer (all) or the files FILE lists (one path a line) in the background.")
+@click.option("--prefetch", default="none", show_default=True, metavar="none|all|FILE|referrer",
+              help="After mounting, fetch in the background every layer (all), the files FILE lists (one path a "
+              "line, as --record writes), or those of the artifact's application/vnd.ocikit.prefetch.v1 referrer.")
 @click.option("--prefetch-rate", default="64M", show_default=True, help="Bytes per second prefetch may take (0: no limit).")
 @click.option("--timeout", type=float, default=30.0, show_default=True,
               help="Seconds after which a read the registry does not answer fails with EIO.")
