@@ -173,7 +173,7 @@ def serve(prepared: PreparedMount, ready: Callable[[BaseException | None], None]
     options: dict[str, object] = {"foreground": True, "ro": True, "fsname": "ocikit", "subtype": "ocikit",
                                   "default_permissions": True, "kernel_cache": True,
                                   "entry_timeout": 3600, "attr_timeout": 3600, "negative_timeout": 3600,
-                                  "max_threads": 16}
+                                  "max_threads": 16, "max_idle_threads": 8}
     if config.allow_other:
         options["allow_other"] = True
     try:

@@ -27,7 +27,7 @@ from ..spec.descriptor import Descriptor
 from ..ztoc.fetch import MAX_REQUEST, LayerReader, Want
 from ..ztoc.ztoc import Ztoc
 
-DEFAULT_MEMORY = 256 << 20  # decoded span bytes kept in memory per mount
+DEFAULT_MEMORY = 128 << 20  # decoded span bytes kept in memory per mount
 
 
 @dataclass

@@ -77,11 +77,12 @@ def build_mount_tree(tree: ImageTree, rules: ExtractPolicy, mtime_ns: int = 0) -
     """The mount's view of ``tree`` under ``rules`` (UnsafeContentError when a pull would refuse it)."""
     keep = kept_mode_bits(rules.preserve_special_modes)
     budget = SizeBudget(rules.max_size)
+    times: dict[str, int] = {}  # the files of one install share a handful of times: parse each once
     result = MountTree({"": MountEntry(DIRECTORY, 0o755, mtime_ns=mtime_ns, children=[])})
     data_paths: dict[tuple[int, int], list[str]] = {}  # hard links: the paths sharing one file's bytes
     for path in sorted(tree.nodes):
         node = tree.nodes[path]
-        entry = _admitted(path, node.entry, rules, keep, result)
+        entry = _admitted(path, node.entry, rules, keep, result, times)
         if entry is None:
             continue
         if node.entry.type in (FILE, HARDLINK):
@@ -106,14 +107,17 @@ def build_mount_tree(tree: ImageTree, rules: ExtractPolicy, mtime_ns: int = 0) -
     return result
 
 
-def _admitted(path: str, meta: FileMetadata, rules: ExtractPolicy, keep: int, result: MountTree) -> MountEntry | None:
+def _admitted(path: str, meta: FileMetadata, rules: ExtractPolicy, keep: int, result: MountTree,
+              times: dict[str, int]) -> MountEntry | None:
     """The entry for one TOC record, or None when the rules leave it out; raises when they refuse it."""
     clean = normalize_name(path, meta.name)
     if clean != path:
         raise UnsafeContentError(meta.name, "path traversal")
     check_reserved(path, meta.name)
-    seconds, nanos = rfc3339_to_unix(meta.mod_time)
-    mtime_ns = clamp_mtime_ns(seconds * 1_000_000_000 + nanos)
+    mtime_ns = times.get(meta.mod_time)
+    if mtime_ns is None:
+        seconds, nanos = rfc3339_to_unix(meta.mod_time)
+        mtime_ns = times[meta.mod_time] = clamp_mtime_ns(seconds * 1_000_000_000 + nanos)
     kind = meta.type
     if kind == SYMLINK:
         if check_symlink_entry(path, meta.linkname, rules.symlink_roots, rules.external_symlinks, rules.rootfs,
