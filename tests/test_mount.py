@@ -151,6 +151,8 @@ def test_a_remount_reads_spans_from_the_cache_not_the_registry(image, tmp_path):
         stats = handle.stats()
     assert layer_requests(image) == []
     assert stats.bytes_fetched == 0 and stats.cache_hits > 0
+    # nor the zTOCs, config or manifests: only what names things (the tag, the referrers) is asked
+    assert [r.path for r in image["proxy"].requests if "/blobs/" in r.path] == []
 
 
 def test_concurrent_readers_fetch_each_span_once(image, tmp_path):
@@ -184,7 +186,7 @@ def test_a_corrupted_span_is_eio_and_no_wrong_byte(image, tmp_path):
             assert handle.stats().errors > 0 and "digest mismatch" in handle.stats().last_error
     finally:
         proxy.clear()
-    assert all(not files for _, _, files in os.walk(tmp_path / "cache" / "spans"))  # nothing unverified kept
+    assert all(not files for _, _, files in os.walk(tmp_path / "cache" / "mount" / "spans"))  # nothing unverified kept
 
 
 def test_a_registry_that_goes_away_gives_eio_not_a_hang(tmp_path):
@@ -279,7 +281,7 @@ def test_cache_gc_reclaims_the_spans(image, tmp_path):
         read(tmp_path / "mnt" / "lib" / "libbig.so.1")
     result = ocikit.NodeCache(str(cache)).gc(max_bytes=0)
     assert result.spans_removed > 0 and result.freed_bytes > 0
-    assert all(not files for _, _, files in os.walk(cache / "spans"))
+    assert all(not files for _, _, files in os.walk(cache / "mount" / "spans"))
 
 
 def test_nodecache_mount_shares_the_cache_spans(image, tmp_path):
@@ -287,7 +289,7 @@ def test_nodecache_mount_shares_the_cache_spans(image, tmp_path):
     (tmp_path / "mnt").mkdir()
     with cache.mount(image["ref"], str(tmp_path / "mnt"), NO_COMPAT):
         read(tmp_path / "mnt" / "bin" / "tool")
-    assert any(files for _, _, files in os.walk(tmp_path / "cache" / "spans"))
+    assert any(files for _, _, files in os.walk(tmp_path / "cache" / "mount" / "spans"))
 
 
 # -- the pull's rules decide what is shown ---------------------------------------------------

@@ -11,7 +11,7 @@ mapping stays visible. Volume attributes (``volumeAttributes`` of an inline CSI 
 
 ``mode: mount`` starts the pod in seconds whatever the view's size: ``NodeCache.mount`` serves
 the view read-only over FUSE, fetching (and verifying) only the spans the pod reads, into the
-cache's ``spans/`` that every pod of the node shares and ``gc`` bounds (docs/mount.md).
+cache's ``mount/`` that every pod of the node shares and ``gc`` bounds (docs/mount.md).
 
 Compared with oras-csi: the cache is keyed by manifest digest with a per-digest lock, so two
 pods starting together download once and neither sees a partial tree; trees are unpacked,

@@ -91,7 +91,7 @@ def mount_config(
     """The :class:`MountConfig` for these keywords (the cache defaults to the node cache's directory)."""
     cache_dir = os.path.abspath(cache or default_cache_dir())
     if not stats_file:
-        stats_dir = os.path.join(cache_dir, "mounts")
+        stats_dir = os.path.join(cache_dir, "mount", "stats")
         try:
             os.makedirs(stats_dir, exist_ok=True)
         except OSError as exc:

@@ -39,8 +39,8 @@ class Relocated:
         self.relative_rpaths = record.relative_rpaths
         self.files: dict[str, str] = {}  # path in the view -> file holding its relocated content
         try:
-            os.makedirs(os.path.join(cache_dir, "mounts"), exist_ok=True)
-            self.dir = tempfile.mkdtemp(prefix="relocated.", dir=os.path.join(cache_dir, "mounts"))
+            os.makedirs(os.path.join(cache_dir, "mount"), exist_ok=True)
+            self.dir = tempfile.mkdtemp(prefix="relocated.", dir=os.path.join(cache_dir, "mount"))
         except OSError as exc:
             raise LocalIOError(f"cannot use the cache {cache_dir}: {exc.strerror}") from None
         prefixes = PrefixMap.build(self.old, self.new)

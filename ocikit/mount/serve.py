@@ -31,6 +31,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..pull.policy import DEFAULT_POLICY, PullPolicy
 from ..pull.steps import check_compatibility, open_source, view_record
 from ..reference import parse_reference
+from .documents import CachedDocuments
 from .spans import DEFAULT_MEMORY, DecodedSpans, LayerData, MountStats, SpanCache
 from .tree import MountTree
 
@@ -100,7 +101,8 @@ def prepare(config: MountConfig, progress: Progress = NULL_PROGRESS) -> Prepared
 
     policy = config.policy
     ref = parse_reference(config.reference)
-    source = open_source(ref, mount_options(config.options, config.timeout))
+    documents = os.path.join(config.cache_dir, "mount", "documents")
+    source = CachedDocuments(open_source(ref, mount_options(config.options, config.timeout)), documents)
     resolved = resolve_manifest(source, ref.reference, platform=policy.platform, label=str(ref))
     plan = plan_artifact(source, resolved, rootfs=policy.rootfs)
     if policy.check_compat:

@@ -1,7 +1,7 @@
 """File data for a mount: spans fetched by range reads, verified, kept on disk by digest.
 
 A span's compressed bytes are named by the sha256 its zTOC records, so the cache
-(``CACHE/spans/sha256/ab/abcd…``) is shared by every mount and every image that has the same
+(``CACHE/mount/spans/sha256/ab/abcd…``) is shared by every mount and every image that has the same
 layer, and a remount reads nothing from the network. A span is verified against its digest
 after every fetch and again before each decode (a cache file changed on disk is dropped and
 fetched again), so no byte reaches a reader unverified.
@@ -57,7 +57,7 @@ class SpanCache:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.dir = os.path.join(root, "spans", "sha256")
+        self.dir = os.path.join(root, "mount", "spans", "sha256")
 
     def path(self, digest: str) -> str:
         hexdigest = digest.split(":", 1)[1]
@@ -107,11 +107,12 @@ class SpanGcResult:
 
 
 def gc_spans(root: str, max_bytes: int | None = None, max_age: float | None = None) -> SpanGcResult:
-    """Remove cached spans unused for ``max_age`` seconds, then the least recently used until at
-    most ``max_bytes`` remain. A span removed under a running mount is fetched again when read."""
-    cache = SpanCache(root)
+    """Remove cached spans and documents unused for ``max_age`` seconds, then the least recently
+    used until at most ``max_bytes`` remain. A span removed under a running mount is fetched again
+    when read."""
     files: list[tuple[float, int, str]] = []
-    for dirpath, _, names in os.walk(cache.dir):
+    kept = [os.path.join(root, "mount", part) for part in ("spans", "documents")]  # not stats/, relocated.*/
+    for dirpath, _, names in (walked for top in kept for walked in os.walk(top)):
         for name in names:
             path = os.path.join(dirpath, name)
             with contextlib.suppress(FileNotFoundError):

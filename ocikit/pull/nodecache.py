@@ -105,7 +105,7 @@ class GcResult:
     freed_bytes: int
     kept: int
     total_bytes: int
-    spans_removed: int = 0  # mount spans (``spans/``) removed
+    spans_removed: int = 0  # files of mounts (``mount/``: spans, documents) removed
 
 
 class NodeCache:
@@ -354,7 +354,7 @@ class NodeCache:
         """Evict trees unused for ``max_age`` seconds, then least-recently-used ones until the
         cache (trees + blobs) is at most ``max_bytes``. Trees being published or built are kept.
         Blobs no remaining entry needs are removed with their last tree. Then the spans mounts
-        cached (``spans/``) by the same rules, in what ``max_bytes`` leaves (a running mount
+        cached (``mount/``: spans and documents) by the same rules, in what ``max_bytes`` leaves (a running mount
         fetches a removed span again when it is read).
         """
         removed: list[str] = []

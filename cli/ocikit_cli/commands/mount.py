@@ -17,7 +17,7 @@ from ..params import parse_size
 @click.argument("reference")
 @click.argument("mountpoint", type=click.Path(file_okay=False))
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=default_cache_dir,
-              show_default="$OCIKIT_CACHE or ~/.cache/ocikit/node", help="Node cache whose spans/ the mount shares.")
+              show_default="$OCIKIT_CACHE or ~/.cache/ocikit/node", help="Node cache whose mount/ (spans, documents) the mount shares.")
 @click.option("--prefetch", default="none", show_default=True, metavar="none|all|FILE|referrer",
               help="After mounting, fetch in the background every layer (all), the files FILE lists (one path a "
               "line, as --record writes), or those of the artifact's application/vnd.ocikit.prefetch.v1 referrer.")
