@@ -135,7 +135,7 @@ def _parse(stream, relative: str) -> ElfInfo:  # type: ignore[no-untyped-def]
     interpreter = ""
     for segment in elf.iter_segments():
         if segment["p_type"] == "PT_INTERP":
-            interpreter = segment.get_interp_name()
+            interpreter = segment.get_interp_name()  # type: ignore[attr-defined]  # an InterpSegment
             break
 
     dynamic: dict[str, list[str]] = {"DT_NEEDED": [], "DT_RPATH": [], "DT_RUNPATH": [], "DT_SONAME": []}

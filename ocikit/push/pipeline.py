@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 from ..content.base import Store
 from ..spec.descriptor import Descriptor
@@ -149,7 +150,7 @@ def compress_and_push(
                 break
             if isinstance(item, BaseException):
                 raise item
-            length, compressed, hashed = item  # type: ignore[misc]
+            length, compressed, hashed = cast(_Item, item)
             try:
                 out = compressed.result()
                 hashed.result()

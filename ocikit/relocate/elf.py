@@ -188,8 +188,8 @@ def dynamic_strings(image: ElfImage) -> list[DynamicString]:
     for seg in image.segments:
         if seg.type == PT_INTERP and seg.filesz > 1:
             region = image.data[seg.offset : seg.offset + seg.filesz]
-            value = region.split(b"\x00", 1)[0]
-            found.append(DynamicString("PT_INTERP", seg.offset, value, seg.filesz - 1))
+            interp = region.split(b"\x00", 1)[0]
+            found.append(DynamicString("PT_INTERP", seg.offset, interp, seg.filesz - 1))
     return found
 
 

@@ -267,7 +267,7 @@ def get_file(
 def get_file_stream(
     reference: str,
     path: str,
-    write: Callable[[bytes], None],
+    write: Callable[[bytes], object],
     *,
     platform: "Platform | str | None" = None,
     max_size: int | None = None,
