@@ -13,7 +13,7 @@ ratios the goals are stated in (mount ≤ 20 % of the pull's time, ≤ 10 % of i
 ``--prefetch all`` fills the cache and every file is read through the mount, against reading
 the pulled tree (both after one warm-up read; goal ≤ 1.5x). Usage::
 
-    python benchmarks/mount.py [--dest-dir /dev/shm] [--latency 0.02]
+    python benchmarks/mount.py [--dest-dir /dev/shm] [--latency 0.02] [--span-size 1048576] [--skip-read-all]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ PROGRAM = "import json, email, http.client"
 POLICY = ocikit.PullPolicy(check_compat=False)
 
 
-def publish(work: str, paths: dict[str, str], registry: str) -> tuple[str, int]:
+def publish(work: str, paths: dict[str, str], registry: str, span_size: int) -> tuple[str, int]:
     """The gzip artifact in the registry with its zTOC; returns (reference, layer bytes)."""
     layout = LayoutStore(os.path.join(work, "layout-mount"))
     digest, size = digest_file(paths["gzip"])
@@ -57,7 +57,7 @@ def publish(work: str, paths: dict[str, str], registry: str) -> tuple[str, int]:
     push_manifest(layout, manifest, tag="gzip")
     ref = f"{registry}/bench/mount:gzip"
     ocikit.copy(f"oci:{layout.root}:gzip", ref)
-    ocikit.build_ztocs(ref, min_layer_size=0)
+    ocikit.build_ztocs(ref, min_layer_size=0, span_size=span_size)
     return ref, size
 
 
@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--dest-dir", default=tempfile.gettempdir(), help="where pulled trees and the span cache go")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "ocikit-bench-pull"))
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added per request in the second round")
+    parser.add_argument("--span-size", type=int, default=4 << 20, help="zTOC span size (SOCI's default: 4 MiB)")
     parser.add_argument("--skip-read-all", action="store_true")
     args = parser.parse_args()
 
@@ -126,7 +127,7 @@ def main() -> None:
     base = tempfile.mkdtemp(prefix="ocikit-bench-mount-", dir=args.dest_dir)
     dest, mnt, cache = (os.path.join(base, name) for name in ("pulled", "mnt", "cache"))
     try:
-        ref, layer_bytes = publish(args.work_dir, paths, server.host)
+        ref, layer_bytes = publish(args.work_dir, paths, server.host, args.span_size)
         rounds = [("loopback", server.host, None), (f"+{args.latency * 1000:.0f} ms", None, args.latency)]
         for label, host, latency in rounds:
             proxy = with_latency(server.host, latency) if latency else None
