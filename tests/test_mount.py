@@ -189,7 +189,8 @@ def test_a_corrupted_span_is_eio_and_no_wrong_byte(image, tmp_path):
     assert all(not files for _, _, files in os.walk(tmp_path / "cache" / "mount" / "spans"))  # nothing unverified kept
 
 
-def test_a_registry_that_goes_away_gives_eio_not_a_hang(tmp_path):
+@pytest.mark.parametrize("failure", ["stopped", "hung"])
+def test_a_registry_that_goes_away_mid_run_gives_eio_not_a_hang(tmp_path, failure):
     _require_fuse()
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -200,14 +201,20 @@ def test_a_registry_that_goes_away_gives_eio_not_a_hang(tmp_path):
         ref = f"{server.host}/mount/gone:v1"
         push_image(open_store(ref)[0], [(layer, mt.OCI_LAYER_GZIP)])
         build_ztocs(ref, span_size=SPAN, min_layer_size=0)
-        handle = mount(ref, tmp_path / "mnt", tmp_path / "cache", timeout=2)
+        with mount(ref, tmp_path / "mnt", tmp_path / "cache", timeout=2) as handle:
+            assert read(tmp_path / "mnt" / "share" / "doc" / "README") == read(str(tree / "share" / "doc" / "README"))
+            if failure == "stopped":
+                server.close()  # connections refused
+            else:
+                server.pause()  # connections accepted, never answered: only the timeout ends the read
+            with pytest.raises(OSError) as failed:
+                read(tmp_path / "mnt" / "bin" / "tool")
+            assert failed.value.errno == errno.EIO
+            assert handle.stats().errors > 0
+            assert (tmp_path / "mnt" / "many").is_dir()  # metadata still answers
+            assert read(tmp_path / "mnt" / "share" / "doc" / "README")  # and what is cached
     finally:
-        server.close()  # the registry stops before the first byte is read
-    with handle:
-        with pytest.raises(OSError) as failed:
-            read(tmp_path / "mnt" / "bin" / "tool")
-        assert failed.value.errno == errno.EIO
-        assert (tmp_path / "mnt" / "many").is_dir()  # metadata still answers
+        server.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

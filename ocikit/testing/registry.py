@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -135,8 +136,16 @@ class RegistryServer:
         with open(os.path.join(self.workdir, "registry.log"), "rb") as fh:
             return fh.read().decode(errors="replace")
 
+    def pause(self) -> None:
+        """Stop the registry process (SIGSTOP): connections are accepted by the kernel, never answered."""
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._process.pid, signal.SIGCONT)
+
     def close(self) -> None:
         if self._process.poll() is None:
+            self.resume()
             self._process.terminate()
             try:
                 self._process.wait(timeout=10)
