@@ -92,7 +92,8 @@ def build_mount_tree(tree: ImageTree, rules: ExtractPolicy, mtime_ns: int = 0) -
             entry.mode = data.mode & keep
             sharing = data_paths.setdefault((node.layer, data.offset), [])
             if not sharing:
-                budget.take(data.size, node.entry.name)
+                if rules.max_size is not None:  # the pull's bomb guard on the total
+                    budget.take(data.size, node.entry.name)
                 result.data_bytes += data.size
             sharing.append(path)
         _add(result, path, entry, mtime_ns)
