@@ -26,6 +26,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # dropping that binding lets ``__getattr__`` give the function, whatever is imported later.
 importlib.import_module(".pull", __name__)
 del globals()["pull"]
+importlib.import_module(".mount", __name__)  # the same for ``ocikit.mount`` and ``ocikit/mount/``
+del globals()["mount"]
 
 # public name -> module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
@@ -44,6 +46,8 @@ _LAZY: dict[str, str] = {
     "PullResult": "ocikit.pull.api",
     "wait_ready": "ocikit.pull.ready",
     "NodeCache": "ocikit.pull.nodecache",
+    "mount": "ocikit.mount.api",
+    "MountHandle": "ocikit.mount.api",
     "relocate_tree": "ocikit.relocate.tree",
     "RelocationReport": "ocikit.relocate.tree",
     "build_ztoc_file": "ocikit.ztoc.api",

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  docker-registry skopeo umoci containerd fuse3 libmagic1 file
+  docker-registry skopeo umoci containerd fuse3 libfuse3-3 libmagic1 file
   gcc g++ libc6-dev binutils patchelf
   tar gzip pigz zstd curl ca-certificates
   pkg-config ncurses-bin xz-utils bzip2

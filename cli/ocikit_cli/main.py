@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "wait": "ocikit_cli.commands.pull:wait_cmd",
     "ztoc": "ocikit_cli.commands.ztoc:ztoc",
     "get-file": "ocikit_cli.commands.get_file:get_file",
+    "mount": "ocikit_cli.commands.mount:mount_cmd",
     "similarity": "ocikit_cli.commands.similarity:similarity_cmd",
 }
 

@@ -8,6 +8,7 @@ mapping stays visible. Volume attributes (``volumeAttributes`` of an inline CSI 
     mountPath: /opt/view                                    # where the pod will see it (relocation)
     linkMode:  hardlink                                     # hardlink | reflink | copy | auto
     appImage:  registry.example.com/apps/flux-runner:1.0    # the pod's image: check the view against it
+    mode:      publish                                      # publish (a full tree) | mount (lazy FUSE)
 
 A CSI driver sees the node, not the pod's image, so on its own it would check the view against
 the node's (or the driver image's) glibc. ``appImage`` names the image that will load the view;
@@ -15,6 +16,10 @@ the node's (or the driver image's) glibc. ``appImage`` names the image that will
 libstdc++ and MPI (read from a few of its files, cached by digest under the cache's ``facts/``)
 for every pod, even when the tree is already cached. (With ``podInfoOnMount`` the driver could
 instead look the pod up and take its container image.)
+
+``mode: mount`` starts the pod in seconds whatever the view's size: ``NodeCache.mount`` serves
+the view read-only over FUSE, fetching (and verifying) only the spans the pod reads, into the
+cache's ``mount/`` that every pod of the node shares and ``gc`` bounds (docs/mount.md).
 
 Compared with oras-csi: the cache is keyed by manifest digest with a per-digest lock, so two
 pods starting together download once and neither sees a partial tree; trees are unpacked,
@@ -32,6 +37,7 @@ from collections.abc import Mapping
 import ocikit
 
 CACHE = ocikit.NodeCache(os.environ.get("OCIKIT_CACHE", "/var/lib/ocikit"))
+MOUNTS: dict[str, ocikit.MountHandle] = {}  # target path -> the lazy mount serving it
 
 
 def node_publish_volume(
@@ -41,6 +47,12 @@ def node_publish_volume(
     options = ocikit.Options(registry_config=_docker_config(secrets)) if secrets else ocikit.Options()
     cache = ocikit.NodeCache(CACHE.root, options=options)
     policy = ocikit.PullPolicy(against=volume_context.get("appImage", ""))
+    if volume_context.get("mode") == "mount":
+        os.makedirs(target_path, exist_ok=True)
+        MOUNTS[target_path] = cache.mount(
+            volume_context["reference"], target_path, relocate_to=volume_context.get("mountPath"), allow_other=True
+        )
+        return
     entry = cache.ensure(volume_context["reference"], policy)  # downloads once per node, waits if another pod is
     cache.publish(
         entry,
@@ -56,6 +68,11 @@ def node_publish_volume(
 
 def node_unpublish_volume(target_path: str) -> None:
     """NodeUnpublishVolume: unmount and remove the pod's copy (the cached tree stays)."""
+    handle = MOUNTS.pop(target_path, None)
+    if handle is not None:
+        handle.unmount()  # the spans it fetched stay in the cache for the next pod
+        os.rmdir(target_path)
+        return
     if os.path.ismount(target_path):
         subprocess.run(["umount", target_path], check=True)
     shutil.rmtree(target_path, ignore_errors=True)

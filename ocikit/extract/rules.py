@@ -70,6 +70,49 @@ def check_symlink_root(root: str, what: str = "view root") -> str:
     return root.rstrip("/")
 
 
+def kept_mode_bits(preserve_special_modes: bool) -> int:
+    """The permission bits an entry keeps: setuid/setgid are dropped unless asked for; the
+    sticky bit is kept, because dropping it would leave a /tmp-like directory world-writable
+    without its protection."""
+    return 0o7777 if preserve_special_modes else 0o1777
+
+
+def check_declared_size(size: int, max_size: int | None, entry: str) -> None:
+    """A file declaring more than ``max_size`` bytes is refused before any byte is read."""
+    if max_size is not None and size > max_size:
+        raise UnsafeContentError(entry, f"size limit exceeded (declares {size} bytes, max_size {max_size})")
+
+
+def admit_special(is_fifo: bool, allow_devices: bool, rootfs: bool, entry: str) -> bool:
+    """Whether a device node or fifo is created (True) or skipped (False); refused otherwise.
+
+    A root filesystem's /dev is skipped: the runtime provides those (containerd skips them too).
+    """
+    if allow_devices:
+        return True
+    if rootfs:
+        return False
+    raise UnsafeContentError(entry, "fifo" if is_fifo else "device node")
+
+
+def check_symlink_entry(path: str, target: str, roots: Iterable[str], external: frozenset[str], rootfs: bool,
+                        entry: str) -> bool:
+    """The symlink rule when an entry arrives; True when the link must also be resolved against
+    the finished tree (:func:`verify_symlinks`).
+
+    A root filesystem's absolute links resolve inside it under the runtime's chroot, and links
+    the publisher declared external are kept as they are.
+    """
+    if not (rootfs and target.startswith("/")) and path not in external:
+        check_symlink_target(path, target, roots, entry)
+        deferred = not rootfs
+    else:
+        deferred = False
+    if not target or "\x00" in target:
+        raise UnsafeContentError(entry, "symlink target outside destination (empty or invalid target)")
+    return deferred
+
+
 def clamp_mtime_ns(ns: int) -> int:
     """A time a filesystem can store: outside [epoch, 2262] it becomes the epoch (containerd's ``boundTime``)."""
     return ns if 0 <= ns <= _MAX_TIME_NS else 0

@@ -56,7 +56,16 @@ from ..formats.tar.reader import (
     TarEntry,
     TarStream,
 )
-from .rules import RESERVED_TOP, check_reserved, check_symlink_target, clamp_mtime_ns, normalize_name
+from .rules import (
+    RESERVED_TOP,
+    admit_special,
+    check_declared_size,
+    check_reserved,
+    check_symlink_entry,
+    clamp_mtime_ns,
+    kept_mode_bits,
+    normalize_name,
+)
 from .writer import BATCH_BYTES, BATCH_FILES, Job, JobTracker, WriterPool, create_file, write_all
 
 LARGE_FILE = 8 << 20  # files above this are streamed by the parser thread, not queued
@@ -143,9 +152,7 @@ class SafeExtractor:
         self._strip = bool(self._prefix) and policy.strip_prefix
         self._inline = pool.threads == 0  # no writer threads: create files right here
         self._rootfs = policy.rootfs
-        # setuid/setgid are dropped unless asked for; the sticky bit is kept, because dropping it
-        # would leave a /tmp-like directory world-writable without its protection.
-        self._special_modes = 0o7777 if policy.preserve_special_modes else 0o1777
+        self._special_modes = kept_mode_bits(policy.preserve_special_modes)
 
     # -- public ------------------------------------------------------------------------
 
@@ -208,10 +215,7 @@ class SafeExtractor:
     # -- entry kinds -------------------------------------------------------------------
 
     def _file(self, entry: TarEntry, stream: TarStream, path: str, parent: str, base: str) -> None:
-        if self.policy.max_size is not None and entry.size > self.policy.max_size:
-            raise UnsafeContentError(
-                entry.name, f"size limit exceeded (declares {entry.size} bytes, max_size {self.policy.max_size})"
-            )
+        check_declared_size(entry.size, self.policy.max_size, entry.name)
         mode = entry.mode & self._special_modes
         if path in self._seen:
             self._claim(path, parent, base)
@@ -271,14 +275,9 @@ class SafeExtractor:
 
     def _symlink(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
         target = entry.linkname
-        if self._rootfs and target.startswith("/"):
-            pass  # a root filesystem's absolute links resolve inside it, under the runtime's chroot
-        elif path not in self.policy.external_symlinks:
-            check_symlink_target(path, target, self.policy.symlink_roots, entry.name)
-            if not self._rootfs:
-                self.outcome.links.append((path, target))  # resolved against the finished tree
-        if not target or "\x00" in target:
-            raise UnsafeContentError(entry.name, "symlink target outside destination (empty or invalid target)")
+        policy = self.policy
+        if check_symlink_entry(path, target, policy.symlink_roots, policy.external_symlinks, self._rootfs, entry.name):
+            self.outcome.links.append((path, target))  # resolved against the finished tree
         self._claim(path, parent, base)
         dir_fd = self._dir(parent)
         try:
@@ -322,11 +321,9 @@ class SafeExtractor:
         self.outcome.hardlinks += 1
 
     def _special(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
-        if not self.policy.allow_devices:
-            if self._rootfs:  # a root filesystem's /dev: the runtime provides those (containerd skips them too)
-                self.outcome.skipped.append(path)
-                return
-            raise UnsafeContentError(entry.name, "fifo" if entry.kind == FIFO else "device node")
+        if not admit_special(entry.kind == FIFO, self.policy.allow_devices, self._rootfs, entry.name):
+            self.outcome.skipped.append(path)
+            return
         self._claim(path, parent, base)
         dir_fd = self._dir(parent)
         mode = self._mode(entry.mode) & 0o777

@@ -63,6 +63,12 @@ from .steps import check_compatibility, extract_tree, marker_document, open_sour
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def default_cache_dir() -> str:
+    """``$OCIKIT_CACHE``, else ``$XDG_CACHE_HOME/ocikit/node`` (``~/.cache/ocikit/node``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.environ.get("OCIKIT_CACHE") or os.path.join(base, "ocikit", "node")
+
+
 @dataclass
 class CacheEntry:
     """One cached tree (``path``), keyed by its manifest digest."""
@@ -108,6 +114,7 @@ class GcResult:
     freed_bytes: int
     kept: int
     total_bytes: int
+    spans_removed: int = 0  # files of mounts (``mount/``: spans, documents) removed
 
 
 class NodeCache:
@@ -350,6 +357,14 @@ class NodeCache:
             relocated_to=relocated, read_only=read_only,
         )
 
+    def mount(self, reference: str, target: str, policy: PullPolicy = DEFAULT_POLICY, **keywords: Any) -> Any:
+        """Mount ``reference`` lazily at ``target`` (``ocikit.mount``) with this cache's spans:
+        every mount of the node shares them, and :meth:`gc` reclaims them. Keywords are those of
+        :func:`ocikit.mount.api.mount_config` (``relocate_to``, ``prefetch``, ``timeout``…)."""
+        from ..mount.api import mount
+
+        return mount(reference, target, policy, options=self.options, cache=self.root, **keywords)
+
     def _marker(self, entry: CacheEntry, relocated: str, relocate: bool) -> dict[str, Any]:
         document = dict(read_marker(entry.path) or {})
         document.update(relocatedTo=relocated, relocate=relocate, cache=self.root, treeKey=entry.tree_key)
@@ -361,7 +376,9 @@ class NodeCache:
     def gc(self, max_bytes: int | None = None, max_age: float | None = None) -> GcResult:
         """Evict trees unused for ``max_age`` seconds, then least-recently-used ones until the
         cache (trees + blobs) is at most ``max_bytes``. Trees being published or built are kept.
-        Blobs no remaining entry needs are removed with their last tree.
+        Blobs no remaining entry needs are removed with their last tree. Then the spans mounts
+        cached (``mount/``: spans and documents) by the same rules, in what ``max_bytes`` leaves (a running mount
+        fetches a removed span again when it is read).
         """
         removed: list[str] = []
         freed = 0
@@ -386,7 +403,12 @@ class NodeCache:
                 total -= freed_here
                 removed.append(entry.digest)
             self._sweep_tmp()
-        return GcResult(removed=removed, freed_bytes=freed, kept=len(kept), total_bytes=total)
+            from ..mount.spans import gc_spans  # loaded on use: the zTOC readers
+
+            spans = gc_spans(self.root, max_bytes=None if max_bytes is None else max(max_bytes - total, 0),
+                             max_age=max_age)
+        return GcResult(removed=removed, freed_bytes=freed + spans.freed_bytes, kept=len(kept),
+                        total_bytes=total + spans.total_bytes, spans_removed=spans.removed)
 
     def _blob_bytes(self) -> int:
         total = 0

@@ -30,7 +30,7 @@ def pull_subset(
     from ..ztoc.subset import select
 
     image = load_image_ztocs(source, plan.manifest_desc, policy.platform, progress)
-    tree = _merged_tree(image, plan)
+    tree = merged_tree(image, plan)
     paths = select(tree, list(policy.include))
     rules = replace(policy.extract_policy(plan), rootfs=plan.kind == KIND_IMAGE)
     with target.lock():  # pull() checked DEST's ownership before anything was created in it
@@ -56,7 +56,7 @@ def pull_subset(
     return report, relocated_to
 
 
-def _merged_tree(image: Any, plan: ArtifactPlan) -> Any:
+def merged_tree(image: Any, plan: ArtifactPlan) -> Any:
     """The merged zTOC tree, with the title directory of ORAS-style view layers removed from
     names (what a full pull strips), so patterns match the paths DEST will hold."""
     from ..ztoc.view import ImageTree, normalize

@@ -169,6 +169,13 @@ def _plan_symlink(root: str, relpath: str, prefixes: PrefixMap) -> SymlinkPlan |
         target = os.readlink(os.path.join(root, relpath))
     except OSError as exc:
         raise LocalIOError(f"cannot read the symlink {relpath}: {exc.strerror or exc}") from exc
+    mapped = relocated_link_target(relpath, target, prefixes)
+    return SymlinkPlan(relpath, target, mapped) if mapped is not None else None
+
+
+def relocated_link_target(relpath: str, target: str, prefixes: PrefixMap) -> str | None:
+    """The new target of the symlink at ``relpath`` (None: unchanged). Absolute targets under an
+    old prefix point to the new place, relative to the link when inside the tree."""
     if not target.startswith("/"):
         return None
     mapped = prefixes.map_path(target)
@@ -176,7 +183,7 @@ def _plan_symlink(root: str, relpath: str, prefixes: PrefixMap) -> SymlinkPlan |
         return None
     if prefixes.inside_new_root(mapped):
         mapped = relative_link(mapped, posixpath.dirname(prefixes.new_location(relpath)))
-    return SymlinkPlan(relpath, target, mapped) if mapped != target else None
+    return mapped if mapped != target else None
 
 
 def _walk(root: str) -> Iterator[tuple[str, bool]]:

@@ -45,6 +45,7 @@ OCIKIT_LABELS_ARTIFACT = "application/vnd.ocikit.labels.v1"
 OCIKIT_LABELS_LAYER = "application/vnd.ocikit.labels.v1+json"
 OCIKIT_ZSTD_TOC_ARTIFACT = "application/vnd.ocikit.ztoc.zstd.v1"
 OCIKIT_ZSTD_TOC_LAYER = "application/vnd.ocikit.ztoc.zstd.v1+json"
+OCIKIT_PREFETCH_ARTIFACT = "application/vnd.ocikit.prefetch.v1"  # a referrer: files a run read, first read first
 OCIKIT_COMPAT_SCAN_REPORT = "application/vnd.ocikit.compat.scan-report.v1+json"
 OCIKIT_COMPAT_HOST = "application/vnd.ocikit.compat.host.v1+json"
 OCIKIT_COMPAT_CHECK_REPORT = "application/vnd.ocikit.compat.check-report.v1+json"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -154,8 +155,16 @@ class RegistryServer:
             raise RuntimeError("blob_gets() needs RegistryServer(access_log=True)")
         return _BLOB_GET.findall(self.log_text())
 
+    def pause(self) -> None:
+        """Stop the registry process (SIGSTOP): connections are accepted by the kernel, never answered."""
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._process.pid, signal.SIGCONT)
+
     def close(self) -> None:
         if self._process.poll() is None:
+            self.resume()
             self._process.terminate()
             try:
                 self._process.wait(timeout=10)

@@ -124,20 +124,29 @@ class LayerReader:
         if batch:
             yield batch
 
-    def _verified_pieces(self, batch: list[int]) -> Iterable[bytes]:
-        start = self.spans.compressed_range(batch[0])[0]
-        end = self.spans.compressed_range(batch[-1])[1]
+    def compressed(self, start: int, end: int) -> bytes:
+        """The layer's compressed bytes ``[start, end)``, unverified (a subclass may serve them from a cache)."""
         data = self.store.fetch_range(self.layer, start, end - start)  # type: ignore[attr-defined]
         self.stats.requests += 1
         self.stats.bytes_fetched += len(data)
         if len(data) != end - start:
             raise InvalidContentError(f"range read of {self.layer.digest} returned {len(data)} of {end - start} bytes")
+        return data
+
+    def verify_span(self, span: int, data: bytes | memoryview) -> None:
+        """Raise :class:`DigestMismatchError` unless ``data`` are span ``span``'s compressed bytes."""
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        expected = self.ztoc.span_digests[span]
+        if actual != expected:
+            raise DigestMismatchError(f"span {span} of layer {self.layer.short()}", expected, actual)
+
+    def _verified_pieces(self, batch: list[int]) -> Iterable[bytes]:
+        start = self.spans.compressed_range(batch[0])[0]
+        end = self.spans.compressed_range(batch[-1])[1]
+        data = self.compressed(start, end)
         for span in batch:
             a, b = self.spans.compressed_range(span)
-            actual = "sha256:" + hashlib.sha256(data[a - start : b - start]).hexdigest()
-            expected = self.ztoc.span_digests[span]
-            if actual != expected:
-                raise DigestMismatchError(f"span {span} of layer {self.layer.short()}", expected, actual)
+            self.verify_span(span, data[a - start : b - start])
             self.stats.spans += 1
             self.stats.span_ids.append(span)
             # a run's first span is fed whole; later ones from where the previous one ended,

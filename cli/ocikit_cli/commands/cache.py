@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import click
 
 import ocikit
+from ocikit.pull.nodecache import default_cache_dir
 
 from ..output import emit, human_bytes, json_option, table
 from ..params import parse_duration, parse_size
-
-
-def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.environ.get("OCIKIT_CACHE") or os.path.join(base, "ocikit", "node")
-
 
 cache_option = click.option(
     "--cache",
@@ -65,7 +59,7 @@ def _render(document: dict) -> str:  # type: ignore[type-arg]
 @click.option("--max-age", help="Evict trees unused for longer than this (e.g. 7d, 12h).")
 @json_option
 def gc_cmd(cache_dir: str, max_size: str | None, max_age: str | None, json_output: bool) -> None:
-    """Evict trees (and the blobs only they used) by age and total size."""
+    """Evict trees (and the blobs only they used), then spans cached by mounts, by age and total size."""
     result = ocikit.NodeCache(cache_dir).gc(
         max_bytes=parse_size(max_size) if max_size else None,
         max_age=parse_duration(max_age) if max_age else None,
@@ -76,10 +70,11 @@ def gc_cmd(cache_dir: str, max_size: str | None, max_age: str | None, json_outpu
         "freedBytes": result.freed_bytes,
         "kept": result.kept,
         "totalBytes": result.total_bytes,
+        "spansRemoved": result.spans_removed,
     }
     emit(
         json_output,
         document,
-        lambda d: f"removed {len(d['removed'])} trees, freed {human_bytes(d['freedBytes'])}; "
+        lambda d: f"removed {len(d['removed'])} trees and {d['spansRemoved']} spans, freed {human_bytes(d['freedBytes'])}; "
         f"{d['kept']} kept, {human_bytes(d['totalBytes'])} in use",
     )
