@@ -357,7 +357,7 @@ def test_view_published_from_the_node_cache_is_relocated_per_target(tmp_path):
     cache = ocikit.NodeCache(str(tmp_path / "cache"))
     entry = cache.ensure(f"oci:{layout}:v1")
     target = str(tmp_path / "kubelet" / "pods" / "uid" / "volumes" / "vol")
-    published = cache.publish(entry, target, mode="hardlink", relocate_to="/opt/view")
+    published = cache.publish(entry, target, mode="hardlink", read_only=True, relocate_to="/opt/view")
     assert published.relocated_to == "/opt/view"
     assert open(os.path.join(target, "bin/tool")).read().startswith("#!/opt/view/bin/python3\n")
     # relocation wrote new files: the cached tree still holds the placeholder, and the

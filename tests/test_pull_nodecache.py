@@ -122,7 +122,7 @@ def test_publish_modes(tmp_path, artifact):
     layout, desc = artifact
     cache = NodeCache(str(tmp_path / "cache"))
     entry = cache.ensure(f"oci:{layout}:v1")
-    linked = cache.publish(entry, str(tmp_path / "linked"), mode="hardlink")
+    linked = cache.publish(entry, str(tmp_path / "linked"), mode="hardlink", read_only=True)
     copied = cache.publish(entry, str(tmp_path / "copied"), mode="copy", read_only=True)
     auto = cache.publish(entry, str(tmp_path / "auto"), mode="auto")
     src = os.path.join(entry.path, "lib/data")
@@ -139,6 +139,39 @@ def test_publish_modes(tmp_path, artifact):
     assert (linked.mode, copied.mode) == ("hardlink", "copy") and auto.mode in ("reflink", "copy")
     os.chmod(tmp_path / "copied/lib", 0o755)
     os.chmod(tmp_path / "copied/bin", 0o755)
+
+
+def test_a_writable_target_never_shares_inodes_with_the_cache(tmp_path, artifact):
+    """Issue 11: a hardlink publish into a writable volume let one pod append to a file of the
+    cached tree, changing it for every other pod. Hardlinks now need a read-only target, and the
+    default gives each target its own files."""
+    layout, _ = artifact
+    cache = NodeCache(str(tmp_path / "cache"))
+    entry = cache.ensure(f"oci:{layout}:v1")
+    cached = os.path.join(entry.path, "lib/data")
+    before = open(cached, "rb").read()
+    with pytest.raises(UnsupportedError, match="read-only target"):
+        cache.publish(entry, str(tmp_path / "pod-a"), mode="hardlink")
+    assert not os.path.lexists(tmp_path / "pod-a")
+    result = cache.publish(entry, str(tmp_path / "pod-b"))  # the default: auto
+    assert result.mode in ("reflink", "copy")
+    with open(tmp_path / "pod-b/lib/data", "ab") as pod_file:  # the pod writes into its volume
+        pod_file.write(b"changed by one pod")
+    assert open(cached, "rb").read() == before
+    cache.publish(entry, str(tmp_path / "pod-c"))
+    assert open(tmp_path / "pod-c/lib/data", "rb").read() == before
+
+
+def test_the_cli_refuses_hardlinks_into_a_writable_dest(tmp_path, artifact):
+    layout, _ = artifact
+    process = subprocess.run(
+        [sys.executable, "-m", "ocikit_cli.main", "pull", f"oci:{layout}:v1", str(tmp_path / "dest"),
+         "--cache", str(tmp_path / "cache"), "--link-mode", "hardlink"],
+        capture_output=True, text=True,
+    )
+    assert process.returncode != 0 and process.returncode != 70
+    assert "read-only target" in process.stderr and "Traceback" not in process.stderr
+    assert not os.path.lexists(tmp_path / "dest")
 
 
 def test_reflink_is_refused_where_the_filesystem_cannot_clone(tmp_path, artifact):

@@ -57,7 +57,8 @@ def node_publish_volume(
     cache.publish(
         entry,
         target_path,
-        mode=volume_context.get("linkMode", "hardlink"),
+        # hardlinks share the cache's inodes: only for a read-only volume (refused otherwise)
+        mode=volume_context.get("linkMode", "hardlink" if readonly else "auto"),
         read_only=readonly,
         relocate_to=volume_context.get("mountPath"),  # the path inside the container, not target_path
     )

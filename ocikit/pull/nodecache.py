@@ -45,7 +45,7 @@ from typing import Any, BinaryIO
 from ..content.base import Store
 from ..content.layout import LayoutStore
 from ..digest import VerifyingReader
-from ..errors import InvalidReferenceError, LocalIOError, NotFoundError
+from ..errors import InvalidReferenceError, LocalIOError, NotFoundError, UnsupportedError
 from ..extract.plan import KIND_VIEW, ArtifactPlan, plan_artifact, resolve_manifest
 from ..extract.whiteout import remove_tree
 from ..options import DEFAULT_OPTIONS, Options
@@ -310,7 +310,7 @@ class NodeCache:
         self,
         ref: "str | Reference | CacheEntry",
         target: str,
-        mode: str = "hardlink",
+        mode: str = "auto",
         read_only: bool = False,
         relocate_to: str | None = None,
         ready_file: str | None = None,
@@ -320,14 +320,21 @@ class NodeCache:
     ) -> PublishResult:
         """Materialise the tree of ``ref`` at ``target`` and mark it ready.
 
-        ``mode``: ``hardlink`` (shares inodes with the cache: keep it read-only), ``reflink``,
-        ``copy`` or ``auto`` (reflink, else copy). ``relocate_to``: the path the view will be
+        ``mode``: ``auto`` (reflink, else copy), ``reflink``, ``copy``, or ``hardlink``, which
+        shares inodes with the cache and is therefore only allowed with ``read_only`` (the caller
+        mounts the target read-only, as a CSI driver does for a ``readOnly`` volume): a pod that
+        could write a hardlinked file would change the cached tree for every other pod. ``relocate_to``: the path the view will be
         used at (relocated when it differs from the view's recorded root); None keeps the
         view as it was pushed. ``read_only`` removes write permission from the directories
         (and, except with hardlinks, whose inodes belong to the cache, from the files).
         ``merge``: ``target`` may hold files ocikit did not write; they are kept (else such a
         target is refused before anything is written, see :mod:`.destination`).
         """
+        if mode == "hardlink" and not read_only:
+            raise UnsupportedError(
+                "hardlink publishing shares the cache's inodes, so it needs a read-only target "
+                "(read_only=True, mounted read-only); use link mode auto, reflink or copy"
+            )
         entry = ref if isinstance(ref, CacheEntry) else self.ensure(ref, policy or DEFAULT_POLICY, progress=progress)
 
         destination = Destination(target, ready_file, merge=merge)

@@ -54,7 +54,8 @@ from ..params import parse_size
     type=click.Choice(["auto", "hardlink", "reflink", "copy"]),
     default="auto",
     show_default=True,
-    help="With --cache: how DEST gets the cached files.",
+    help="With --cache: how DEST gets the cached files (hardlink needs a read-only target, so it "
+    "is refused here: DEST is writable).",
 )
 @json_option
 @pass_cli
