@@ -46,7 +46,9 @@ class TerminalProgress(Progress):
     """One aggregated line on stderr, redrawn at most 10 times a second.
 
     Byte tasks are summed and shown with a rate; counted tasks (files, manifests) are
-    shown as ``done/total unit``. Finished tasks are counted as ``[finished/started]``.
+    shown as ``done/total unit``. Finished tasks are counted as ``[finished/started]``; tasks
+    may run side by side (push-view scans for compatibility metadata while layers upload), so
+    only the last line, drawn when everything has finished, has ``finished == started``.
     """
 
     def __init__(self, stream: Any = None) -> None:
@@ -92,6 +94,8 @@ class TerminalProgress(Progress):
             self._stream.flush()
 
     def _line(self, now: float) -> str:
+        if not self._totals:  # only a phase message so far (e.g. "scanning view"): no counts to show
+            return f"\r{self._label[:80]}"
         byte_tasks = [t for t, u in self._units.items() if u == "B"]
         if byte_tasks:
             done = sum(self._done.get(t, 0) for t in byte_tasks)
