@@ -3,7 +3,9 @@
 Used by the test suite's fixtures and by the benchmarks: a real registry, not a fake.
 ``RegistryServer`` writes a config into a temporary directory, starts the binary, waits
 until ``/v2/`` answers, and stops it on ``close()``. Auth variants: htpasswd (Basic)
-and token (Bearer, with a token service supplied by the caller).
+and token (Bearer, with a token service supplied by the caller). With ``tls=(cert, key)``
+it serves HTTPS (the certificate must name 127.0.0.1), like a TLS registry reached
+through ``kubectl port-forward``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -51,6 +54,7 @@ class RegistryServer:
         public_url: str | None = None,
         secret: str | None = None,
         storage: str | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         """``public_url`` is distribution's ``http.host``: the URL written into ``Location``
         headers (a front end on another host). Two servers with the same ``storage`` and
@@ -63,7 +67,8 @@ class RegistryServer:
         os.makedirs(self.storage, exist_ok=True)
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
         self.config_path = os.path.join(self.workdir, "config.yml")
         with open(self.config_path, "w") as fh:
             fh.write(self._config(htpasswd, token, public_url, secret))
@@ -98,6 +103,8 @@ class RegistryServer:
         ]
         if public_url:
             lines.append(f"  host: {public_url}")
+        if self.tls:
+            lines += ["  tls:", f"    certificate: {self.tls[0]}", f"    key: {self.tls[1]}"]
         if secret:
             lines.append(f"  secret: {secret}")
         if htpasswd:
@@ -119,7 +126,7 @@ class RegistryServer:
             if self._process.poll() is not None:
                 raise RuntimeError(f"docker-registry exited early: {self.log_text()[-2000:]}")
             try:
-                urllib.request.urlopen(f"{self.url}/v2/", timeout=1).close()
+                urllib.request.urlopen(f"{self.url}/v2/", timeout=1, context=self._ssl_context()).close()
                 return
             except urllib.error.HTTPError as exc:
                 if exc.code == 401:  # auth configured: the server is up
@@ -129,6 +136,11 @@ class RegistryServer:
             time.sleep(0.05)
         self.close()
         raise RuntimeError("docker-registry did not become ready in time")
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=self.tls[0])  # the test certificate is its own CA
 
     def log_text(self) -> str:
         self._log.flush()
