@@ -27,9 +27,9 @@ push_args=(--root "$root" --view-path /opt/view)
 program=bin/xz
 
 echo "== push-view $view -> oci:demo/layout:v1"
-$ocikit push-view "$view" oci:demo/layout:v1 "${push_args[@]}" --label demo=true
+$ocikit push-view "$view" oci:demo/layout:v1 "${push_args[@]}" -a demo=true
 echo "== push again (unchanged view)"
-$ocikit push-view "$view" oci:demo/layout:v1 "${push_args[@]}" --label demo=true --json \
+$ocikit push-view "$view" oci:demo/layout:v1 "${push_args[@]}" -a demo=true --json \
   | .venv/bin/python -c 'import json,sys; r=json.load(sys.stdin); print("uploaded", r["uploadedBytes"], "bytes, digest", r["digest"])'
 
 echo "== pull into demo/view"

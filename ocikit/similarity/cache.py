@@ -9,7 +9,7 @@ match its name, so a corrupted or tampered cache file is refetched, never truste
 go to a temporary name in the same directory and are renamed into place, so concurrent
 runs and crashes never leave half-written entries.
 
-Location: ``$XDG_CACHE_HOME/ocikit/manifests`` (``~/.cache/ocikit/manifests`` when
+Location: ``manifests/`` in ocikit's cache home (``$OCIKIT_CACHE_DIR``, ``~/.cache/ocikit/manifests`` when
 ``XDG_CACHE_HOME`` is unset), one file per document at ``<alg>/<hex>``.
 """
 
@@ -19,14 +19,14 @@ import contextlib
 import os
 import uuid
 
+from ..cachedirs import manifest_cache_dir
 from ..digest import algorithm_of, digest_bytes, hex_of, validate_digest
 from ..errors import LocalIOError
 
 
 def default_cache_dir() -> str:
-    """``$XDG_CACHE_HOME/ocikit/manifests`` (XDG base-directory spec; ``~/.cache`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "ocikit", "manifests")
+    """``manifests/`` in ocikit's cache home (``$OCIKIT_CACHE_DIR``, default ``~/.cache/ocikit``)."""
+    return manifest_cache_dir()
 
 
 class ManifestCache:

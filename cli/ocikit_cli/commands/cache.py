@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import click
 
 import ocikit
+from ocikit.cachedirs import node_cache_dir
 
 from ..output import emit, human_bytes, json_option, table
-from ..params import parse_duration, parse_size
+from ..params import cache_dir_option, parse_duration, parse_size
 
-
-def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.environ.get("OCIKIT_CACHE") or os.path.join(base, "ocikit", "node")
-
-
-cache_option = click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False),
-    default=default_cache_dir,
-    show_default="$OCIKIT_CACHE or ~/.cache/ocikit/node",
-    help="The node cache directory.",
-)
+cache_option = cache_dir_option(node_cache_dir, "$OCIKIT_CACHE_DIR/node", "The node cache directory.", old=("--cache",))
 
 
 @click.group("cache")

@@ -11,7 +11,7 @@ from ocikit.pull.policy import PullPolicy
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option
-from ..params import parse_size
+from ..params import cache_dir_option, parse_size
 
 
 @click.command("pull")
@@ -27,7 +27,7 @@ from ..params import parse_size
 @click.option("--mirror", "mirrors", multiple=True, metavar="HOST", help="Try this registry mirror first (repeatable).")
 @click.option("--hosts-dir", type=click.Path(file_okay=False), help="containerd hosts.toml directory (certs.d).")
 @click.option("--platform", help="os/arch[/variant] to pick from an index (default: this host).")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Build the tree in this node cache.")
+@cache_dir_option(None, False, "Build the tree in this node cache (see `ocikit cache`).", old=("--cache",))
 @click.option(
     "--include",
     "include",
@@ -41,7 +41,7 @@ from ..params import parse_size
     type=click.Choice(["auto", "hardlink", "reflink", "copy"]),
     default="auto",
     show_default=True,
-    help="With --cache: how DEST gets the cached files.",
+    help="With --cache-dir: how DEST gets the cached files.",
 )
 @json_option
 @pass_cli

@@ -9,6 +9,7 @@ import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option, table
+from ..params import cache_dir_option
 
 # Up to this many images the matrix itself is printed on the terminal.
 TABLE_LIMIT = 12
@@ -31,9 +32,7 @@ TABLE_LIMIT = 12
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Write a clustered heatmap PNG.")
 @click.option("--dendrogram", is_flag=True, help="Draw the dendrogram next to the heatmap.")
 @click.option("--top", type=click.IntRange(0, 1000), default=10, show_default=True, help="Most shared layers to list.")
-@click.option(
-    "--cache-dir", type=click.Path(file_okay=False), help="Manifest cache (default $XDG_CACHE_HOME/ocikit/manifests)."
-)
+@cache_dir_option(None, "$OCIKIT_CACHE_DIR/manifests", "Manifest cache directory.")
 @click.option("--no-cache", is_flag=True, help="Fetch every manifest, ignoring and not filling the cache.")
 @json_option
 @pass_cli
