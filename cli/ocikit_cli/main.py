@@ -18,6 +18,7 @@ import click
 from ocikit import __version__
 from ocikit.errors import OcikitError, exit_code_for
 
+from .examples import add_examples
 from .globals import apply_global_options, group_options, remember_group_flags
 
 # name -> "module:attribute"; one module per command (or command group) in commands/.
@@ -57,7 +58,9 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(module_name), attribute)
         else:
             command = super().get_command(ctx, name)
-        return apply_global_options(command) if command is not None else None
+        if command is None:
+            return None
+        return add_examples(apply_global_options(command), name)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
