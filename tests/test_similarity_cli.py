@@ -50,7 +50,7 @@ def test_json_document(layout) -> None:
     document = json.loads(result.stdout)
     assert document["names"] == [f"oci:{layout}:a", f"oci:{layout}:b"]
     assert document["matrix"] == [[1.0, 0.4], [0.4, 1.0]]
-    assert document["summary"]["unique_layers"] == 5 and document["by"] == "digest"
+    assert document["summary"]["uniqueLayers"] == 5 and document["by"] == "digest"
 
 
 def test_csv_png_and_reference_file(layout, tmp_path) -> None:
