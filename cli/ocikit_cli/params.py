@@ -84,7 +84,13 @@ def annotation_option(help: str = "Manifest annotation (repeatable).", old: tupl
     return renamed_option("-a", "--annotation", "annotations", old=old, multiple=True, metavar="KEY=VALUE", help=help)
 
 
-def cache_dir_option(default: Any, shown_default: str, help: str, old: tuple[str, ...] = ()) -> Any:
+def cache_dir_option(default: Any, shown_default: str | bool, help: str, old: tuple[str, ...] = ()) -> Any:
     """``--cache-dir DIR``, the one spelling of a command's cache directory (under $OCIKIT_CACHE_DIR)."""
     return renamed_option("--cache-dir", "cache_dir", old=old, type=click.Path(file_okay=False), default=default,
                           show_default=shown_default, metavar="DIR", help=help)
+
+
+def platform_option(what: str = "Pick this platform's manifest when REFERENCE is an index") -> Any:
+    """``--platform OS/ARCH[/VARIANT]``, the one spelling wherever a reference may name an index."""
+    return click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
+                        help=f"{what} [default: this host's].")

@@ -9,7 +9,7 @@ import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option, table
-from ..params import cache_dir_option
+from ..params import cache_dir_option, platform_option
 
 # Up to this many images the matrix itself is printed on the terminal.
 TABLE_LIMIT = 12
@@ -27,7 +27,7 @@ TABLE_LIMIT = 12
     help="Compare compressed layer digests, or uncompressed diff_ids from the configs.",
 )
 @click.option("--weighted", is_flag=True, help="Weight by bytes: intersection bytes over union bytes.")
-@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform to pick from indexes (default: this host).")
+@platform_option("Platform to pick from indexes")
 @click.option("--csv", "csv_path", metavar="FILE|-", help="Write the matrix as CSV (cluster order); '-' for stdout.")
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Write a clustered heatmap PNG.")
 @click.option("--dendrogram", is_flag=True, help="Draw the dendrogram next to the heatmap.")

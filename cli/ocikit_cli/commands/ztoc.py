@@ -8,7 +8,7 @@ import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option, table
-from ..params import SIZE
+from ..params import SIZE, platform_option
 
 
 @click.group("ztoc")
@@ -22,16 +22,18 @@ def ztoc() -> None:
 @click.option("--min-layer-size", type=SIZE, default="10MiB", show_default=True,
               help="Skip layers whose compressed size is smaller.")
 @click.option("--force", is_flag=True, help="Rebuild zTOCs that already exist with this span size.")
+@platform_option()
 @json_option
 @pass_cli
-def build(cli: CliContext, reference: str, span_size: int, min_layer_size: int, force: bool, json_output: bool) -> None:
+def build(cli: CliContext, reference: str, span_size: int, min_layer_size: int, force: bool, platform: str | None,
+          json_output: bool) -> None:
     """Index every eligible layer of REFERENCE and attach a SOCI index."""
     from ocikit.ztoc.api import build_ztocs
 
     progress = cli.progress(json_output)
     try:
         report = build_ztocs(reference, span_size=span_size, min_layer_size=min_layer_size, force=force,
-                             options=cli.options, progress=progress)
+                             platform=platform, options=cli.options, progress=progress)
     finally:
         getattr(progress, "close", lambda: None)()
     emit(json_output, report.to_dict(), _render_build)
@@ -64,13 +66,14 @@ def build_file(layer: str, output: str, span_size: int, build_tool_id: str | Non
 
 @ztoc.command("ls")
 @click.argument("reference")
+@platform_option()
 @json_option
 @pass_cli
-def ls(cli: CliContext, reference: str, json_output: bool) -> None:
+def ls(cli: CliContext, reference: str, platform: str | None, json_output: bool) -> None:
     """List the zTOCs attached to REFERENCE."""
     from ocikit.ztoc.api import list_ztocs
 
-    records = [r.to_dict() for r in list_ztocs(reference, options=cli.options)]
+    records = [r.to_dict() for r in list_ztocs(reference, platform=platform, options=cli.options)]
     emit(json_output, records, lambda rs: table(
         [[r["layer"][7:19], human_bytes(r["spanSize"]), r["kind"], r["ztoc"][7:19], human_bytes(r["ztocSize"])]
          for r in rs], ["LAYER", "SPAN", "KIND", "ZTOC", "SIZE"]) if rs else "no zTOCs attached")
@@ -78,13 +81,14 @@ def ls(cli: CliContext, reference: str, json_output: bool) -> None:
 
 @ztoc.command("info")
 @click.argument("source")
+@platform_option("When SOURCE is an image index, pick this platform's manifest")
 @json_option
 @pass_cli
-def info(cli: CliContext, source: str, json_output: bool) -> None:
+def info(cli: CliContext, source: str, platform: str | None, json_output: bool) -> None:
     """Describe a .ztoc file, or the zTOCs attached to the image SOURCE."""
     from ocikit.ztoc.api import ztoc_info
 
-    infos = [i.to_dict() for i in ztoc_info(source, options=cli.options)]
+    infos = [i.to_dict() for i in ztoc_info(source, platform=platform, options=cli.options)]
     emit(json_output, infos if len(infos) != 1 else infos[0], _render_info)
 
 

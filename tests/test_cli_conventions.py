@@ -1,0 +1,76 @@
+"""One CLI convention: --platform wherever a reference may be an index, one spelling per option
+(old spellings still accepted), digest references written repo@sha256:…, and the flags table of
+docs/cli.md true to the commands."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+from cli_table import flags_table
+
+from ocikit.content.base import push_manifest
+from ocikit.content.open import open_store
+from ocikit.spec.descriptor import Platform
+from ocikit.spec.manifest import build_index
+from ocikit.testing.images import make_image
+
+OCIKIT = os.path.join(os.path.dirname(sys.executable), "ocikit")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*args, cwd=None):
+    return subprocess.run([OCIKIT, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_docs_cli_md_lists_every_commands_flags():
+    text = open(os.path.join(REPO, "docs", "cli.md"), encoding="utf-8").read()
+    expected = flags_table()
+    assert expected in text, f"docs/cli.md is out of date; paste `python tests/cli_table.py`:\n{expected}"
+
+
+def two_platform_index(registry: str) -> str:
+    store, _ = open_store(f"{registry}/conventions/multi")
+    entries = []
+    for arch in ("amd64", "arm64"):
+        desc = make_image(store, [{"etc/arch": arch.encode()}], architecture=arch)
+        entries.append(dataclasses.replace(desc, platform=Platform("linux", arch)))
+    push_manifest(store, build_index(entries), tag="v1")
+    return f"{registry}/conventions/multi:v1"
+
+
+def test_platform_picks_the_manifest_of_an_index_for_ztoc_and_get_file(registry, tmp_path):
+    index = two_platform_index(registry)
+    built = run("ztoc", "build", index, "--platform", "linux/arm64", "--min-layer-size", "0", "--json")
+    assert built.returncode == 0, built.stderr
+    listed = json.loads(run("ztoc", "ls", index, "--platform", "linux/arm64", "--json").stdout)
+    assert len(listed) == 1
+    assert json.loads(run("ztoc", "ls", index, "--platform", "linux/amd64", "--json").stdout) == []
+    got = run("get-file", index, "etc/arch", "-o", "-", "--platform", "linux/arm64")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == "arm64"
+    info = json.loads(run("ztoc", "info", index, "--platform", "linux/arm64", "--json").stdout)
+    assert info["layer"] == listed[0]["layer"]
+
+
+def test_old_spellings_still_work_but_are_not_shown(tmp_path):
+    view = tmp_path / "view"
+    view.mkdir()
+    (view / "file").write_text("x")
+    pushed = run("push-view", str(view), f"oci:{tmp_path / 'layout'}:v1", "--label", "team=hpc", "--no-compat",
+                 "--no-cache")
+    assert pushed.returncode == 0, pushed.stderr
+    manifest = json.loads(run("manifest", f"oci:{tmp_path / 'layout'}:v1").stdout)
+    assert manifest["annotations"]["team"] == "hpc"
+    listed = run("cache", "ls", "--cache", str(tmp_path / "node"), "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["cache"] == str(tmp_path / "node")
+    for command, old in (("push-view", "--label"), ("cache ls", "--cache "), ("pull", "--cache ")):
+        assert old not in run(*command.split(), "--help").stdout
+
+
+def test_digest_references_are_written_with_an_at_sign(registry):
+    missing = f"{registry}/conventions/none@sha256:" + "0" * 64
+    result = run("manifest", missing)
+    assert result.returncode != 0
+    assert "@sha256:" + "0" * 64 in result.stderr and ":sha256:" not in result.stderr.replace("@sha256:", "")
