@@ -63,19 +63,24 @@ def echo_options():
 @click.pass_obj
 def _echo_options_command(obj):
     click.echo(json.dumps({"insecure": obj.options.insecure, "plainHttp": obj.options.plain_http,
-                           "concurrency": obj.options.concurrency, "quiet": obj.quiet}))
+                           "concurrency": obj.options.concurrency, "quiet": obj.quiet,
+                           "explicit": sorted(obj.explicit)}))
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["echo-options"], {"insecure": False, "plainHttp": False, "concurrency": 4, "quiet": False}),
-    (["--insecure", "-q", "echo-options"], {"insecure": True, "plainHttp": False, "concurrency": 4, "quiet": True}),
-    (["echo-options", "--insecure", "-q"], {"insecure": True, "plainHttp": False, "concurrency": 4, "quiet": True}),
+    (["echo-options"], {"insecure": False, "plainHttp": False, "concurrency": 4, "quiet": False, "explicit": []}),
+    (["--insecure", "-q", "echo-options"],
+     {"insecure": True, "plainHttp": False, "concurrency": 4, "quiet": True, "explicit": ["insecure", "quiet"]}),
+    (["echo-options", "--insecure", "-q"],
+     {"insecure": True, "plainHttp": False, "concurrency": 4, "quiet": True, "explicit": ["insecure", "quiet"]}),
     (["--concurrency", "2", "echo-options", "--plain-http"],
-     {"insecure": False, "plainHttp": True, "concurrency": 2, "quiet": False}),
+     {"insecure": False, "plainHttp": True, "concurrency": 2, "quiet": False, "explicit": ["concurrency", "plain_http"]}),
     (["--concurrency", "2", "echo-options", "--concurrency", "7"],  # the later (inner) value wins
-     {"insecure": False, "plainHttp": False, "concurrency": 7, "quiet": False}),
+     {"insecure": False, "plainHttp": False, "concurrency": 7, "quiet": False, "explicit": ["concurrency"]}),
 ])
-def test_global_options_before_or_after_the_command_merge(echo_options, args, expected):
+def test_global_options_before_or_after_the_command_merge(echo_options, monkeypatch, args, expected):
+    monkeypatch.delenv("OCIKIT_USERNAME", raising=False)
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == expected

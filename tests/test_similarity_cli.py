@@ -105,8 +105,22 @@ def test_missing_extra_names_the_pip_command(monkeypatch, capsys, layout) -> Non
         main(["-q", "similarity", f"oci:{layout}:a"])  # -q: no progress bar, nothing else involved
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip() == (
-        "ocikit: error: similarity needs numpy and scipy, which are not installed: pip install 'ocikit[similarity]'"
+        "ocikit: error: similarity needs numpy and scipy, which are not installed: pip install 'ocikit[similarity]' "
+        "(from a checkout: pip install -e '.[similarity]')"
     )
+
+
+def test_missing_plot_extra_fails_before_any_work(monkeypatch, capsys, tmp_path) -> None:
+    from ocikit_cli.main import main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    # The reference does not exist: reaching it would be a different error (exit 3), so exit 1
+    # with the plot message proves the check came first.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-q", "similarity", f"oci:{tmp_path / 'nothing'}:a", "--png", str(tmp_path / "m.png")])
+    assert exit_info.value.code == 1
+    assert "the heatmap needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
 
 
 @pytest.mark.registry

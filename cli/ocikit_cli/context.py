@@ -15,6 +15,7 @@ from ocikit.progress import NULL_PROGRESS, Progress
 class CliContext:
     options: Options
     quiet: bool = False
+    explicit: frozenset[str] = frozenset()  # global options the user set (typed or environment)
 
     def progress(self, json_output: bool = False) -> Progress:
         """A terminal progress bar on a TTY; silence in pipes, with --json or --quiet."""

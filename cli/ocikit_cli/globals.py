@@ -27,6 +27,7 @@ from ocikit.options import Options
 from .context import CliContext
 
 _META_KEY = "ocikit.global_flags"
+_EXPLICIT_KEY = "ocikit.global_flags_set"
 _APPLIED = "_ocikit_global_options"
 
 
@@ -67,6 +68,8 @@ def group_options(function: Callable[..., Any]) -> Callable[..., Any]:
 def remember_group_flags(ctx: click.Context, flags: dict[str, Any]) -> None:
     """Store the top-level group's values; every command merges its own over them."""
     ctx.meta[_META_KEY] = {name: flags.pop(name) for name in GLOBAL_NAMES}
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    ctx.meta[_EXPLICIT_KEY] = frozenset(n for n in GLOBAL_NAMES if ctx.get_parameter_source(n) in given)
 
 
 def _command_copies() -> list[click.Option]:
@@ -103,19 +106,22 @@ def _merging(callback: Callable[..., Any] | None, names: tuple[str, ...]) -> Cal
     def run(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         flags = dict(ctx.meta.get(_META_KEY) or DEFAULT_FLAGS)
+        explicit = set(ctx.meta.get(_EXPLICIT_KEY, ()))
         for name in names:
             value = kwargs.pop(name)
             if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
                 flags[name] = value
+                explicit.add(name)
         ctx.meta[_META_KEY] = flags
+        ctx.meta[_EXPLICIT_KEY] = frozenset(explicit)
         if not isinstance(ctx.command, click.Group) or ctx.invoked_subcommand is None:
-            ctx.obj = context_from_flags(flags)
+            ctx.obj = context_from_flags(flags, frozenset(explicit))
         return callback(*args, **kwargs) if callback else None
 
     return functools.update_wrapper(run, callback) if callback else run
 
 
-def context_from_flags(flags: dict[str, Any]) -> CliContext:
+def context_from_flags(flags: dict[str, Any], explicit: frozenset[str] = frozenset()) -> CliContext:
     """The command's :class:`CliContext` from the merged global values; bad credential input is exit 2."""
     username = flags["username"] or ""
     password = ""
@@ -142,7 +148,7 @@ def context_from_flags(flags: dict[str, Any]) -> CliContext:
         ca_bundle=flags["ca_bundle"] or "",
         concurrency=int(flags["concurrency"] or 4),
     )
-    return CliContext(options=options, quiet=bool(flags["quiet"]))
+    return CliContext(options=options, quiet=bool(flags["quiet"]), explicit=explicit)
 
 
 def _check_registry_config(path: str) -> None:

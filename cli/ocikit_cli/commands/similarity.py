@@ -51,6 +51,10 @@ def similarity_cmd(cli: CliContext, references: tuple[str, ...], **opts: Any) ->
         raise click.UsageError("--csv - and --json both write to stdout; choose one")
     if opts["dendrogram"] and not opts["png_path"]:
         raise click.UsageError("--dendrogram needs --png FILE")
+    if opts["png_path"]:  # a missing plot extra fails now, not after every manifest was fetched
+        from ocikit.similarity.plot import require_plotting
+
+        require_plotting()
     refs = list(references) + (read_reference_file(opts["from_file"]) if opts["from_file"] else [])
     if not refs and not opts["repositories"]:
         raise click.UsageError("give image references, --repository REPO or --from-file FILE")
@@ -82,11 +86,7 @@ def similarity_cmd(cli: CliContext, references: tuple[str, ...], **opts: Any) ->
 
 def _explicit_concurrency(cli: CliContext) -> int | None:
     """The global --concurrency if the user gave it; else None (the library's manifest default)."""
-    root = click.get_current_context().find_root()
-    source = root.get_parameter_source("concurrency")
-    if source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
-        return cli.options.concurrency
-    return None
+    return cli.options.concurrency if "concurrency" in cli.explicit else None
 
 
 def _write_files(result: Any, opts: dict[str, Any]) -> None:
