@@ -145,3 +145,21 @@ def test_registry_images_by_diff_id_weighted(registry, tmp_path) -> None:
     matrix = json.loads(result.stdout)["matrix"]
     smallest = min(base.desc.size, base9.desc.size)
     assert matrix[0][1] == pytest.approx(smallest / (smallest + top.desc.size), abs=1e-6)
+
+
+def test_by_diff_id_reads_ocikit_views_configs(tmp_path) -> None:
+    """A view's config has no rootfs.diff_ids, but records each layer's diffId: the same tree
+    pushed at two zstd levels differs by digest and is the same by diff-id."""
+    view = tmp_path / "app"
+    (view / "share").mkdir(parents=True)
+    (view / "share" / "data").write_bytes(bytes(range(256)) * 2000)
+    for tag, level in (("fast", "1"), ("slow", "19")):
+        pushed = subprocess.run([sys.executable, "-m", "ocikit_cli.main", "-q", "push-view", str(view),
+                                 f"oci:{tmp_path / 'l'}:{tag}", "--no-compat", "--no-cache", "--level", level],
+                                capture_output=True, text=True)
+        assert pushed.returncode == 0, pushed.stderr
+    refs = [f"oci:{tmp_path / 'l'}:fast", f"oci:{tmp_path / 'l'}:slow"]
+    by_digest = json.loads(run(*refs, "--json").stdout)
+    by_diff_id = run(*refs, "--by", "diff-id", "--json")
+    assert by_diff_id.returncode == 0, by_diff_id.stderr
+    assert by_digest["matrix"][0][1] == 0.0 and json.loads(by_diff_id.stdout)["matrix"][0][1] == 1.0
