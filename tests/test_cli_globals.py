@@ -112,6 +112,12 @@ def test_bad_credential_input_is_a_one_line_usage_error(tmp_path, args, stdin, e
     assert words in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+def test_a_missing_registry_auth_file_from_the_environment_is_skipped(registry):
+    """$REGISTRY_AUTH_FILE may name an optional Secret that is absent (podman and skopeo skip it too)."""
+    result = run("tags", f"{registry}/globals/none", env={"REGISTRY_AUTH_FILE": "/nonexistent/auth.json"})
+    assert result.returncode != 2 and "--registry-config" not in result.stderr
+
+
 def test_password_from_the_environment_satisfies_username(registry):
     result = run("tags", f"{registry}/globals/none", "-u", "bob", env={"OCIKIT_PASSWORD": "pw"})
     assert "needs a password" not in result.stderr

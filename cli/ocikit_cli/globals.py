@@ -27,7 +27,8 @@ from ocikit.options import Options
 from .context import CliContext
 
 _META_KEY = "ocikit.global_flags"
-_EXPLICIT_KEY = "ocikit.global_flags_set"
+_EXPLICIT_KEY = "ocikit.global_flags_set"  # set by the user, typed or from the environment
+_TYPED_KEY = "ocikit.global_flags_typed"  # typed on the command line
 _APPLIED = "_ocikit_global_options"
 
 
@@ -70,6 +71,7 @@ def remember_group_flags(ctx: click.Context, flags: dict[str, Any]) -> None:
     ctx.meta[_META_KEY] = {name: flags.pop(name) for name in GLOBAL_NAMES}
     given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     ctx.meta[_EXPLICIT_KEY] = frozenset(n for n in GLOBAL_NAMES if ctx.get_parameter_source(n) in given)
+    ctx.meta[_TYPED_KEY] = frozenset(n for n in GLOBAL_NAMES if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE)
 
 
 def _command_copies() -> list[click.Option]:
@@ -107,22 +109,31 @@ def _merging(callback: Callable[..., Any] | None, names: tuple[str, ...]) -> Cal
         ctx = click.get_current_context()
         flags = dict(ctx.meta.get(_META_KEY) or DEFAULT_FLAGS)
         explicit = set(ctx.meta.get(_EXPLICIT_KEY, ()))
+        typed = set(ctx.meta.get(_TYPED_KEY, ()))
         for name in names:
             value = kwargs.pop(name)
             if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
                 flags[name] = value
                 explicit.add(name)
+                typed.add(name)
         ctx.meta[_META_KEY] = flags
         ctx.meta[_EXPLICIT_KEY] = frozenset(explicit)
+        ctx.meta[_TYPED_KEY] = frozenset(typed)
         if not isinstance(ctx.command, click.Group) or ctx.invoked_subcommand is None:
-            ctx.obj = context_from_flags(flags, frozenset(explicit))
+            ctx.obj = context_from_flags(flags, frozenset(explicit), frozenset(typed))
         return callback(*args, **kwargs) if callback else None
 
     return functools.update_wrapper(run, callback) if callback else run
 
 
-def context_from_flags(flags: dict[str, Any], explicit: frozenset[str] = frozenset()) -> CliContext:
-    """The command's :class:`CliContext` from the merged global values; bad credential input is exit 2."""
+def context_from_flags(
+    flags: dict[str, Any], explicit: frozenset[str] = frozenset(), typed: frozenset[str] = frozenset()
+) -> CliContext:
+    """The command's :class:`CliContext` from the merged global values; bad credential input is exit 2.
+
+    A typed ``--registry-config`` must be a readable JSON object; ``$REGISTRY_AUTH_FILE`` that
+    names no file is skipped quietly, as podman and skopeo do (a Secret mounted as optional).
+    """
     username = flags["username"] or ""
     password = ""
     if flags["password_stdin"]:
@@ -135,7 +146,7 @@ def context_from_flags(flags: dict[str, Any], explicit: frozenset[str] = frozens
     if username and not password:
         raise click.UsageError(f"-u {username} needs a password: --password-stdin or $OCIKIT_PASSWORD")
     registry_config = flags["registry_config"] or ""
-    if registry_config:
+    if registry_config and "registry_config" in typed:
         _check_registry_config(registry_config)
     if flags["plain_http"] and flags["ca_bundle"]:
         raise click.UsageError("--plain-http and --ca-bundle contradict each other (no TLS, or TLS with that CA)")

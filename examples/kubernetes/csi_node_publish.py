@@ -30,9 +30,13 @@ def node_publish_volume(
     volume_context: Mapping[str, str], target_path: str, readonly: bool, secrets: Mapping[str, str]
 ) -> None:
     """NodePublishVolume: make the view of ``volume_context["reference"]`` appear at ``target_path``."""
-    options = ocikit.Options(registry_config=_docker_config(secrets)) if secrets else ocikit.Options()
-    cache = ocikit.NodeCache(CACHE.root, options=options)
-    entry = cache.ensure(volume_context["reference"])  # downloads once per node, waits if another pod is
+    auth_file = _docker_config(secrets) if secrets else ""
+    try:
+        cache = ocikit.NodeCache(CACHE.root, options=ocikit.Options(registry_config=auth_file))
+        entry = cache.ensure(volume_context["reference"])  # downloads once per node, waits if another pod is
+    finally:
+        if auth_file:  # the pod's secret never outlives the download
+            os.unlink(auth_file)
     cache.publish(
         entry,
         target_path,
@@ -58,7 +62,8 @@ def garbage_collect() -> None:
 
 
 def _docker_config(secrets: Mapping[str, str]) -> str:
-    """Write the pod's pull secret (``.dockerconfigjson``) where ocikit's credential lookup reads it."""
+    """Write the pod's pull secret (``.dockerconfigjson``) to a private file (mode 0600) for the
+    credential lookup; the caller deletes it when the download is done."""
     handle, path = tempfile.mkstemp(prefix="ocikit-auth-", suffix=".json")
     with os.fdopen(handle, "w") as fh:
         fh.write(secrets[".dockerconfigjson"])

@@ -34,7 +34,7 @@ def get_file(
     progress = cli.progress(json_output)
     try:
         if output == "-":
-            get_file_stream(reference, path, sys.stdout.buffer.write, max_size=limit, platform=platform,
+            get_file_stream(reference, path, _to_stdout, max_size=limit, platform=platform,
                             options=cli.options, progress=progress)
             return
         result = fetch(reference, path, output, rules=rules, platform=platform, options=cli.options, progress=progress)
@@ -43,3 +43,7 @@ def get_file(
     emit(json_output, result.to_dict(), lambda d: (
         f"wrote {d['output']} ({human_bytes(d['size'])}, mode {d['mode']:04o}) from layer {d['layer'][:19]}: "
         f"fetched {human_bytes(d['bytes_fetched'])} of {human_bytes(d['layer_size'])} in {len(d['spans'])} spans"))
+
+
+def _to_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
