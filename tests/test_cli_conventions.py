@@ -74,3 +74,18 @@ def test_digest_references_are_written_with_an_at_sign(registry):
     result = run("manifest", missing)
     assert result.returncode != 0
     assert "@sha256:" + "0" * 64 in result.stderr and ":sha256:" not in result.stderr.replace("@sha256:", "")
+
+
+def test_a_copied_views_symlink_error_suggests_root_not_allow_external(tmp_path):
+    from environment import SPACK_VIEW_ARCHIVE
+
+    subprocess.run(["tar", "--zstd", "-xf", SPACK_VIEW_ARCHIVE, "-C", str(tmp_path)], check=True)
+    real_root = "/opt/._view/m5vlrdleywqmp3aiv3sv2s54dysxhz6m"
+    copied = run("push-view", f"{tmp_path}{real_root}", f"oci:{tmp_path / 'l'}:v1", "--no-compat", "--no-cache")
+    assert copied.returncode == 6
+    assert f"pass --root {real_root}" in copied.stderr and "--allow-external-symlinks" not in copied.stderr
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink("/usr/share", outside / "share")
+    really_external = run("push-view", str(outside), f"oci:{tmp_path / 'l'}:v2", "--no-compat", "--no-cache")
+    assert really_external.returncode == 6 and "--allow-external-symlinks" in really_external.stderr
