@@ -89,3 +89,23 @@ def test_a_copied_views_symlink_error_suggests_root_not_allow_external(tmp_path)
     os.symlink("/usr/share", outside / "share")
     really_external = run("push-view", str(outside), f"oci:{tmp_path / 'l'}:v2", "--no-compat", "--no-cache")
     assert really_external.returncode == 6 and "--allow-external-symlinks" in really_external.stderr
+
+
+def test_pull_json_counts_every_directory_of_the_tree(tmp_path):
+    """Directories the layers do not list (parents made on the way) are directories of the tree too."""
+    from environment import SPACK_VIEW_ARCHIVE
+
+    subprocess.run(["tar", "--zstd", "-xf", SPACK_VIEW_ARCHIVE, "-C", str(tmp_path)], check=True)
+    real_root = "/opt/._view/m5vlrdleywqmp3aiv3sv2s54dysxhz6m"
+    layout = f"oci:{tmp_path / 'l'}:v1"
+    pushed = run("push-view", f"{tmp_path}{real_root}", layout, "--root", real_root, "--no-compat", "--no-cache")
+    assert pushed.returncode == 0, pushed.stderr
+    pulled = run("pull", layout, str(tmp_path / "view"), "--json")
+    assert pulled.returncode == 0, pulled.stderr
+    counts = json.loads(pulled.stdout)
+    directories = files = 0
+    for folder, dirs, names in os.walk(tmp_path / "view"):
+        dirs[:] = [d for d in dirs if d != ".ocikit" and not os.path.islink(os.path.join(folder, d))]
+        directories += len(dirs)
+        files += sum(1 for n in names if not os.path.islink(os.path.join(folder, n)))
+    assert (counts["directories"], counts["files"]) == (directories, files) == (78, 169)
