@@ -168,3 +168,9 @@ def test_plain_http_never_speaks_tls(tls_registry, registry):
     server, cert = tls_registry
     assert run("tags", f"{server.host}/tls/app", "--plain-http").returncode != 0
     assert "contradict" in run("tags", f"{server.host}/tls/app", "--plain-http", "--ca-bundle", cert).stderr
+
+
+def test_a_bare_command_shows_its_help():
+    for args in ([], ["cache"]):
+        result = run(*args)
+        assert "Usage: ocikit" in result.stderr + result.stdout and "Commands:" in result.stderr + result.stdout

@@ -77,6 +77,12 @@ def cli(ctx: click.Context, **flags: Any) -> None:
     remember_group_flags(ctx, flags)
 
 
+# click >= 8.2 raises this (a UsageError) for a group called without a command.
+_NO_ARGS_IS_HELP: type[click.ClickException] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.ClickException,), {})
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI and map errors to exit codes."""
     try:
@@ -84,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("ocikit: aborted", err=True)
         sys.exit(130)
+    except _NO_ARGS_IS_HELP as exc:  # a bare `ocikit` or group: the help itself, as click shows it
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.UsageError as exc:  # one line, as the README promises, naming where help is
         where = exc.ctx.command_path if exc.ctx else "ocikit"
         _fail(f"ocikit: error: {exc.format_message()} (see '{where} --help')", exc.exit_code, None)
