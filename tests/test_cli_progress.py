@@ -47,3 +47,18 @@ def test_a_phase_message_before_any_task_is_shown_without_counts():
     progress = TerminalProgress(stream)
     progress.message("scanning view")
     assert stream.getvalue().split("\r")[-1].strip() == "scanning view"  # not "0  [0/0] scanning view"
+
+
+def test_pull_progress_names_layers_by_title_not_digest(tmp_path):
+    import ocikit
+    from ocikit.progress import CountingProgress
+    from ocikit.push.api import push_view
+
+    view = tmp_path / "app"
+    (view / "share").mkdir(parents=True)
+    (view / "share" / "data").write_text("x")
+    push_view(str(view), f"oci:{tmp_path / 'l'}:v1", compat=False, cache_dir="")
+    progress = CountingProgress()
+    ocikit.pull(f"oci:{tmp_path / 'l'}:v1", str(tmp_path / "dest"), progress=progress)
+    labels = [label for task, (label, _) in progress.started.items() if task.startswith("layer:")]
+    assert labels == ["app.tar.zst"]
