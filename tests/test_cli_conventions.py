@@ -109,3 +109,40 @@ def test_pull_json_counts_every_directory_of_the_tree(tmp_path):
         directories += len(dirs)
         files += sum(1 for n in names if not os.path.islink(os.path.join(folder, n)))
     assert (counts["directories"], counts["files"]) == (directories, files) == (78, 169)
+
+
+def test_get_file_of_a_view_gives_the_files_bytes_as_pushed(tmp_path):
+    """Views are stored with a same-length placeholder for their root; get-file puts the root
+    back (and says so), to a file or to stdout: byte-identical to the view that was pushed."""
+    from environment import SPACK_VIEW_ARCHIVE
+
+    subprocess.run(["tar", "--zstd", "-xf", SPACK_VIEW_ARCHIVE, "-C", str(tmp_path)], check=True)
+    real_root = "/opt/._view/m5vlrdleywqmp3aiv3sv2s54dysxhz6m"
+    source = f"{tmp_path}{real_root}"
+    layout = f"oci:{tmp_path / 'l'}:v1"
+    pushed = run("push-view", source, layout, "--root", real_root, "--absolute-rpaths", "--no-compat", "--no-cache")
+    assert pushed.returncode == 0, pushed.stderr
+    for path in ("lib/pkgconfig/zlib.pc", "bin/xz"):
+        original = open(os.path.join(source, path), "rb").read()
+        got = run("get-file", layout, path, "-o", str(tmp_path / "out"), cwd=tmp_path)
+        assert got.returncode == 0, got.stderr
+        assert f"original root {real_root}" in got.stdout
+        assert open(tmp_path / "out", "rb").read() == original, path
+        streamed = subprocess.run([OCIKIT, "get-file", layout, path, "-o", "-"], capture_output=True, timeout=120)
+        assert streamed.returncode == 0 and streamed.stdout == original, path
+    document = json.loads(run("get-file", layout, "bin/xz", "-o", str(tmp_path / "out"), "--json").stdout)
+    assert document["restoredRoot"] == real_root
+
+
+def test_the_stream_swap_finds_placeholders_split_across_chunks():
+    from ocikit.ztoc.api import _SwappingWriter
+
+    old, new = b"/__ocikit_root_pl", b"/opt/view/abcdefg"
+    data = b"x" * 5 + old + b"y" + old + old + b"z" * 3
+    for size in (1, 2, 7, len(old), 100):
+        out = []
+        writer = _SwappingWriter(out.append, old, new)
+        for start in range(0, len(data), size):
+            writer(data[start:start + size])
+        writer.flush()
+        assert b"".join(out) == data.replace(old, new), size

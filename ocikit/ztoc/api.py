@@ -8,6 +8,7 @@ goes to a :class:`~ocikit.progress.Progress` and failures raise typed errors.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -261,7 +262,66 @@ def get_file(
     """
     store, desc = _open_image(reference, options)
     target = output or os.path.basename(path.rstrip("/")) or "file"
-    return fetch_file(store, desc, path, target, _platform(platform), progress, rules)
+    result = fetch_file(store, desc, path, target, _platform(platform), progress, rules)
+    result.restored_root = _restore_view_root(store, desc, _platform(platform), result)
+    return result
+
+
+def _restore_view_root(store: Store, desc: Descriptor, platform: Platform | None, result: FileResult) -> str:
+    """Put a view file's original root back in the written file; return that root (or "")."""
+    swap = _view_root_swap(store, desc, platform, result.resolved)
+    if swap is None:
+        return ""
+    old, new = swap
+    before = os.stat(result.output)
+    os.chmod(result.output, before.st_mode | 0o200)  # a read-only file (0555 binaries) too
+    try:
+        with open(result.output, "r+b") as fh:  # same length: rewritten in place
+            data = fh.read()
+            fh.seek(0)
+            fh.write(data.replace(old, new))
+    finally:
+        os.chmod(result.output, before.st_mode)
+        os.utime(result.output, ns=(before.st_atime_ns, before.st_mtime_ns))
+    return new.decode()
+
+
+def _view_root_swap(store: Store, desc: Descriptor, platform: Platform | None, path: str) -> tuple[bytes, bytes] | None:
+    """(placeholder, root) when ``path`` is a file of an ocikit view that was stored with a placeholder.
+
+    Views are pushed with a same-length placeholder for their root (so views at different
+    roots share layers); the relocation record lists the files that hold it. Swapping it back
+    makes the file read as it did in the view that was pushed.
+    """
+    import json
+
+    from ..content.base import read_all
+    from ..spec.view_config import ViewConfig
+
+    _, manifest = image_manifest(store, desc, platform)
+    if manifest.config is None or manifest.config.media_type != mt.OCIKIT_VIEW_CONFIG:
+        return None
+    record = ViewConfig.from_document(json.loads(read_all(store, manifest.config))).relocation
+    if not record.placeholder or posixpath.normpath(path).lstrip("/") not in record.files:
+        return None
+    return record.placeholder.encode(), record.root.encode()
+
+
+class _SwappingWriter:
+    """Replace ``old`` by the same-length ``new`` in a stream, across chunk boundaries."""
+
+    def __init__(self, write: Callable[[bytes], None], old: bytes, new: bytes) -> None:
+        self._write, self._old, self._new, self._pending = write, old, new, b""
+
+    def __call__(self, chunk: bytes) -> None:
+        data = (self._pending + chunk).replace(self._old, self._new)
+        keep = len(self._old) - 1  # a placeholder may start in these bytes and end in the next chunk
+        self._pending = data[-keep:] if keep else b""
+        self._write(data[: len(data) - len(self._pending)])
+
+    def flush(self) -> None:
+        self._write(self._pending)
+        self._pending = b""
 
 
 def get_file_stream(
@@ -277,7 +337,11 @@ def get_file_stream(
     """Like :func:`get_file` but hand the bytes to ``write`` (e.g. stdout); returns the size."""
     store, desc = _open_image(reference, options)
     image = load_image_ztocs(store, desc, _platform(platform), progress)
-    _, data, _ = stream_file(store, image, path, write, max_size)
+    swap = _view_root_swap(store, desc, _platform(platform), path)
+    swapping = _SwappingWriter(write, *swap) if swap else None
+    _, data, _ = stream_file(store, image, path, swapping or write, max_size)
+    if swapping:
+        swapping.flush()
     return data.size
 
 

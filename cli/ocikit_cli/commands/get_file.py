@@ -42,7 +42,8 @@ def get_file(
         getattr(progress, "close", lambda: None)()
     emit(json_output, result.to_dict(), lambda d: (
         f"wrote {d['output']} ({human_bytes(d['size'])}, mode {d['mode']:04o}) from layer {d['layer'][:19]}: "
-        f"fetched {human_bytes(d['bytes_fetched'])} of {human_bytes(d['layer_size'])} in {len(d['spans'])} spans"))
+        f"fetched {human_bytes(d['bytes_fetched'])} of {human_bytes(d['layer_size'])} in {len(d['spans'])} spans"
+        + (f"; paths inside name the view's original root {d['restored_root']}" if d["restored_root"] else "")))
 
 
 def _to_stdout(data: bytes) -> None:
