@@ -1,8 +1,8 @@
 """Where ocikit keeps caches on this machine: one home, one environment variable.
 
 ``$OCIKIT_CACHE_DIR`` (default ``$XDG_CACHE_HOME/ocikit``, i.e. ``~/.cache/ocikit``) holds the
-push digest cache itself, the node cache in ``node/`` and the similarity manifest cache in
-``manifests/``. Every command's ``--cache-dir`` overrides its own directory.
+push digest cache itself, the node cache in ``node/``, the similarity manifest cache in
+``manifests/`` and the app-image facts of ``--against`` in ``image-facts/``. Every command's ``--cache-dir`` overrides its own directory.
 ``$OCIKIT_CACHE`` (the node cache's old variable) is still honoured for the node cache.
 """
 
@@ -23,5 +23,6 @@ def node_cache_dir() -> str:
     return os.environ.get("OCIKIT_CACHE") or os.path.join(cache_home(), "node")
 
 
-def manifest_cache_dir() -> str:
-    return os.path.join(cache_home(), "manifests")
+def user_cache_dir(name: str) -> str:
+    """``<cache home>/<name>``: ``manifests`` (similarity), ``image-facts`` (compat --against), …"""
+    return os.path.join(cache_home(), name)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run ocikit's test suite on a fresh Debian (bookworm) machine: install the real peers the
-# tests talk to (docker-registry, skopeo, umoci, containerd, fuse3, libmagic, gcc, GNU tar, zstd, pigz, pkg-config, tic), create a
+# tests talk to (docker-registry, skopeo, umoci, containerd, fuse3, libmagic, gcc, g++, GNU tar, zstd, pigz, pkg-config, tic), create a
 # virtualenv with the project and its test extras, then run pytest.
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -k referrers).
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   docker-registry skopeo umoci containerd fuse3 libmagic1 file
-  gcc libc6-dev binutils patchelf
+  gcc g++ libc6-dev binutils patchelf
   tar gzip pigz zstd curl ca-certificates
   pkg-config ncurses-bin xz-utils bzip2
   python3 python3-venv python3-dev

@@ -75,7 +75,7 @@ def test_csi_example_deletes_the_pull_secret_it_wrote(tmp_path, monkeypatch):
 
 def test_sidecar_pins_a_digest_and_the_shell_wait_loop_times_out(tmp_path):
     sidecar = open(os.path.join(EXAMPLES, "pod-sidecar.yaml")).read()
-    assert re.search(r"ocikit pull \S+@sha256:[0-9a-f]{64} ", sidecar)
+    assert re.search(r"ocikit pull [^\n]*\S+@sha256:[0-9a-f]{64} ", sidecar)
     readme = open(os.path.join(EXAMPLES, "README.md")).read()
     loop = re.search(r"```sh\n(.*?)```", readme, re.S).group(1)
     quick = loop.replace("/opt/view", str(tmp_path / "view")).replace("-le 300", "-le 1").replace("sleep 2", "sleep 0")

@@ -89,7 +89,7 @@ def test_symlink_out_of_the_view_names_the_link(tree, tmp_path):
         push_view(str(tree), f"oci:{tmp_path / 'l'}:t", cache_dir="")
     assert str(tree / "lib" / "libc.so.6") in str(err.value)
     result = push_view(str(tree), f"oci:{tmp_path / 'l'}:t", cache_dir="", allow_external_symlinks=True)
-    assert result.config["externalSymlinks"] == ["lib/libc.so.6"]
+    assert result.view["externalSymlinks"] == ["lib/libc.so.6"]
     assert "kept 1 symlink(s) pointing outside the view" in result.warnings[0]
 
 

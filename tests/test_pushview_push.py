@@ -22,9 +22,11 @@ from pushview_support import (
 )
 
 from ocikit.push.api import push_view
+from ocikit.relocate import relocate_tree
 from ocikit.spec import mediatypes as mt
+from ocikit.spec.view_config import VIEW_KEY
 
-SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "schemas", "ocikit.view.config.v1.schema.json")
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "schemas", "ocikit.view.config.v2.schema.json")
 OTHER_HASH = "a" * 32
 
 
@@ -63,7 +65,7 @@ def test_one_layer_per_package_with_oras_annotations(pushed):
     layout, _, result = pushed
     manifest = layout_manifest(layout, "v1")
     assert manifest["artifactType"] == mt.OCIKIT_VIEW_ARTIFACT
-    assert manifest["config"]["mediaType"] == mt.OCIKIT_VIEW_CONFIG
+    assert manifest["config"]["mediaType"] == mt.OCI_CONFIG  # image-shaped: runtimes mount it
     titles = [layer["annotations"][mt.ANNOTATION_TITLE] for layer in manifest["layers"]]
     assert titles == [
         "bzip2-1.0.8-vlb22pw.tar.zst",
@@ -87,6 +89,10 @@ def test_config_validates_and_describes_the_view(pushed, view_dir):
     config = json.loads(layout_blob(layout, manifest["config"]["digest"]))
     jsonschema.validate(config, json.load(open(SCHEMA_PATH)))
     assert config == result.config
+    assert (config["architecture"], config["os"]) == ("amd64", "linux")  # the fixture's ELF files
+    assert config["rootfs"] == {"type": "layers", "diff_ids": [r.diff_id for r in result.layers]}
+    assert config["created"] == manifest["annotations"][mt.ANNOTATION_CREATED]
+    config = config[VIEW_KEY]
     assert (config["viewPath"], config["realRoot"], config["storeRoot"]) == (VIEW_PATH, REAL_ROOT, "/opt/software")
     zlib = next(p for p in config["packages"] if p["name"] == "zlib")
     assert zlib["hash"] == "n6pnftvwnruwxqkvmdrqfkgz46j2g6td" and zlib["version"] == "1.2.13"
@@ -96,7 +102,8 @@ def test_config_validates_and_describes_the_view(pushed, view_dir):
     ]
     relocation = config["relocation"]
     assert relocation["root"] == REAL_ROOT and relocation["viewPath"] == VIEW_PATH
-    assert len(relocation["placeholder"]) == len(REAL_ROOT) and relocation["storeRoot"] == "/opt/software"
+    assert relocation["mountPath"] == VIEW_PATH and relocation["placeholder"] == ""  # default: --view-path
+    assert relocation["storeRoot"] == "/opt/software"
     # With relative RPATHs (the default) only files holding the root outside their RPATH remain.
     assert relocation["relativeRpaths"] is True
     assert set(relocation["files"]) < set(files_containing(view_dir, REAL_ROOT.encode()))
@@ -104,24 +111,24 @@ def test_config_validates_and_describes_the_view(pushed, view_dir):
     assert config["totals"]["files"] == 169 and config["totals"]["symlinks"] == 126
 
 
-def test_layers_restore_the_view_byte_for_byte(view_dir, tmp_path):
+def test_layers_restore_the_view(view_dir, tmp_path):
     layout = str(tmp_path / "exact")
     result = push_fixture(view_dir, f"oci:{layout}:v1", cache_dir="", compat=False, relative_rpaths=False)
     manifest = layout_manifest(layout, "v1")
     out = str(tmp_path / "restored")
     extract_layers(layout, manifest, out)
-    relocation = result.config["relocation"]
-    assert files_containing(out, REAL_ROOT.encode()) == []  # root-independent layers
-    for rel in relocation["files"]:
-        path = os.path.join(out, rel)
-        data = open(path, "rb").read()
-        stat = os.stat(path)
-        open(path, "wb").write(data.replace(relocation["placeholder"].encode(), REAL_ROOT.encode()))
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    relocation = result.view["relocation"]
+    assert files_containing(out, REAL_ROOT.encode()) == []  # root-independent layers: stored at the mount path
+    assert relocation["mountPath"] == VIEW_PATH
+    # relocating the mount path back to the real root, as a pull there would, gives the view back
+    relocate_tree(out, VIEW_PATH, REAL_ROOT, files=relocation["files"], relative_rpaths=False)
     original, restored = tree_listing(view_dir), tree_listing(out)
     assert sorted(original) == sorted(restored)
     for rel, entry in original.items():
-        if entry[0] == "file":
+        if entry[0] == "file" and rel in relocation["files"]:  # same size, root back (RPATH repeats dropped)
+            assert os.path.getsize(os.path.join(out, rel)) == os.path.getsize(os.path.join(view_dir, rel)), rel
+            assert REAL_ROOT.encode() in open(os.path.join(out, rel), "rb").read(), rel
+        elif entry[0] == "file":
             assert restored[rel][:2] == entry[:2] and restored[rel][3] == entry[3], rel
         elif entry[0] == "symlink":
             assert resolved_link(out, rel) == resolved_link(view_dir, rel), rel
@@ -149,7 +156,7 @@ def test_same_tree_same_digest_and_pinned_created(view_dir, tmp_path, monkeypatc
     two = push_fixture(view_dir, f"oci:{tmp_path / 'two'}:t", cache_dir="")
     assert one.digest == two.digest
     manifest = layout_manifest(str(tmp_path / "one"), "t")
-    assert manifest["annotations"][mt.ANNOTATION_CREATED] == one.config["created"]
+    assert manifest["annotations"][mt.ANNOTATION_CREATED] == one.view["created"]
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
     labelled = push_fixture(view_dir, f"oci:{tmp_path / 'three'}:t", cache_dir="", labels={"team": "hpc"})
     annotations = layout_manifest(str(tmp_path / "three"), "t")["annotations"]
@@ -180,10 +187,10 @@ def test_single_layer_keeps_files_as_they_are(view_dir, tmp_path):
     assert layer["mediaType"] == mt.OCI_LAYER_GZIP
     assert layer["annotations"][mt.ANNOTATION_TITLE] == "view"
     assert layer["annotations"][mt.ORAS_ANNOTATION_UNPACK] == "true"
-    assert result.config["relocation"]["placeholder"] == ""
-    assert len(result.config["relocation"]["files"]) == 15
+    assert result.view["relocation"]["placeholder"] == ""
+    assert len(result.view["relocation"]["files"]) == 15
     extract_layers(layout, layout_manifest(layout, "s"), str(tmp_path / "out"))
-    assert files_containing(str(tmp_path / "out" / "view"), REAL_ROOT.encode()) == result.config["relocation"]["files"]
+    assert files_containing(str(tmp_path / "out" / "view"), REAL_ROOT.encode()) == result.view["relocation"]["files"]
 
 
 def test_metadata_fingerprint_never_hides_a_change(tmp_path):
@@ -205,7 +212,7 @@ def test_metadata_fingerprint_never_hides_a_change(tmp_path):
 def test_relative_rpaths_make_binaries_run_from_anywhere(view_dir, tmp_path):
     layout = str(tmp_path / "rpaths")
     result = push_fixture(view_dir, f"oci:{layout}:r", relative_rpaths=True, cache_dir="")
-    relocation = result.config["relocation"]
+    relocation = result.view["relocation"]
     assert relocation["relativeRpaths"] is True
     # the .pc files still name the root; most ELF files no longer do
     assert set(relocation["files"]) < set(files_containing(view_dir, REAL_ROOT.encode()))
@@ -243,7 +250,7 @@ def test_compat_metadata_is_attached_as_a_referrer(view_dir, tmp_path):
 
 def test_absolute_rpaths_record_every_file_that_embeds_the_root(view_dir, tmp_path):
     result = push_fixture(view_dir, f"oci:{tmp_path / 'abs'}:v1", cache_dir="", compat=False, relative_rpaths=False)
-    relocation = result.config["relocation"]
+    relocation = result.view["relocation"]
     # README: 11 ELF files and 4 .pc files contain the real root
     assert relocation["relativeRpaths"] is False
     assert relocation["files"] == files_containing(view_dir, REAL_ROOT.encode())

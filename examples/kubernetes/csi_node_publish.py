@@ -7,6 +7,14 @@ mapping stays visible. Volume attributes (``volumeAttributes`` of an inline CSI 
     reference: registry.example.com/views/flux@sha256:…   # what to mount
     mountPath: /opt/view                                    # where the pod will see it (relocation)
     linkMode:  hardlink                                     # hardlink | reflink | copy | auto
+    appImage:  registry.example.com/apps/flux-runner:1.0    # the pod's image: check the view against it
+
+A CSI driver sees the node, not the pod's image, so on its own it would check the view against
+the node's (or the driver image's) glibc. ``appImage`` names the image that will load the view;
+``NodeCache.ensure`` checks the view's compatibility metadata against that image's glibc,
+libstdc++ and MPI (read from a few of its files, cached by digest under the cache's ``facts/``)
+for every pod, even when the tree is already cached. (With ``podInfoOnMount`` the driver could
+instead look the pod up and take its container image.)
 
 Compared with oras-csi: the cache is keyed by manifest digest with a per-digest lock, so two
 pods starting together download once and neither sees a partial tree; trees are unpacked,
@@ -33,7 +41,8 @@ def node_publish_volume(
     auth_file = _docker_config(secrets) if secrets else ""
     try:
         cache = ocikit.NodeCache(CACHE.root, options=ocikit.Options(registry_config=auth_file))
-        entry = cache.ensure(volume_context["reference"])  # downloads once per node, waits if another pod is
+        policy = ocikit.PullPolicy(against=volume_context.get("appImage", ""))
+        entry = cache.ensure(volume_context["reference"], policy)  # downloads once per node, waits if another pod is
     finally:
         if auth_file:  # the pod's secret never outlives the download
             os.unlink(auth_file)

@@ -18,6 +18,7 @@ module              role
 ``analysis``        raw scan data → facts and requirements (required vs advisory)
 ``requirements``    the :class:`~ocikit.compat.requirements.Requirement` record
 ``host``            probe the running host → :class:`~ocikit.compat.host.HostInfo`
+``app_image``       the same facts of an application image (``--against``), from a few of its files
 ``check``           requirements × host → ok / missing / too-old, with reasons
 ``document``        the OCI image-compatibility spec body (WG proposal F shape)
 ``nfd``             the NFD image-compatibility spec, where requirements translate

@@ -19,6 +19,7 @@ from ..options import DEFAULT_OPTIONS, Options
 from ..progress import Progress
 from ..reference import parse_reference
 from ..spec.descriptor import Descriptor
+from .app_image import AppImage
 from .artifact import attach_compat
 from .check import CheckReport, check_host, check_reference
 from .host import HostInfo
@@ -84,17 +85,25 @@ def attach_to_reference(
 
 
 def check_target(
-    target: str, options: Options = DEFAULT_OPTIONS, host: HostInfo | None = None, progress: Progress | None = None
+    target: str,
+    options: Options = DEFAULT_OPTIONS,
+    host: HostInfo | None = None,
+    progress: Progress | None = None,
+    against: str | None = None,
+    facts_cache: str | None = None,
 ) -> CheckReport:
-    """``ocikit compat check TARGET``: a view directory, a saved report, or an image reference.
+    """``ocikit compat check TARGET [--against APP_IMAGE]``: a view directory, a saved report,
+    or an image reference, checked against this host or, with ``against``, against the
+    application image that will load it (its facts cached in ``facts_cache``).
 
     Raises NotFoundError when TARGET is a reference without compatibility metadata.
     """
+    app = AppImage(against, options, facts_cache, node=host) if against else None
     if os.path.isdir(target) or (os.path.isfile(target) and target.endswith(".json")):
         report = scan_or_load(target, progress)
-        return check_host(report, host, subject=target)
+        return check_host(report, host, subject=target, against=app)
     store, subject = resolve_subject(target, options)
-    result = check_reference(store, subject, host)
+    result = check_reference(store, subject, host, against=app)
     if result is None:
         raise NotFoundError(f"{target}: no compatibility metadata attached (run 'ocikit compat attach')")
     result.subject = target

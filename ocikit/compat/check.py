@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import IncompatibleError
 from ..spec import mediatypes as mt
-from . import microarch
+from . import libraries, microarch
 from .host import HostInfo, normalize_machine
 from .requirements import Requirement
 from .versions import version_at_least
@@ -30,6 +30,7 @@ class CheckItem:
     requirement: Requirement
     status: str
     why: str
+    source: str = ""  # where the fact compared with came from ("<layer digest>:/<path>", "config")
 
     @property
     def blocking(self) -> bool:
@@ -39,7 +40,8 @@ class CheckItem:
         """``missing   libmpi.so.40: not in the ldconfig cache … (needed by bin/app)``."""
         label = self.status.replace("-", " ")
         advisory = "" if self.requirement.required else " (advisory)"
-        return f"{label:<8} {self.requirement.describe()}{advisory}: {self.why}"
+        source = f" [{self.source}]" if self.source else ""
+        return f"{label:<8} {self.requirement.describe()}{advisory}: {self.why}{source}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,7 @@ class CheckItem:
             "status": self.status,
             "blocking": self.blocking,
             "why": self.why,
+            **({"source": self.source} if self.source else {}),
         }
 
 
@@ -66,12 +69,14 @@ class CheckReport:
 
     def explain(self) -> str:
         """One line naming every blocking problem (the IncompatibleError message)."""
+        where = "this host" if self.host.label == "host" else self.host.label
         if self.compatible:
-            return f"{self.subject or 'artifact'} is compatible with this host"
+            return f"{self.subject or 'artifact'} is compatible with {where}"
         reasons = "; ".join(
-            f"{i.requirement.describe()} {i.status.replace('-', ' ')}: {i.why}" for i in self.problems()
+            f"{i.requirement.describe()} {i.status.replace('-', ' ')}: {i.why}" + (f" [{i.source}]" if i.source else "")
+            for i in self.problems()
         )
-        return f"{self.subject or 'artifact'} cannot run on this host: {reasons}"
+        return f"{self.subject or 'artifact'} cannot run on {where}: {reasons}"
 
     def raise_if_incompatible(self) -> None:
         if not self.compatible:
@@ -90,17 +95,20 @@ class CheckReport:
         return out
 
 
-def check_host(report_or_requirements: Any, host: HostInfo | None = None, subject: str = "") -> CheckReport:
+def check_host(
+    report_or_requirements: Any, host: HostInfo | None = None, subject: str = "", against: Any = None
+) -> CheckReport:
     """Check requirements against ``host`` (default: this machine, probed).
 
     Accepts a :class:`~ocikit.compat.report.ScanReport`, an iterable of
     :class:`Requirement`, or a document: the compatibility spec body of an artifact or a
-    scan report's JSON.
+    scan report's JSON. ``against`` (an :class:`~ocikit.compat.app_image.AppImage`) replaces
+    the host's userland — C library, libstdc++, libraries, platform — by the facts of the
+    application image that will load the artifact, read for exactly these requirements.
     """
     from .document import requirements_from_document  # late: document imports the package version
     from .report import ScanReport
 
-    host = host or HostInfo.probe()
     if isinstance(report_or_requirements, ScanReport):
         requirements = list(report_or_requirements.requirements)
         subject = subject or report_or_requirements.root
@@ -108,7 +116,13 @@ def check_host(report_or_requirements: Any, host: HostInfo | None = None, subjec
         requirements = requirements_from_document(report_or_requirements)
     else:
         requirements = list(report_or_requirements)
-    return CheckReport([check_requirement(r, host) for r in requirements], host, subject)
+    notes: list[str] = []
+    if against is not None:
+        facts = against.facts(requirements)
+        host = facts.host(against.node)
+        notes.append(facts.summary())
+    host = host or HostInfo.probe()
+    return CheckReport([check_requirement(r, host) for r in requirements], host, subject, notes)
 
 
 def check_requirement(requirement: Requirement, host: HostInfo) -> CheckItem:
@@ -118,45 +132,53 @@ def check_requirement(requirement: Requirement, host: HostInfo) -> CheckItem:
     status, why = checker(requirement, host)
     if requirement.why and status != OK:
         why = f"{why} ({requirement.why})"
-    return CheckItem(requirement, status, why)
+    return CheckItem(requirement, status, why, _source(requirement, host))
+
+
+def _source(requirement: Requirement, host: HostInfo) -> str:
+    """Where the fact a requirement was compared with was read (only known for an app image)."""
+    key = {"arch": "machine", "libc": "libc"}.get(requirement.kind, requirement.kind)
+    if requirement.kind == "library":
+        key = requirement.name
+    return host.sources.get(key, "")
 
 
 def _arch(req: Requirement, host: HostInfo) -> tuple[str, str]:
     wanted, have = normalize_machine(req.name), host.machine
     if wanted == have:
-        return OK, f"host is {have}"
+        return OK, f"{host.label} is {have}"
     if wanted == "i686" and have == "x86_64":
-        return OK, "32-bit x86 code runs on x86_64 when the host has 32-bit libraries"
-    return MISSING, f"host is {have}, the view is built for {wanted}"
+        return OK, f"32-bit x86 code runs on x86_64 when the {host.label} has 32-bit libraries"
+    return MISSING, f"{host.label} is {have}, the view is built for {wanted}"
 
 
 def _libc(req: Requirement, host: HostInfo) -> tuple[str, str]:
     if not host.libc:
-        return UNKNOWN, "could not determine the host's C library"
+        return UNKNOWN, f"could not determine the {host.label}'s C library"
     if host.libc != req.name:
-        return MISSING, f"host C library is {host.libc}, the view needs {req.name}"
+        return MISSING, f"{host.label} C library is {host.libc}, the view needs {req.name}"
     if req.name != "glibc" or not req.minimum:
-        return OK, f"host C library is {host.libc}"
-    return _version(host.glibc, req.minimum, "host glibc")
+        return OK, f"{host.label} C library is {host.libc}"
+    return _version(host.glibc, req.minimum, f"{host.label} glibc")
 
 
 def _libstdcxx(req: Requirement, host: HostInfo) -> tuple[str, str]:
     have = host.glibcxx if req.kind == "glibcxx" else host.cxxabi
     if host.libraries is not None and "libstdc++.so.6" not in host.libraries:
-        return MISSING, "host has no libstdc++.so.6"
+        return MISSING, f"{host.label} has no libstdc++.so.6"
     if not have:
-        return UNKNOWN, "could not read the host libstdc++'s version definitions"
-    return _version(have, req.minimum, f"host libstdc++ {req.kind.upper()}")
+        return UNKNOWN, f"could not read the {host.label} libstdc++'s version definitions"
+    return _version(have, req.minimum, f"{host.label} libstdc++ {req.kind.upper()}")
 
 
 def _library(req: Requirement, host: HostInfo) -> tuple[str, str]:
     if host.libraries is None:
-        return UNKNOWN, "host library list not probed"
+        return UNKNOWN, f"{host.label} library list not probed"
     path = host.library_path(req.name)
     if path is not None:
-        return OK, f"host has {path}" if path else "host has it"
+        return OK, f"{host.label} has {path}" if path else f"{host.label} has it"
     hint = _mpi_hint(req, host)
-    return MISSING, "not in the host's ldconfig cache or LD_LIBRARY_PATH" + hint
+    return MISSING, f"not in {host.library_scope}" + hint
 
 
 def _mpi_hint(req: Requirement, host: HostInfo) -> str:
@@ -164,8 +186,14 @@ def _mpi_hint(req: Requirement, host: HostInfo) -> str:
         return ""
     present = host.mpi_libraries()
     if not present:
-        return "; host has no MPI library"
-    return f"; host MPI libraries: {', '.join(present)} (a different MPI ABI)"
+        return f"; {host.label} has no MPI library"
+    found = ", ".join(f"{name} ({_mpi_family(name)})" for name in present)
+    return f"; {host.label} MPI libraries: {found}: a different MPI ABI"
+
+
+def _mpi_family(soname: str) -> str:
+    role = libraries.classify_soname(soname)
+    return role.detail if role is not None else soname
 
 
 def _cuda_driver(req: Requirement, host: HostInfo) -> tuple[str, str]:
@@ -225,13 +253,17 @@ _CHECKERS: dict[str, Callable[[Requirement, HostInfo], tuple[str, str]]] = {
 }
 
 
-def check_reference(store: Any, subject: Any, host: HostInfo | None = None) -> CheckReport | None:
-    """Check the compatibility referrer of ``subject`` in ``store`` against ``host``.
+def check_reference(
+    store: Any, subject: Any, host: HostInfo | None = None, against: Any = None
+) -> CheckReport | None:
+    """Check the compatibility referrer of ``subject`` in ``store`` against ``host``
+    (or, with ``against``, against the application image's userland: see :func:`check_host`).
 
     Reads only the newest ``application/vnd.oci.image-compatibility.v1`` referrer and its
     spec layer — never the image's layers — so ``pull`` can refuse before downloading.
-    For an index without its own metadata, the manifest for the host's platform is tried.
-    Returns None when there is no compatibility metadata (or the store cannot list referrers).
+    For an index without its own metadata, the manifest for the host's (or app image's)
+    platform is tried. Returns None when there is no compatibility metadata (or the store
+    cannot list referrers).
     """
     from ..content.base import fetch_manifest
     from ..errors import NotFoundError
@@ -243,7 +275,10 @@ def check_reference(store: Any, subject: Any, host: HostInfo | None = None) -> C
     document = read_compat_document(store, subject)
     checked = subject
     if document is None and subject.is_index:
-        wanted = Platform.host() if host is None else _platform_of(host)
+        if against is not None:
+            wanted = against.target_platform()
+        else:
+            wanted = Platform.host() if host is None else _platform_of(host)
         try:
             checked = select_platform(fetch_manifest(store, subject), wanted)
         except NotFoundError:
@@ -252,7 +287,7 @@ def check_reference(store: Any, subject: Any, host: HostInfo | None = None) -> C
     if document is None:
         return None
     requirements = requirements_from_document(document)
-    return check_host(requirements, host, subject=f"{store.describe()}@{checked.digest}")
+    return check_host(requirements, host, subject=f"{store.describe()}@{checked.digest}", against=against)
 
 
 def _platform_of(host: HostInfo) -> Any:

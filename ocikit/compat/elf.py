@@ -12,10 +12,13 @@ prints for the undefined symbols, and what the loader checks at start-up.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from .versions import max_version
 
@@ -135,7 +138,7 @@ def _parse(stream, relative: str) -> ElfInfo:  # type: ignore[no-untyped-def]
     interpreter = ""
     for segment in elf.iter_segments():
         if segment["p_type"] == "PT_INTERP":
-            interpreter = segment.get_interp_name()
+            interpreter = segment.get_interp_name()  # type: ignore[attr-defined]  # an InterpSegment
             break
 
     dynamic: dict[str, list[str]] = {"DT_NEEDED": [], "DT_RPATH": [], "DT_RUNPATH": [], "DT_SONAME": []}
@@ -213,21 +216,65 @@ def _split_paths(values: list[str]) -> tuple[str, ...]:
     return tuple(p for value in values for p in value.split(":") if p)
 
 
-def defined_versions(path: str) -> list[str]:
+def defined_versions(source: "str | BinaryIO") -> list[str]:
     """Version names a shared library defines (``.gnu.version_d``): what it can satisfy.
 
-    Used on the host's libstdc++ to learn its highest ``GLIBCXX_``/``CXXABI_``.
+    ``source`` is a path or an open binary stream (a file read out of an image layer).
+    Used on a libstdc++ to learn its highest ``GLIBCXX_``/``CXXABI_``, on a libc.so.6 its ``GLIBC_``.
     """
     from elftools.elf.elffile import ELFFile
     from elftools.elf.gnuversions import GNUVerDefSection
 
     names: list[str] = []
     try:
-        with open(path, "rb") as stream:
+        with contextlib.ExitStack() as stack:
+            stream = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
             for section in ELFFile(stream).iter_sections():
                 if isinstance(section, GNUVerDefSection):
                     for _, auxiliaries in section.iter_versions():
                         names.extend(aux.name for aux in auxiliaries)
-    except Exception:  # an unreadable host library simply defines nothing we can use
+    except Exception:  # an unreadable library simply defines nothing we can use
         return []
     return names
+
+
+# -- the machine of a tree, from ELF headers alone -------------------------------------------
+
+ELF_HEADER_BYTES = 20  # e_ident (16) + e_type (2) + e_machine (2)
+
+
+def machine_from_header(head: bytes) -> str:
+    """The uname-style machine named by an ELF header's first 20 bytes, "" when ``head`` is not ELF."""
+    if len(head) < ELF_HEADER_BYTES or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return ""
+    little = head[5] == 1
+    (number,) = struct.unpack("<H" if little else ">H", head[18:20])
+    return machine_name(_machine_names().get(number, f"EM_{number}"), 32 if head[4] == 1 else 64, little)
+
+
+@functools.cache
+def _machine_names() -> dict[int, str]:
+    """e_machine number → pyelftools' name (``62`` → ``EM_X86_64``)."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    return {value: name for name, value in ENUM_E_MACHINE.items() if name != "_default_"}
+
+
+def main_machine(paths: Iterable[str], enough: int = 16, budget: int = 1024) -> str:
+    """The most common machine among ELF files in ``paths`` ("" when none is found).
+
+    Reads 20 bytes per file and stops after ``enough`` ELF files or ``budget`` files, so the
+    cost does not grow with the tree: callers list likely binaries (``bin/``, ``lib/``) first.
+    """
+    counts: dict[str, int] = {}
+    for examined, path in enumerate(paths):
+        if examined >= budget or sum(counts.values()) >= enough:
+            break
+        try:
+            with open(path, "rb") as stream:
+                machine = machine_from_header(stream.read(ELF_HEADER_BYTES))
+        except OSError:
+            continue
+        if machine:
+            counts[machine] = counts.get(machine, 0) + 1
+    return max(sorted(counts), key=lambda m: counts[m]) if counts else ""

@@ -117,9 +117,9 @@ def classify(header: bytes, name: str, use_libmagic: bool = True) -> FileKind:
             return _KINDS[kind]
     dot = name.rfind(".")
     if dot > 0:
-        kind = _BINARY_EXTENSIONS.get(name[dot:].lower())
-        if kind:
-            return _KINDS[kind]
+        extension_kind = _BINARY_EXTENSIONS.get(name[dot:].lower())
+        if extension_kind:
+            return _KINDS[extension_kind]
     if use_libmagic:
         described = _libmagic_kind(header)
         if described:

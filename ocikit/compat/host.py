@@ -50,7 +50,7 @@ class HostInfo:
     """What a host offers. ``None`` means "not known" (not probed), never "absent"."""
 
     machine: str
-    libc: str = ""  # glibc | musl | "" (unknown)
+    libc: str = ""  # glibc | musl | none (an app image without one) | "" (unknown)
     glibc: str = ""  # "2.36"
     glibcxx: str = ""  # highest GLIBCXX_ of the host's libstdc++.so.6 ("" = none found)
     cxxabi: str = ""
@@ -61,6 +61,11 @@ class HostInfo:
     cuda_driver: str = ""  # newest CUDA the driver supports ("12.2")
     programs: frozenset[str] | None = None  # interpreters known to exist (paths or names)
     live: bool = field(default=False, compare=False)  # probed from this machine: look up programs live
+    # Whose userland this is, as reports name it ("host", "app image registry/app:1"), where each
+    # fact was read (fact or soname -> "<layer digest>:/<path>"), and where libraries were looked for.
+    label: str = "host"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    library_scope: str = "the host's ldconfig cache or LD_LIBRARY_PATH"
 
     @classmethod
     def probe(cls) -> HostInfo:
@@ -135,6 +140,10 @@ class HostInfo:
             out["libraries"] = dict(sorted(self.libraries.items())) if full else len(self.libraries)
         if full and self.programs is not None:
             out["programs"] = sorted(self.programs)
+        if self.label != "host":
+            out["label"] = self.label
+        if self.sources:
+            out["sources"] = dict(sorted(self.sources.items()))
         return out
 
     @classmethod
@@ -148,6 +157,7 @@ class HostInfo:
         stdcxx = data.get("libstdcxx") or {}
         nvidia = data.get("nvidia") or {}
         programs = data.get("programs")
+        sources = data.get("sources")
         return cls(
             machine=normalize_machine(str(data["machine"])),
             libc=str(data.get("libc", "") or ""),
@@ -160,6 +170,8 @@ class HostInfo:
             nvidia_driver=str(nvidia.get("driver", "") or ""),
             cuda_driver=str(nvidia.get("cuda", "") or ""),
             programs=frozenset(str(p) for p in programs) if isinstance(programs, list) else None,
+            label=str(data.get("label") or "host"),
+            sources={str(k): str(v) for k, v in sources.items()} if isinstance(sources, Mapping) else {},
         )
 
 
@@ -225,10 +237,15 @@ def parse_ldconfig(text: str, machine: str) -> dict[str, str]:
     return found
 
 
+def default_library_dirs(machine: str) -> tuple[str, ...]:
+    """The directories the loader searches when nothing else names one (Debian's multiarch first)."""
+    triplet = f"{machine}-linux-gnu"
+    return (f"/lib/{triplet}", f"/usr/lib/{triplet}", "/lib64", "/usr/lib64", "/lib", "/usr/lib", "/usr/local/lib")
+
+
 def _default_dirs_listing(machine: str) -> dict[str, str]:
     found: dict[str, str] = {}
-    triplet = f"{machine}-linux-gnu"
-    for directory in (f"/lib/{triplet}", f"/usr/lib/{triplet}", "/lib64", "/usr/lib64", "/lib", "/usr/lib"):
+    for directory in default_library_dirs(machine):
         for name, path in _list_libraries(directory).items():
             found.setdefault(name, path)
     return found
@@ -246,7 +263,11 @@ def _probe_libstdcxx(libs: Mapping[str, str] | None) -> tuple[str, str]:
     path = (libs or {}).get("libstdc++.so.6")
     if not path:
         return "", ""
-    names = defined_versions(path)
+    return libstdcxx_versions(defined_versions(path))
+
+
+def libstdcxx_versions(names: list[str]) -> tuple[str, str]:
+    """The highest ``GLIBCXX_`` and ``CXXABI_`` among a libstdc++'s version definitions."""
     out = []
     for family in ("GLIBCXX", "CXXABI"):
         pattern = VERSION_FAMILIES[family]

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from ..byteio import ByteReader
 from ..digest import VerifyingReader
 from ..errors import InvalidContentError
 from ..spec import mediatypes as mt
@@ -57,7 +58,7 @@ class Store(Protocol):
         """A streaming reader of ``desc`` that verifies size and digest as it is consumed."""
         ...
 
-    def push(self, desc: Descriptor, data: "BinaryIO | bytes", on_bytes: ByteCallback | None = None) -> None:
+    def push(self, desc: Descriptor, data: "ByteReader | bytes", on_bytes: ByteCallback | None = None) -> None:
         """Store ``data`` as ``desc``; the bytes are verified against the descriptor."""
         ...
 

@@ -33,7 +33,7 @@ from ..reference import DEFAULT_TAG
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
 from ..spec.manifest import build_index, parse_manifest
-from .base import MAX_MANIFEST_SIZE, ByteCallback
+from .base import MAX_MANIFEST_SIZE, ByteCallback, ByteReader
 
 LAYOUT_VERSION = "1.0.0"
 _COPY_CHUNK = 1 << 20
@@ -163,7 +163,7 @@ class LayoutStore:
         except FileNotFoundError:
             raise NotFoundError(f"blob {desc.digest} not found in {self.describe()}") from None
 
-    def push(self, desc: Descriptor, data: "BinaryIO | bytes", on_bytes: ByteCallback | None = None) -> None:
+    def push(self, desc: Descriptor, data: "ByteReader | bytes", on_bytes: ByteCallback | None = None) -> None:
         if self.exists(desc):
             return
         hasher = new_hasher(desc.digest)
@@ -379,7 +379,7 @@ class LayoutStore:
         shutil.rmtree(self.root)
 
 
-def _chunks(data: "BinaryIO | bytes") -> Iterator[bytes]:
+def _chunks(data: "ByteReader | bytes") -> Iterator[bytes]:
     if isinstance(data, (bytes, bytearray, memoryview)):
         view = memoryview(data)
         for start in range(0, len(view), _COPY_CHUNK):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterable
-from typing import BinaryIO
 
 from ..digest import VerifyingReader, digest_bytes
 from ..errors import DigestMismatchError, NotFoundError, SizeMismatchError
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
 from ..spec.manifest import parse_manifest
-from .base import ByteCallback
+from .base import ByteCallback, ByteReader
 
 
 class MemoryStore:
@@ -44,7 +43,7 @@ class MemoryStore:
         except KeyError:
             raise NotFoundError(f"{desc.digest} not found in {self._name}") from None
 
-    def push(self, desc: Descriptor, data: "BinaryIO | bytes", on_bytes: ByteCallback | None = None) -> None:
+    def push(self, desc: Descriptor, data: "ByteReader | bytes", on_bytes: ByteCallback | None = None) -> None:
         content = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else data.read()
         if len(content) != desc.size:
             raise SizeMismatchError(desc.digest, desc.size, len(content))

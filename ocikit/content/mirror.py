@@ -32,7 +32,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..digest import VerifyingReader
@@ -40,7 +40,7 @@ from ..errors import InvalidContentError, OcikitError, UnsupportedError
 from ..options import Options
 from ..reference import DOCKER_HUB, RegistryReference
 from ..spec.descriptor import Descriptor
-from .base import ByteCallback, Store
+from .base import ByteCallback, ByteReader, Store
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class MirrorStore:
                 return []
             raise
 
-    def push(self, desc: Descriptor, data: "BinaryIO | bytes", on_bytes: ByteCallback | None = None) -> None:
+    def push(self, desc: Descriptor, data: "ByteReader | bytes", on_bytes: ByteCallback | None = None) -> None:
         self.upstream.push(desc, data, on_bytes)
 
     def push_stream(self, chunks: Iterable[bytes], media_type: str, on_bytes: ByteCallback | None = None) -> Descriptor:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
+from ..byteio import ByteReader
 from ..digest import DigestMismatchError, algorithm_of, new_hasher
 from ..errors import SizeMismatchError, UnsafeContentError
 from ..formats.compression import SNIFF_BYTES, Prefixed, decompressed_chunks, sniff
@@ -56,7 +57,7 @@ class LayerStream:
 
     def __init__(
         self,
-        reader: BinaryIO,
+        reader: ByteReader,
         what: str,
         uncompressed_digest: str | None = None,
         budget: SizeBudget | None = None,

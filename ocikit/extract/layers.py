@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
+from ..byteio import ByteReader
 from ..errors import CorruptDataError, VerificationError
 from ..formats.tar.reader import TarStream
 from ..progress import NULL_PROGRESS, Progress
@@ -188,7 +189,7 @@ class _LayerRunner:
         self.progress.finish(task)
         return outcome
 
-    def _extract_tar(self, job: LayerJob, reader: BinaryIO, tree_fd: int, label: str) -> LayerOutcome:
+    def _extract_tar(self, job: LayerJob, reader: ByteReader, tree_fd: int, label: str) -> LayerOutcome:
         policy = self.policy
         if job.mode == TITLED or job.strip_title:
             policy = replace(policy, required_prefix=job.title, strip_prefix=job.strip_title)

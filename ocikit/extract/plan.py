@@ -2,7 +2,9 @@
 
 Three kinds of artifact are told apart by their manifest:
 
-``view``   an ocikit view (``artifactType`` or config type ``application/vnd.ocikit.view…``):
+``view``   an ocikit view (``artifactType``, or ocikit 0.1's config type ``application/vnd.ocikit.view…``;
+           since 0.2 the config is an image config holding the view metadata, which
+           :class:`~ocikit.spec.view_config.ViewConfig` reads in either shape):
            every layer is merged into DEST (a layer marked ``io.deis.oras.content.unpack``
            keeps its entries under ``<title>/``, which is stripped), then relocated.
 ``image``  a container image (an image config): layers applied in order with whiteouts;

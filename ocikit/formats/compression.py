@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
 
+from ..byteio import ByteReader
 from ..errors import CorruptDataError
 
 GZIP, ZSTD, NONE = "gzip", "zstd", "none"
@@ -36,7 +36,7 @@ def sniff(head: bytes) -> str:
 class Prefixed:
     """A reader that returns ``head`` first, then the rest of ``raw`` (undoing a sniff)."""
 
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+    def __init__(self, head: bytes, raw: ByteReader) -> None:
         self._head = head
         self._raw = raw
 
@@ -62,7 +62,7 @@ def _zstd_chunks(source: Prefixed, chunk_size: int, what: str) -> Iterator[bytes
     import zstandard
 
     reader = zstandard.ZstdDecompressor().stream_reader(
-        source, read_size=1 << 20, read_across_frames=True, closefd=False
+        source,  # type: ignore[arg-type]  # zstandard only calls read() read_size=1 << 20, read_across_frames=True, closefd=False
     )
     try:
         while chunk := reader.read(chunk_size):

@@ -91,8 +91,7 @@ def pull(
     if target.ready_with(resolved.digests(), policy.include):
         return _unchanged(ref, target, resolved.descriptor.digest, started)
     plan = plan_artifact(source, resolved, rootfs=policy.rootfs)
-    if policy.check_compat:
-        check_compatibility(source, plan.manifest_desc)
+    check_compatibility(source, plan.manifest_desc, policy, options)
     if policy.include:
         from .subset import pull_subset
 

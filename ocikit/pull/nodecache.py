@@ -7,6 +7,7 @@ Layout under ``root``::
     entries/<alg>-<hex>.json   what a tree is: references, kind, sizes, blobs; mtime = last use
     locks/<alg>-<hex>.lock     per-digest flock: one process builds a tree, the others wait
     locks/gc.lock      shared while building, exclusive while collecting garbage
+    facts/<alg>-<hex>.json     what an application image offers a view (``policy.against``)
     tmp/               staging trees and blob downloads of running pulls
 
 :meth:`NodeCache.ensure` makes sure the tree of a reference exists: a pinned digest whose
@@ -114,6 +115,7 @@ class NodeCache:
             except OSError as exc:
                 raise LocalIOError(f"cannot create node cache at {self.root}: {exc.strerror}") from None
         self.blobs = LayoutStore(os.path.join(self.root, "blobs"))
+        self.facts_dir = os.path.join(self.root, "facts")  # app-image facts for --against, by digest
 
     # -- paths -------------------------------------------------------------------------
 
@@ -153,7 +155,7 @@ class NodeCache:
     ) -> CacheEntry:
         """The cached tree of ``reference``, downloading and extracting it if it is not there yet."""
         ref = parse_reference(reference) if isinstance(reference, str) else reference
-        if ref.digest:
+        if ref.digest and not policy.against:
             found = self.get(ref.digest)
             if found is not None:
                 return self._used(found, str(ref))
@@ -162,10 +164,11 @@ class NodeCache:
         resolved = resolve_manifest(local_first, ref.reference, platform=policy.platform, label=str(ref))
         found = self.get(resolved.descriptor.digest)
         if found is not None:
+            if policy.against:  # a tree fit for one pod's image may not fit the next pod's
+                check_compatibility(source, resolved.descriptor, policy, self.options, self.facts_dir)
             return self._used(found, str(ref))
         plan = plan_artifact(local_first, resolved, rootfs=policy.rootfs)
-        if policy.check_compat:
-            check_compatibility(source, plan.manifest_desc)
+        check_compatibility(source, plan.manifest_desc, policy, self.options, self.facts_dir)
         with self._lock("gc", shared=True), self._lock(self._key(plan.digest)):
             found = self.get(plan.digest)  # built by another process while we waited
             if found is not None:

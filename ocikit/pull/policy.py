@@ -34,8 +34,11 @@ class PullPolicy:
     ``preserve_special_modes`` keep setuid, setgid and sticky bits (else dropped)
     ``platform``               pick this ``os/arch[/variant]`` from an index (default: this host)
     ``include``                extract only paths matching these globs, through zTOC range reads
-    ``relocate``               rewrite a view's paths to DEST (else keep its recorded root)
+    ``relocate``               rewrite a view's paths to DEST (else keep it where it runs as stored:
+                               its mount path; for ocikit 0.1 views, the root it was built at)
     ``check_compat``           refuse an artifact whose compatibility metadata this host fails
+    ``against``                check that metadata against this application image's userland
+                               (glibc, libstdc++, MPI, platform) instead of this host's
     ``merge``                  pull into a DEST that holds files ocikit did not write, keeping them
     ``link_mode``              with a node cache: how DEST gets the cached files
     """
@@ -48,6 +51,7 @@ class PullPolicy:
     include: tuple[str, ...] = ()
     relocate: bool = True
     check_compat: bool = True
+    against: str = ""
     merge: bool = False
     link_mode: str = "auto"
 
@@ -72,7 +76,7 @@ class PullPolicy:
         external: frozenset[str] = frozenset()
         if plan.kind == KIND_VIEW and plan.view is not None:
             record = plan.view.relocation
-            roots = tuple(r for r in (record.root, record.view_path, record.placeholder) if r)
+            roots = tuple(r for r in (record.root, record.view_path, record.placeholder, record.mount_path) if r)
             external = frozenset(plan.view.external_symlinks)
         return ExtractPolicy(
             allow_devices=self.allow_devices,

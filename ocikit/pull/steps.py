@@ -49,18 +49,32 @@ def plan_pull(source: Store, ref: Reference, policy: PullPolicy) -> ArtifactPlan
     return plan_artifact(source, resolved, rootfs=policy.rootfs)
 
 
-def check_compatibility(store: Store, manifest: Descriptor) -> None:
-    """Refuse an artifact whose compatibility referrer this host fails (hook into ``ocikit.compat``).
+def check_compatibility(
+    store: Store, manifest: Descriptor, policy: PullPolicy | None = None, options: Options | None = None,
+    facts_cache: str | None = None,
+) -> None:
+    """Refuse an artifact whose compatibility referrer this host — or, with ``policy.against``,
+    the application image that will load it — fails (hook into ``ocikit.compat``).
 
-    Reads only the referrer, never a layer. Without the compat module nothing is checked.
+    Reads only the referrer, never a layer of the artifact; an app image's facts are read
+    from its layers' few library files once and cached in ``facts_cache`` (default: the
+    user's cache). Without the compat module nothing is checked.
     """
+    if policy is not None and not policy.check_compat:
+        return
     try:
+        from ..compat.app_image import AppImage
         from ..compat.check import check_reference
     except ModuleNotFoundError as exc:  # a build without the compat package; anything else is a bug
         if (exc.name or "").startswith("ocikit.compat"):
+            if policy is not None and policy.against:
+                raise UnsupportedError("--against needs ocikit.compat, which this build lacks") from None
             return
         raise
-    report = check_reference(store, manifest)
+    against = None
+    if policy is not None and policy.against:
+        against = AppImage(policy.against, options or Options(), facts_cache, platform=policy.platform)
+    report = check_reference(store, manifest, against=against)
     if report is not None and not getattr(report, "compatible", True):
         explain = getattr(report, "explain", None)
         raise IncompatibleError(explain() if explain else f"{manifest.digest} is not compatible with this host")
@@ -93,13 +107,14 @@ def relocate_view(
     tree: str, record: RelocationRecord | None, dest: str | None, progress: Progress = NULL_PROGRESS,
     only_present: bool = False,
 ) -> str:
-    """Rewrite a staged view so it works at ``dest`` (None: at its recorded root); return the path
+    """Rewrite a staged view so it works at ``dest`` (None: where it works as stored, see
+    :attr:`RelocationRecord.home`); return the path
     it now refers to ("" when nothing needed rewriting). ``only_present`` limits the record's
     file list to the files the tree holds (a subset pull)."""
     if record is None:
         return ""
     old = record.stored_prefix
-    new = os.path.abspath(dest) if dest is not None else record.root
+    new = os.path.abspath(dest) if dest is not None else record.home
     if not old or not new or old == new:
         return ""
     try:
@@ -119,7 +134,7 @@ def relocate_view(
         new,
         files=files,
         relative_rpaths=record.relative_rpaths,
-        original_root=record.root if record.placeholder else None,  # errors name the built path
+        original_root=record.root if record.placeholder else None,  # errors name a path it runs at
         progress=progress,
     )
     return new

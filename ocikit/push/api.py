@@ -6,6 +6,14 @@ pipeline (:mod:`ocikit.push.pipeline`), then the config and, last, the manifest 
 manifest is only ever pushed when every blob it names is in the store. Any failure stops
 the other layers and raises one typed error naming the file or layer.
 
+**Image-shaped.** The config blob is an OCI image config (``architecture``/``os`` from the
+view's ELF files, ``rootfs.diff_ids``) carrying the view metadata under
+:data:`~ocikit.spec.view_config.VIEW_KEY`, and the manifest keeps ``artifactType`` =
+``application/vnd.ocikit.view.v1``: containerd, CRI-O, skopeo and umoci see an image, ORAS
+tools and ocikit a view. **Mount path.** Files that name the view's real root are relocated to
+the mount path ``P`` while they are packed, so a runtime that mounts the image at ``P`` (a
+Kubernetes image volume) runs it as is; ``ocikit pull`` relocates from ``P`` to its destination.
+
 Skipping work that is already done (the digest cache, the view at the target tag): see
 :mod:`ocikit.push.pusher`. Result: re-pushing an unchanged view uploads no blob bytes, and a view that differs by
 one package uploads about that package.
@@ -13,6 +21,8 @@ one package uploads about that package.
 
 from __future__ import annotations
 
+import os
+import posixpath
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,20 +30,21 @@ from typing import Any
 
 from ..content.base import Store, push_manifest
 from ..content.open import open_store
-from ..errors import InvalidReferenceError, UnsupportedError
+from ..errors import InvalidReferenceError, RelocationError, UnsupportedError
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import NULL_PROGRESS, Progress
 from ..reference import Reference, parse_reference
-from ..spack.artifact import build_config, created_timestamp, placeholder_for, relocation_record
+from ..spack.artifact import build_config, created_timestamp, relocation_record
 from ..spack.layering import DEFAULT_MAX_LAYER_SIZE, PACKAGES, SINGLE, plan_layers
-from ..spack.view import View, scan_view
+from ..spack.view import View, ViewEntry, scan_view
 from ..spec import mediatypes as mt
-from ..spec.descriptor import Descriptor
+from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import build_manifest, canonical_json
+from ..spec.view_config import VIEW_KEY
 from .cache import DigestCache
 from .compress import GZIP, ZSTD, Compression
 from .pusher import LayerPusher, LayerResult
-from .stream import Relocation, RpathHook
+from .stream import Relocation, Rewrite, RpathHook
 
 MIN_LAYER_SIZE = 1 << 20
 
@@ -54,6 +65,12 @@ class PushResult:
     @property
     def digest(self) -> str:
         return self.manifest.digest
+
+    @property
+    def view(self) -> dict[str, Any]:
+        """The view metadata inside the (image-shaped) config: packages, layers, relocation record."""
+        document: dict[str, Any] = self.config[VIEW_KEY]
+        return document
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +99,7 @@ def push_view(
     allow_external_symlinks: bool = False,
     root: str | None = None,
     view_path: str | None = None,
+    mount_path: str | None = None,
     name: str | None = None,
     relative_rpaths: bool | None = None,
     compat: bool = True,
@@ -116,7 +134,8 @@ def push_view(
     view = scan_view(view_dir, root=root, view_path=view_path, name=name,
                      allow_external_symlinks=allow_external_symlinks)
     plans = plan_layers(view, layers, max_layer_size, "" if layers == SINGLE else codec.extension)
-    relocation = Relocation(view.real_root, _placeholder(view, layers), rpath_hook)
+    target = _mount_path(view, layers, mount_path)
+    relocation = _relocation(view.real_root, target, rpath_hook, relative_rpaths)
     if store is None:
         store, _ = open_store(ref, options)
     compat_scan = _CompatScan(view, progress) if compat else None  # runs while the layers are pushed
@@ -131,15 +150,13 @@ def push_view(
 
     relocated = [path for result in results for path in result.relocated]
     view_config = build_config(
-        view, layers, plans,
-        [r.descriptor for r in results], [r.diff_id for r in results],
-        codec.describe(),
-        relocation_record(view, relocation.placeholder, relocated, relative_rpaths),
+        view, layers, plans, results, codec.describe(),
+        relocation_record(view, target, relocated, relative_rpaths),
         created_timestamp(plans),
     )
-    config = view_config.to_document()
+    config = view_config.to_image_config(_platform(view))
     config_bytes = canonical_json(config)
-    config_desc = Descriptor.from_bytes(mt.OCIKIT_VIEW_CONFIG, config_bytes)
+    config_desc = Descriptor.from_bytes(mt.OCI_CONFIG, config_bytes)
     config_uploaded = 0
     if not store.exists(config_desc):
         store.push(config_desc, config_bytes)
@@ -174,13 +191,58 @@ def _warnings(view: View, mode: str, codec: Compression) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _placeholder(view: View, mode: str) -> str:
-    if mode != PACKAGES:
-        return ""
-    try:
-        return placeholder_for(view.real_root)
-    except ValueError:
-        return ""  # too short to replace safely: stored as is, restored by root (see artifact.py)
+def _mount_path(view: View, mode: str, asked: str | None) -> str:
+    """``asked``, normalised; by default the view path (packages) or the real root (single: files as they are)."""
+    if asked is None:
+        return view.view_path if mode == PACKAGES else view.real_root
+    if not asked.startswith("/") or "\0" in asked or "\n" in asked:
+        raise InvalidReferenceError(f"--mount-path must be an absolute path, got {asked!r}")
+    normalized = posixpath.normpath(asked)
+    if normalized == "/":
+        raise InvalidReferenceError("--mount-path must not be /")
+    return normalized
+
+
+def _relocation(root: str, mount_path: str, rpath_hook: RpathHook | None, relative_rpaths: bool) -> Relocation:
+    if mount_path == root:  # nothing to move: files stored as they are, those naming the root listed
+        return Relocation(root, rpath_hook=rpath_hook)
+    return Relocation(root, mount_path=mount_path, rewrite=_mount_rewrite(root, mount_path, relative_rpaths))
+
+
+def _mount_rewrite(root: str, mount_path: str, relative_rpaths: bool) -> Rewrite:
+    # The relocation engine, one file at a time; a misfit raises RelocationError naming the file.
+    from ..relocate import relocate_bytes
+
+    def rewrite(data: bytes, relpath: str) -> bytes:
+        try:
+            return relocate_bytes(data, relpath, root, mount_path, relative_rpaths=relative_rpaths)
+        except RelocationError as exc:
+            exc.args = (f"--mount-path {mount_path} does not fit: {exc}", *exc.args[1:])
+            raise
+
+    return rewrite
+
+
+def _platform(view: View) -> Platform:
+    """linux/<arch> of the view's ELF files (likely binaries read first); the host's without any."""
+    from ..compat.elf import main_machine
+
+    ranked = sorted((rank, e.rel) for e in view.entries if e.kind == "file" and (rank := _elf_likelihood(e)) < 3)
+    machine = main_machine(os.path.join(view.source, rel) for _, rel in ranked)
+    return Platform.linux(machine) if machine else Platform.host()
+
+
+def _elf_likelihood(entry: ViewEntry) -> int:
+    """0: an executable in bin/; 1: a shared library name; 2: another executable; 3: unlikely (not read)."""
+    if entry.stat.st_size < 64:
+        return 3
+    executable = bool(entry.stat.st_mode & 0o111)
+    if executable and entry.rel.startswith(("bin/", "sbin/")):
+        return 0
+    name = entry.rel.rsplit("/", 1)[-1]
+    if name.endswith(".so") or ".so." in name:
+        return 1
+    return 2 if executable else 3
 
 
 def _relative_rpath_hook() -> RpathHook:

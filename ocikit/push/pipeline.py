@@ -14,7 +14,8 @@ to the store, so at most ``permits = 2 × cores + 2`` frames are in flight in th
 push, each at most ~8 MiB uncompressed plus its compressed copy: ≤ ``permits × 16 MiB``
 (96 MiB on 2 cores, typically a third of that). On top, each layer being uploaded holds
 what its store buffers: the registry store one upload chunk (``Options.chunk_size``,
-16 MiB), the layout store nothing. ``--relative-rpaths`` reads ELF files whole.
+16 MiB), the layout store nothing. ``--relative-rpaths`` and ``--mount-path`` read files whole
+(a relocated file may change length, and its tar header comes first).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 from ..content.base import Store
 from ..spec.descriptor import Descriptor
@@ -149,7 +151,7 @@ def compress_and_push(
                 break
             if isinstance(item, BaseException):
                 raise item
-            length, compressed, hashed = item  # type: ignore[misc]
+            length, compressed, hashed = cast(_Item, item)
             try:
                 out = compressed.result()
                 hashed.result()

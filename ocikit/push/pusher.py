@@ -192,7 +192,7 @@ def layer_fingerprint(plan: LayerPlan, relocation: Relocation) -> str:
     """Identifies a layer's exact tar from metadata alone (see ocikit.push.cache)."""
     hasher = hashlib.sha256()
     hasher.update(f"ocikit-tar-v1\0{relocation.root}\0{relocation.placeholder}\0"
-                  f"{relocation.rpath_hook is not None}\n".encode())
+                  f"{relocation.rpath_hook is not None}\0{relocation.mount_path}\n".encode())
     for e in plan.members:
         s = e.stat
         hasher.update(

@@ -9,13 +9,17 @@ holds at least 4 MiB. The last frame also holds the two end-of-archive blocks. S
 hold whole small files, a large file starts its own run of 4 MiB frames after whatever
 preceded it, and no frame exceeds about 8 MiB.
 
-**Relocation.** Each regular file is checked for the real root (as bytes). With a
-placeholder (``packages`` mode), every occurrence is replaced by the same-length
-placeholder, which is safe for any file kind because no offset moves; without one
-(``single`` mode) files are stored as they are. Either way the view-relative paths of
-files that contained the root are collected (``relocated``) for the artifact's relocation
-record. Large files are processed in chunks with an overlap of ``len(root) - 1`` bytes,
-which finds exactly the matches ``bytes.replace`` finds on the whole file.
+**Relocation.** Each regular file is checked for the real root (as bytes). With a mount
+path (``push-view --mount-path``), a file holding the root is relocated to it by the
+relocation engine (:func:`ocikit.relocate.relocate_bytes`: text at any length, ELF search
+paths, binary strings padded to their old length), so the layer runs where it is mounted;
+text may change length, so such a file is read whole and its header written after it.
+With a placeholder (ocikit 0.1's layers, still used by tests of that format) every
+occurrence is replaced by a same-length stand-in; with neither, files are stored as they
+are. Either way the view-relative paths of files that hold the stored prefix are collected
+(``relocated``) for the artifact's relocation record. Large files without a rewrite are
+processed in chunks with an overlap of ``len(root) - 1`` bytes, which finds exactly the
+matches ``bytes.replace`` finds on the whole file.
 
 **Change detection.** A file is opened without following symlinks and must still have
 the inode, size and mtime the scan saw, both when opened and after it was read;
@@ -40,6 +44,8 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXE
 
 # (data, view-relative path, real root) -> same-length data; see push_view's relative_rpaths hook.
 RpathHook = Callable[[bytes, str, str], bytes]
+# (data, view-relative path) -> the data relocated from the real root to the mount path.
+Rewrite = Callable[[bytes, str], bytes]
 
 
 class Cancelled(Exception):
@@ -51,12 +57,22 @@ class Relocation:
     root: str
     placeholder: str = ""  # "" = detect only, store as is
     rpath_hook: RpathHook | None = None
+    mount_path: str = ""  # with ``rewrite``: the path files holding the root are relocated to
+    rewrite: Rewrite | None = None
 
     def __post_init__(self) -> None:
         self.root_b = self.root.encode()
         self.placeholder_b = self.placeholder.encode()
+        self.mount_path_b = self.mount_path.encode()
         if self.placeholder and len(self.placeholder_b) != len(self.root_b):
             raise ValueError("the placeholder must have the root's length")
+        if (self.rewrite is None) != (not self.mount_path):
+            raise ValueError("a mount path and its rewrite go together")
+
+    @property
+    def reads_whole_files(self) -> bool:
+        """ELF rewrites need whole files; a mount-path rewrite may also change their size."""
+        return self.rpath_hook is not None or self.rewrite is not None
 
 
 @dataclass
@@ -77,24 +93,33 @@ class LayerReader:
         for entry in self.plan.members:
             if self.cancel.is_set():
                 raise Cancelled()
+            path = prefix + entry.rel
+            data: bytes | None = None
+            if entry.kind == FILE and entry.size and (entry.size <= FRAME_TARGET or self.relocation.reads_whole_files):
+                data, found = self._whole_file(entry, path)
+                if len(data) != entry.size:  # relocated text: the header promises the new length
+                    entry = entry._replace(size=len(data))
             head = header(entry)
             parts.append(head)
             size += len(head)
             if entry.kind == FILE and entry.size:
-                path = prefix + entry.rel
-                if entry.size <= FRAME_TARGET:  # the common case, kept free of generators
-                    data, found = self._small_file(entry, path)
+                if data is not None and len(data) <= FRAME_TARGET:  # the common case, kept free of generators
                     parts.append(data)
                     size += len(data)
                 else:
                     found_box: list[bool] = []
-                    for piece, cut in self._large_file(entry, path, found_box):
+                    if data is not None:  # read whole (and maybe relocated): cut it the same way
+                        pieces = _aligned(iter([data]), len(data))
+                    else:
+                        pieces = self._large_file(entry, path, found_box)
+                    for piece, cut in pieces:
                         parts.append(piece)
                         size += len(piece)
                         if cut and size >= FRAME_TARGET:
                             yield b"".join(parts)
                             parts, size = [], 0
-                    found = bool(found_box)
+                    if data is None:
+                        found = bool(found_box)
                 pad = padding(entry.size)
                 if pad:
                     parts.append(_ZEROS[:pad])
@@ -112,7 +137,8 @@ class LayerReader:
 
     # -- one file -----------------------------------------------------------------------
 
-    def _small_file(self, member: TarEntry, path: str) -> tuple[bytes, bool]:
+    def _whole_file(self, member: TarEntry, path: str) -> tuple[bytes, bool]:
+        """The file's stored bytes, read at once, and whether it held the root."""
         fd = _open(path)
         try:
             _check_unchanged(path, member, os.fstat(fd))
@@ -123,22 +149,23 @@ class LayerReader:
         return self._transform(data, member.rel, path)
 
     def _large_file(self, member: TarEntry, path: str, found: list[bool]) -> Iterator[tuple[bytes | memoryview, bool]]:
-        """(piece, cut point after it) for a file above FRAME_TARGET; appends True to found if it held the root."""
+        """(piece, cut point after it) for a file above FRAME_TARGET read in chunks; appends True to
+        found if it held the root. Files that need whole-file rewrites go through _whole_file."""
         fd = _open(path)
         try:
             _check_unchanged(path, member, os.fstat(fd))
-            if self.relocation.rpath_hook is not None:  # the hook needs the whole ELF file
-                data, held = self._transform(_read_exact(fd, member.size, path), member.rel, path)
-                pieces: Iterator[bytes] = iter([data])
-                found.extend([True] if held else [])
-            else:
-                pieces = self._stream(fd, member.size, path, found)
-            yield from _aligned(pieces, member.size)
+            yield from _aligned(self._stream(fd, member.size, path, found), member.size)
             _check_unchanged(path, member, os.fstat(fd))
         finally:
             os.close(fd)
 
     def _transform(self, data: bytes, rel: str, path: str) -> tuple[bytes, bool]:
+        rewrite = self.relocation.rewrite
+        if rewrite is not None:
+            if self.relocation.root_b not in data:
+                return data, False
+            data = rewrite(data, rel)
+            return data, self.relocation.mount_path_b in data
         hook = self.relocation.rpath_hook
         if hook is not None and data[:4] == b"\x7fELF":
             changed = hook(data, rel, self.relocation.root)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from typing import BinaryIO
 
+from ..byteio import ByteReader
 from ..digest import VerifyingReader, digest_bytes
 from ..errors import DigestMismatchError, NotFoundError
 from ..options import DEFAULT_OPTIONS, Options
@@ -58,7 +58,7 @@ class RegistryStore:
     def fetch_range(self, desc: Descriptor, offset: int, length: int) -> bytes:
         return self.client.get_blob_range(desc.digest, offset, min(length, max(desc.size - offset, 0)))
 
-    def push(self, desc: Descriptor, data: "BinaryIO | bytes", on_bytes=None) -> None:  # type: ignore[no-untyped-def]
+    def push(self, desc: Descriptor, data: "ByteReader | bytes", on_bytes=None) -> None:  # type: ignore[no-untyped-def]
         if desc.is_manifest or desc.is_index:
             raw = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else data.read()
             self._push_manifest(desc.digest, raw, desc.media_type)

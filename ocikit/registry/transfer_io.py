@@ -20,12 +20,13 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import urljoin
 
 import requests
 import urllib3
 
+from ..byteio import ByteReader
 from ..digest import new_hasher
 from ..errors import (
     DigestMismatchError,
@@ -138,12 +139,12 @@ class ResumingBlobReader(io.RawIOBase):
         super().close()
 
 
-def upload_blob(client: RepositoryClient, desc: Descriptor, data: "BinaryIO | bytes", on_bytes: Any = None) -> None:
+def upload_blob(client: RepositoryClient, desc: Descriptor, data: "ByteReader | bytes", on_bytes: Any = None) -> None:
     """Upload ``data`` as ``desc`` (seekable: one streaming PUT; otherwise chunked PATCH)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = io.BytesIO(bytes(data))
     if _seekable(data) and desc.size <= client.transport.options.monolithic_max:
-        _upload_monolithic(client, desc, data, on_bytes)
+        _upload_monolithic(client, desc, cast(BinaryIO, data), on_bytes)
         return
     hasher = new_hasher(desc.digest)
     size = 0

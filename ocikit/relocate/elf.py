@@ -188,8 +188,8 @@ def dynamic_strings(image: ElfImage) -> list[DynamicString]:
     for seg in image.segments:
         if seg.type == PT_INTERP and seg.filesz > 1:
             region = image.data[seg.offset : seg.offset + seg.filesz]
-            value = region.split(b"\x00", 1)[0]
-            found.append(DynamicString("PT_INTERP", seg.offset, value, seg.filesz - 1))
+            interp = region.split(b"\x00", 1)[0]
+            found.append(DynamicString("PT_INTERP", seg.offset, interp, seg.filesz - 1))
     return found
 
 
@@ -330,9 +330,22 @@ def _plan_search_path(string: DynamicString, entries: list[_Entry], prefixes: Pr
             StringProblem(string.offset, string.value, string.room, len(chosen), "rpath", string.where)
         )
         return
-    padding = b"\x00" * (string.room - len(chosen))
-    if chosen + padding != string.value:
-        plan.edits.append(Edit(string.offset, string.room, chosen + padding))
+    padded = _keep_room(chosen, string.room, prefixes.new_root.encode())
+    if padded != string.value:
+        plan.edits.append(Edit(string.offset, string.room, padded))
+
+
+def _keep_room(chosen: bytes, room: int, new_root: bytes) -> bytes:
+    """``chosen`` grown to ``room`` bytes: the first entry under the new root left-padded with ``/``
+    (as spack pads binary strings; the loader reads ``///opt/v`` as ``/opt/v``), so relocating the
+    tree again may use the room; NULs after the string when no entry lies under the new root."""
+    spare = room - len(chosen)
+    entries = chosen.split(b":")
+    for i, entry in enumerate(entries):
+        if spare and (entry == new_root or entry.startswith(new_root + b"/")):
+            entries[i] = b"/" * spare + entry
+            return b":".join(entries)
+    return chosen + b"\x00" * spare
 
 
 def _cap_by_absolute_entries(chosen: bytes, room: int, prefixes: PrefixMap, plan: DynamicPlan) -> None:

@@ -19,14 +19,14 @@ import contextlib
 import os
 import uuid
 
-from ..cachedirs import manifest_cache_dir
+from ..cachedirs import user_cache_dir
 from ..digest import algorithm_of, digest_bytes, hex_of, validate_digest
 from ..errors import LocalIOError
 
 
 def default_cache_dir() -> str:
     """``manifests/`` in ocikit's cache home (``$OCIKIT_CACHE_DIR``, default ``~/.cache/ocikit``)."""
-    return manifest_cache_dir()
+    return user_cache_dir("manifests")
 
 
 class ManifestCache:

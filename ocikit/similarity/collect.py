@@ -255,8 +255,8 @@ class _Collector:
             entry = select_platform(top, self.platform)
             index_digest, chosen = top.digest, str(entry.platform)
             manifest = self._document(ref, entry.digest, entry)
-            if isinstance(manifest, ParsedManifest):
-                raise UnsupportedError(f"nested index {entry.digest} is not supported")
+        if isinstance(manifest, ParsedManifest):  # the platform's entry is itself an index
+            raise UnsupportedError(f"nested index {manifest.digest} is not supported")
         diff_ids = self._diff_ids(ref, manifest) if self.by == BY_DIFF_ID else ()
         return ImageLayers(name, manifest.digest, manifest.layers, manifest.sizes, diff_ids, index_digest, chosen)
 

@@ -111,10 +111,10 @@ def jaccard(incidence: Incidence, weighted: bool = False) -> Any:
     dtype = np.float64 if weighted else np.float32
     weights = incidence.sizes.astype(np.float64) if weighted else None
     heavy_left = heavy.toarray().astype(dtype)
-    if weighted:
+    if weights is not None:
         heavy_left *= weights[heavy_columns][np.newaxis, :]
     heavy_right_t = heavy.toarray().astype(dtype).T.copy()
-    light_left = light.multiply(weights[np.newaxis, :]).tocsr() if weighted else light
+    light_left = light.multiply(weights[np.newaxis, :]).tocsr() if weights is not None else light
     light_right_t = light.T.tocsr()
     totals = incidence.image_bytes() if weighted else incidence.set_sizes().astype(np.float32)
     blocks = _row_blocks(n)

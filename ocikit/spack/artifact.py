@@ -1,32 +1,46 @@
-"""The view artifact's own documents: the config (``application/vnd.ocikit.view.config.v1+json``),
-the relocation record and placeholder, and the pinned creation time.
+"""The view artifact's own documents: the view metadata, the relocation record, the pinned
+creation time (and ocikit 0.1's placeholder).
 
-The config describes what a puller needs without opening any layer: where the view lived
-(``viewPath``, ``realRoot``, ``storeRoot``), which packages it holds and in which layers,
-counts and sizes, each layer's uncompressed digest, and the relocation record. Its JSON
-Schema is ``schemas/ocikit.view.config.v1.schema.json`` (``$id`` = the media type).
+The view metadata describes what a puller needs without opening any layer: where the view
+lived (``viewPath``, ``realRoot``, ``storeRoot``), which packages it holds and in which
+layers, counts and sizes, each layer's uncompressed digest, and the relocation record. It
+travels inside the image config (:meth:`ViewConfig.to_image_config`); JSON Schema
+``schemas/ocikit.view.config.v2.schema.json``.
 
-**Relocation contract.** In ``packages`` mode every occurrence of the real root inside a
-regular file is replaced by :func:`placeholder_for` ``(real_root)``, a string of the same
-length, so the layer no longer depends on where the environment lived and two
-environments share a package's layer. ``relocation.files`` lists (sorted, view-relative)
-every file that contained the root. To restore, a puller replaces ``placeholder`` — or,
-when ``placeholder`` is ``""`` (``single`` mode, or a root too short for a safe
-placeholder), ``root`` — by the destination path in exactly those files.
+**Relocation contract.** Every file that names the real root is relocated to the mount path
+``P`` while it is packed (``relocation.mountPath``), so the layers run at ``P`` and do not
+depend on where the environment lived: two environments meant for the same ``P`` share
+their unchanged packages' layers. ``relocation.files`` lists (sorted, view-relative) the
+files that hold ``P`` afterwards; a puller relocates ``P`` to its destination in exactly
+those. Binary strings keep the length of the real root (left-padded with ``/``, as spack
+does), so a destination up to that length fits. ocikit 0.1 replaced the root by a
+same-length :func:`placeholder_for` instead; pullers still restore such artifacts.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from ..errors import InvalidContentError
 from ..spec.descriptor import Descriptor
 from ..spec.view_config import PackageRef, RelocationRecord, ViewConfig, ViewLayer
 from .layering import PACKAGES, LayerPlan
 from .view import View
+
+
+class LayerResultLike(Protocol):
+    """What the config needs of a pushed layer (``ocikit.push.pusher.LayerResult``)."""
+
+    @property
+    def descriptor(self) -> Descriptor: ...
+    @property
+    def diff_id(self) -> str: ...
+    @property
+    def tar_size(self) -> int: ...
+
 
 PLACEHOLDER_PATTERN = "__ocikit_root_placeholder__"
 MIN_PLACEHOLDER_LENGTH = 10
@@ -64,13 +78,17 @@ def build_config(
     view: View,
     mode: str,
     plans: list[LayerPlan],
-    layers: list[Descriptor],
-    diff_ids: list[str],
+    results: Sequence[LayerResultLike],
     compression: Mapping[str, Any],
     relocation: RelocationRecord,
     created: str,
 ) -> ViewConfig:
-    """The view's config (see :mod:`ocikit.spec.view_config` and the JSON Schema)."""
+    """The view's config (see :mod:`ocikit.spec.view_config` and the JSON Schema).
+
+    ``results`` are the pushed layers in plan order: their descriptors, uncompressed digests
+    and tar sizes (which relocation to a mount path may make differ from the plan's).
+    """
+    layers = [r.descriptor for r in results]
     return ViewConfig(
         name=view.name,
         kind=view.kind,
@@ -82,31 +100,34 @@ def build_config(
         compression=dict(compression),
         mtimes="install-manifest" if view.kind == "spack" and mode == PACKAGES else "filesystem",
         packages=tuple(_package_docs(view, mode, plans, layers)),
-        layers=tuple(_view_layer(plan, desc, diff_id) for plan, desc, diff_id in zip(plans, layers, diff_ids, strict=True)),
-        totals=_totals(view, plans),
+        layers=tuple(_view_layer(plan, result) for plan, result in zip(plans, results, strict=True)),
+        totals=_totals(view, results),
         external_symlinks=tuple(view.external_symlinks),
         relocation=relocation,
         spack_version=view.spack_version or "",
     )
 
 
-def relocation_record(view: View, placeholder: str, files: list[str], relative_rpaths: bool) -> RelocationRecord:
+def relocation_record(view: View, mount_path: str, files: list[str], relative_rpaths: bool) -> RelocationRecord:
+    """The record of a push that relocated the files naming the real root to ``mount_path``."""
     return RelocationRecord(
         root=view.real_root,
         view_path=view.view_path,
-        placeholder=placeholder,
+        mount_path=mount_path,
         files=tuple(sorted(set(files))),
         relative_rpaths=relative_rpaths,
         store_root=view.store_root or "",
     )
 
 
-def _view_layer(plan: LayerPlan, desc: Descriptor, diff_id: str) -> ViewLayer:
+def _view_layer(plan: LayerPlan, result: LayerResultLike) -> ViewLayer:
     package = None
     if plan.package is not None:
         package = PackageRef(plan.package.name, plan.package.version, plan.package.hash)
+    desc = result.descriptor
     return ViewLayer(
-        digest=desc.digest, size=desc.size, media_type=desc.media_type, diff_id=diff_id, tar_size=plan.tar_size,
+        digest=desc.digest, size=desc.size, media_type=desc.media_type, diff_id=result.diff_id,
+        tar_size=result.tar_size,
         title=plan.title, role=plan.role, part=plan.part, parts=plan.parts, package=package, counts=dict(plan.counts),
     )
 
@@ -140,7 +161,7 @@ def _package_docs(view: View, mode: str, plans: list[LayerPlan], layers: list[De
     return docs
 
 
-def _totals(view: View, plans: list[LayerPlan]) -> dict[str, int]:
+def _totals(view: View, results: Sequence[LayerResultLike]) -> dict[str, int]:
     totals = {"files": 0, "symlinks": 0, "directories": 0, "bytes": 0}
     for entry in view.entries:
         if entry.kind == "file":
@@ -150,5 +171,5 @@ def _totals(view: View, plans: list[LayerPlan]) -> dict[str, int]:
             totals["symlinks"] += 1
         else:
             totals["directories"] += 1
-    totals["tarBytes"] = sum(p.tar_size for p in plans)
+    totals["tarBytes"] = sum(r.tar_size for r in results)
     return totals

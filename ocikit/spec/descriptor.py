@@ -38,7 +38,11 @@ class Platform:
     @classmethod
     def host(cls) -> "Platform":
         """The platform of the running machine, in Go's GOARCH spelling."""
-        machine = _platform.machine().lower()
+        return cls.linux(_platform.machine().lower())
+
+    @classmethod
+    def linux(cls, machine: str) -> "Platform":
+        """``linux/<GOARCH>[/variant]`` for a uname-style machine name (``x86_64`` → ``linux/amd64``)."""
         arch, variant = _GOARCH.get(machine, (machine, ""))
         return cls("linux", arch, variant)
 

@@ -132,7 +132,7 @@ def parse_manifest(raw: bytes, media_type: str = "") -> ParsedManifest:
     if document.get("schemaVersion") != 2:
         raise InvalidContentError(f"unsupported manifest schemaVersion {document.get('schemaVersion')!r}")
     subject = document.get("subject")
-    common = dict(
+    common: dict[str, Any] = dict(
         raw=raw,
         media_type=kind,
         document=document,

@@ -40,7 +40,7 @@ ORAS_UNKNOWN_CONFIG = "application/vnd.unknown.config.v1+json"
 
 # ocikit's own types (JSON Schemas in schemas/, $id = media type)
 OCIKIT_VIEW_ARTIFACT = "application/vnd.ocikit.view.v1"
-OCIKIT_VIEW_CONFIG = "application/vnd.ocikit.view.config.v1+json"
+OCIKIT_VIEW_CONFIG = "application/vnd.ocikit.view.config.v1+json"  # ocikit 0.1's config (read, not written)
 OCIKIT_LABELS_ARTIFACT = "application/vnd.ocikit.labels.v1"
 OCIKIT_LABELS_LAYER = "application/vnd.ocikit.labels.v1+json"
 OCIKIT_ZSTD_TOC_ARTIFACT = "application/vnd.ocikit.ztoc.zstd.v1"

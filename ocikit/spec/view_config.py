@@ -1,9 +1,16 @@
 """The view config: what push-view writes and pull reads, parsed and validated once.
 
-A view artifact's config (``application/vnd.ocikit.view.config.v1+json``, JSON Schema in
-``schemas/``) tells a puller everything it needs without opening a layer: where the view
+A view's metadata tells a puller everything it needs without opening a layer: where the view
 lived, its packages and layers (with each layer's uncompressed digest and tar size), the
 symlinks its publisher declared as pointing outside, and the relocation record.
+
+**Two shapes.** Since schema version 2 a view's config blob is an OCI *image* config
+(``application/vnd.oci.image.config.v1+json``: ``architecture``, ``os``, ``created``,
+``rootfs.diff_ids``), so containerd, CRI-O, skopeo and umoci treat the view as an image; the
+view metadata sits in it under the key :data:`VIEW_KEY` (JSON Schema
+``schemas/ocikit.view.config.v2.schema.json``). Image-spec readers ignore keys they do not
+know. ocikit 0.1 wrote the view metadata itself as the config
+(``application/vnd.ocikit.view.config.v1+json``, schema version 1); both are read.
 
 Every reader goes through :meth:`ViewConfig.from_document`, which checks types once and
 raises :class:`~ocikit.errors.InvalidContentError` naming the bad field; code below never
@@ -18,14 +25,22 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import InvalidContentError
+from .descriptor import Platform
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: ocikit 0.1 (the config blob is the view document itself)
+VIEW_KEY = "vnd.ocikit.view"  # where an image-shaped config holds the view document
 _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class RelocationRecord:
-    """How to restore a view at another path: replace ``placeholder`` (or ``root``) in ``files``."""
+    """How to restore a view at another path: replace :attr:`stored_prefix` in ``files``.
+
+    ``mount_path`` (version 2): the path the layers were relocated to at push, where the
+    unpacked tree runs as is (an image volume's mount path). ``placeholder`` (version 1 only):
+    a same-length stand-in for ``root`` that runs nowhere.
+    """
 
     root: str
     view_path: str
@@ -33,11 +48,17 @@ class RelocationRecord:
     files: tuple[str, ...] = ()
     relative_rpaths: bool = True
     store_root: str = ""
+    mount_path: str = ""
 
     @property
     def stored_prefix(self) -> str:
-        """The prefix the layers' bytes hold: the placeholder, or the root when there is none."""
-        return self.placeholder or self.root
+        """The prefix the layers' bytes hold: the mount path, the placeholder, or else the root."""
+        return self.mount_path or self.placeholder or self.root
+
+    @property
+    def home(self) -> str:
+        """Where the tree works without relocation: the mount path, else the root it was built at."""
+        return self.mount_path or self.root
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -49,6 +70,8 @@ class RelocationRecord:
         }
         if self.store_root:
             doc["storeRoot"] = self.store_root
+        if self.mount_path:
+            doc["mountPath"] = self.mount_path
         return doc
 
     @classmethod
@@ -61,6 +84,7 @@ class RelocationRecord:
             files=_strings(doc, "files", "relocation"),
             relative_rpaths=_bool(doc, "relativeRpaths", "relocation", default=True),
             store_root=_str(doc, "storeRoot", "relocation", default=""),
+            mount_path=_str(doc, "mountPath", "relocation", default=""),
         )
 
 
@@ -190,13 +214,28 @@ class ViewConfig:
             doc["spackVersion"] = self.spack_version
         return doc
 
+    def to_image_config(self, platform: Platform) -> dict[str, Any]:
+        """The config blob push-view writes: an OCI image config holding this document under VIEW_KEY."""
+        return {
+            "architecture": platform.architecture,
+            "os": platform.os,
+            **({"variant": platform.variant} if platform.variant else {}),
+            "created": self.created,
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in self.layers]},
+            VIEW_KEY: self.to_document(),
+        }
+
     @classmethod
     def from_document(cls, doc: Any) -> ViewConfig:
-        """Parse and check a config document; raises InvalidContentError naming the bad field."""
+        """Parse and check a config blob of either shape; raises InvalidContentError naming the bad field."""
         doc = _mapping(doc, "view config")
-        version = doc.get("schemaVersion", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
-            raise InvalidContentError(f"view config schemaVersion {version!r} is not supported (expected {SCHEMA_VERSION})")
+        if VIEW_KEY in doc:  # image-shaped (version 2 on): the view document is one member
+            doc = _mapping(doc[VIEW_KEY], VIEW_KEY)
+        version = doc.get("schemaVersion", 1)
+        if version not in READABLE_VERSIONS:
+            raise InvalidContentError(
+                f"view config schemaVersion {version!r} is not supported (this ocikit reads {READABLE_VERSIONS})"
+            )
         layers = doc.get("layers", [])
         packages = doc.get("packages", [])
         if not isinstance(layers, list) or not isinstance(packages, list):

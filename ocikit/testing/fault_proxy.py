@@ -55,6 +55,7 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every answered request
         self.requests: list[SeenRequest] = []  # every request received, answered or not
+        self.body_bytes = 0  # response body bytes sent to clients (what a reader cost)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -71,6 +72,7 @@ class FaultProxy:
             self.faults.clear()
             self.log.clear()
             self.requests.clear()
+            self.body_bytes = 0
 
     def _take(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -138,6 +140,8 @@ class FaultProxy:
                         return
                     self.wfile.write(chunk)
                     sent += len(chunk)
+                    with proxy._lock:
+                        proxy.body_bytes += len(chunk)
                 upstream.close()
                 self.close_connection = True
 

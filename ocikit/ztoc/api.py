@@ -296,10 +296,11 @@ def _view_root_swap(store: Store, desc: Descriptor, platform: Platform | None, p
     import json
 
     from ..content.base import read_all
+    from ..extract.plan import KIND_VIEW, classify
     from ..spec.view_config import ViewConfig
 
     _, manifest = image_manifest(store, desc, platform)
-    if manifest.config is None or manifest.config.media_type != mt.OCIKIT_VIEW_CONFIG:
+    if manifest.config is None or classify(manifest) != KIND_VIEW:  # the one rule for "is a view"
         return None
     record = ViewConfig.from_document(json.loads(read_all(store, manifest.config))).relocation
     if not record.placeholder or posixpath.normpath(path).lstrip("/") not in record.files:
@@ -327,7 +328,7 @@ class _SwappingWriter:
 def get_file_stream(
     reference: str,
     path: str,
-    write: Callable[[bytes], None],
+    write: Callable[[bytes], object],
     *,
     platform: "Platform | str | None" = None,
     max_size: int | None = None,

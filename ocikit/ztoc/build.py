@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any
 
 from .. import __version__
+from ..byteio import ByteReader
 from ..errors import InvalidContentError, UnsupportedError
 from ..formats import compression
 from ..formats.compression import SNIFF_BYTES, sniff
@@ -39,7 +40,7 @@ _ZTOC_NAMES = {compression.GZIP: GZIP, compression.ZSTD: ZSTD, compression.NONE:
 
 
 def build_ztoc(
-    reader: BinaryIO,
+    reader: ByteReader,
     span_size: int = DEFAULT_SPAN_SIZE,
     build_tool_id: str = DEFAULT_BUILD_TOOL,
     compression: str | None = None,
@@ -124,7 +125,7 @@ class _ZstdBuild:
         self.start = 0
         self.produced = 0
         self.hasher: "hashlib._Hash | None" = None
-        self.writer = None
+        self.writer: Any = None  # zstandard's decompression writer, one per frame
         self.skippable = bytearray()
         self.seek_table: bytes | None = None
 
@@ -141,7 +142,8 @@ class _ZstdBuild:
                 self.skippable.clear()
             else:
                 self.hasher = hashlib.sha256()
-                self.writer = self.dctx.stream_writer(self, write_size=_CHUNK, closefd=False)
+                # zstandard only calls write() on the sink.
+                self.writer = self.dctx.stream_writer(self, write_size=_CHUNK, closefd=False)  # type: ignore[arg-type]
         elif kind == "data":
             assert isinstance(value, memoryview) and self.header is not None
             self.position += len(value)
@@ -214,7 +216,7 @@ def _check_seek_table(table: bytes, frames: list[Frame], blob_size: int) -> None
 class _Source(io.RawIOBase):
     """The layer stream with a small peek buffer and a byte counter for progress."""
 
-    def __init__(self, reader: BinaryIO, on_bytes: ByteCallback | None) -> None:
+    def __init__(self, reader: ByteReader, on_bytes: ByteCallback | None) -> None:
         super().__init__()
         self._reader = reader
         self._on_bytes = on_bytes

@@ -147,7 +147,7 @@ def stream_file(
     store: Store,
     image: ImageZtocs,
     path: str,
-    write: Callable[[bytes], None],
+    write: Callable[[bytes], object],
     max_size: int | None = None,
 ) -> tuple[Node, FileMetadata, FetchStats]:
     """Fetch a regular file (following symlinks and hard links) and pass its bytes to ``write``."""

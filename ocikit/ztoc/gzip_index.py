@@ -25,7 +25,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -263,7 +263,7 @@ class GzipSpanDecoder:
                     return
             data = yield from self._inflate(data)
 
-    def _inflate(self, data: bytes) -> Iterator[bytes]:
+    def _inflate(self, data: bytes) -> Generator[bytes, None, bytes]:
         buf = ctypes.create_string_buffer(data, len(data))
         out = ctypes.create_string_buffer(OUT_CHUNK)
         stream = self._z.stream

@@ -61,20 +61,34 @@ def attach_command(cli: CliContext, reference: str, source: str | None, nfd: boo
     type=click.Path(exists=True, dir_okay=False),
     help="Check against a host saved with `ocikit compat host --json` instead of this one.",
 )
+@click.option(
+    "--against",
+    metavar="APP_IMAGE",
+    help="Check against the userland (glibc, libstdc++, MPI, platform) of the application image "
+    "that will load TARGET, read from its layers without pulling it.",
+)
+@click.option("--facts-cache", type=click.Path(file_okay=False), help="Cache app-image facts here.")
 @json_option
 @pass_cli
-def check_command(cli: CliContext, target: str, host_file: str | None, json_output: bool) -> None:
+def check_command(
+    cli: CliContext, target: str, host_file: str | None, against: str | None, facts_cache: str | None,
+    json_output: bool,
+) -> None:
     """Check this host against TARGET: an image reference, a view directory or a saved scan report.
 
-    Exit status 0 only when compatible; 7 when a requirement is missing or too old.
+    With --against APP_IMAGE the C library, libstdc++ and libraries are the app image's
+    (CPU and GPU driver stay this node's). Exit status 0 only when compatible; 7 when a
+    requirement is missing or too old.
     """
     from ocikit.compat.by_reference import check_target, load_host
 
     host = load_host(host_file) if host_file else None
     progress = cli.progress(json_output)
-    result = check_target(target, cli.options, host=host, progress=progress)
+    result = check_target(
+        target, cli.options, host=host, progress=progress, against=against, facts_cache=facts_cache
+    )
     _close(progress)
-    emit(json_output, result.to_dict(), lambda _: "\n".join(item.line() for item in result.items))
+    emit(json_output, result.to_dict(), lambda _: "\n".join([item.line() for item in result.items] + result.notes))
     if not result.compatible:
         raise IncompatibleError(result.explain())
 

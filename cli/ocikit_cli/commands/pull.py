@@ -21,6 +21,13 @@ from ..params import cache_dir_option, parse_size
 @click.option("--ready-file", type=click.Path(dir_okay=False), help="Also write the ready marker here.")
 @click.option("--no-relocate", is_flag=True, help="Keep a view's recorded root instead of relocating to DEST.")
 @click.option("--skip-compat-check", is_flag=True, help="Do not check the artifact's compatibility metadata.")
+@click.option(
+    "--against",
+    metavar="APP_IMAGE",
+    default="",
+    help="Check the compatibility metadata against this application image's glibc, libstdc++, MPI "
+    "and platform (the image that will run the view) instead of this host's.",
+)
 @click.option("--max-size", help="Refuse more than this many decompressed bytes (e.g. 20G): the bomb guard.")
 @click.option("--allow-devices", is_flag=True, help="Create device nodes and fifos found in layers.")
 @click.option("--preserve-special-modes", is_flag=True, help="Keep setuid, setgid and sticky bits.")
@@ -53,6 +60,7 @@ def pull_cmd(
     ready_file: str | None,
     no_relocate: bool,
     skip_compat_check: bool,
+    against: str,
     max_size: str | None,
     allow_devices: bool,
     preserve_special_modes: bool,
@@ -83,6 +91,7 @@ def pull_cmd(
         include=include,
         relocate=not no_relocate,
         check_compat=not skip_compat_check,
+        against=against,
         link_mode=link_mode,
     )
     progress = cli.progress(json_output)

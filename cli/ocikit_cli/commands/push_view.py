@@ -27,6 +27,10 @@ from ..params import annotation_option, cache_dir_option, parse_pairs, parse_siz
               help="The view's original real root, for a view copied elsewhere (default: realpath of VIEW_DIR).")
 @click.option("--view-path", default=None, metavar="PATH",
               help="The path users know the view by, e.g. /opt/view (default: VIEW_DIR, or --root).")
+@click.option("--mount-path", default=None, metavar="PATH",
+              help="Store the tree relocated to PATH, so a runtime mounting the image there (a Kubernetes "
+              "image volume) runs it as is; ocikit pull relocates it anywhere [default: --view-path; "
+              "files as they are with --layers single].")
 @click.option("--name", default=None, help="View name (default: basename of the view path).")
 @click.option(
     "--relative-rpaths/--absolute-rpaths",
@@ -61,6 +65,7 @@ def push_view_command(cli: CliContext, view_dir: str, reference: str, json_outpu
             allow_external_symlinks=flags["allow_external_symlinks"],
             root=flags["root"],
             view_path=flags["view_path"],
+            mount_path=flags["mount_path"],
             name=flags["name"],
             relative_rpaths=flags["relative_rpaths"],
             compat=not flags["no_compat"],
