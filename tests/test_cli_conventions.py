@@ -112,8 +112,8 @@ def test_pull_json_counts_every_directory_of_the_tree(tmp_path):
 
 
 def test_get_file_of_a_view_gives_the_files_bytes_as_pushed(tmp_path):
-    """Views are stored with a same-length placeholder for their root; get-file puts the root
-    back (and says so), to a file or to stdout: byte-identical to the view that was pushed."""
+    """get-file of a view file that names the view's root says which root its paths name, and
+    gives the bytes of the view that was pushed, to a file or to stdout."""
     from environment import SPACK_VIEW_ARCHIVE
 
     subprocess.run(["tar", "--zstd", "-xf", SPACK_VIEW_ARCHIVE, "-C", str(tmp_path)], check=True)
@@ -126,12 +126,12 @@ def test_get_file_of_a_view_gives_the_files_bytes_as_pushed(tmp_path):
         original = open(os.path.join(source, path), "rb").read()
         got = run("get-file", layout, path, "-o", str(tmp_path / "out"), cwd=tmp_path)
         assert got.returncode == 0, got.stderr
-        assert f"original root {real_root}" in got.stdout
+        assert f"its paths name {real_root}" in got.stdout
         assert open(tmp_path / "out", "rb").read() == original, path
         streamed = subprocess.run([OCIKIT, "get-file", layout, path, "-o", "-"], capture_output=True, timeout=120)
         assert streamed.returncode == 0 and streamed.stdout == original, path
     document = json.loads(run("get-file", layout, "bin/xz", "-o", str(tmp_path / "out"), "--json").stdout)
-    assert document["restoredRoot"] == real_root
+    assert document["pathsRoot"] == real_root
 
 
 def test_the_stream_swap_finds_placeholders_split_across_chunks():
@@ -146,3 +146,21 @@ def test_the_stream_swap_finds_placeholders_split_across_chunks():
             writer(data[start:start + size])
         writer.flush()
         assert b"".join(out) == data.replace(old, new), size
+
+
+def test_get_file_of_a_version_1_view_swaps_its_placeholder_back(tmp_path):
+    """A 0.1 view (config application/vnd.ocikit.view.config.v1+json) stored the root as a
+    same-length placeholder; get-file gives the file with the root, to a file and to stdout."""
+    from pull_support import TarBuilder, push_view
+
+    root = "/opt/views/app"
+    placeholder = "/__ocikit_root_placeholder__"[: len(root)]
+    tar = TarBuilder().file("etc/app.conf", f"home={placeholder}/share\n".encode()).bytes()
+    config = {"relocation": {"root": root, "placeholder": placeholder, "files": ["etc/app.conf"]}}
+    layout = str(tmp_path / "layout")
+    push_view(layout, [tar], config, kind="gzip")
+    got = run("get-file", f"oci:{layout}:v1", "etc/app.conf", "-o", str(tmp_path / "out"))
+    assert got.returncode == 0, got.stderr
+    assert open(tmp_path / "out").read() == f"home={root}/share\n" and f"its paths name {root}" in got.stdout
+    streamed = run("get-file", f"oci:{layout}:v1", "etc/app.conf", "-o", "-")
+    assert streamed.stdout == f"home={root}/share\n"

@@ -263,35 +263,46 @@ def get_file(
     store, desc = _open_image(reference, options)
     target = output or os.path.basename(path.rstrip("/")) or "file"
     result = fetch_file(store, desc, path, target, _platform(platform), progress, rules)
-    result.restored_root = _restore_view_root(store, desc, _platform(platform), result)
+    result.paths_root = _restore_view_root(store, desc, _platform(platform), result)
     return result
 
 
 def _restore_view_root(store: Store, desc: Descriptor, platform: Platform | None, result: FileResult) -> str:
-    """Put a view file's original root back in the written file; return that root (or "")."""
-    swap = _view_root_swap(store, desc, platform, result.resolved)
-    if swap is None:
+    """For a view's file that names the view's root, the directory its paths name (or "").
+
+    A version-1 view stored such files with a same-length placeholder for the root: it is
+    swapped back here, so the file reads as in the view that was pushed.
+    """
+    found = _view_paths(store, desc, platform, result.resolved)
+    if found is None:
         return ""
-    old, new = swap
-    before = os.stat(result.output)
-    os.chmod(result.output, before.st_mode | 0o200)  # a read-only file (0555 binaries) too
+    home, swap = found
+    if swap is not None:
+        _swap_in_place(result.output, *swap)
+    return home
+
+
+def _swap_in_place(path: str, old: bytes, new: bytes) -> None:
+    before = os.stat(path)
+    os.chmod(path, before.st_mode | 0o200)  # a read-only file (0555 binaries) too
     try:
-        with open(result.output, "r+b") as fh:  # same length: rewritten in place
+        with open(path, "r+b") as fh:  # same length: rewritten in place
             data = fh.read()
             fh.seek(0)
             fh.write(data.replace(old, new))
     finally:
-        os.chmod(result.output, before.st_mode)
-        os.utime(result.output, ns=(before.st_atime_ns, before.st_mtime_ns))
-    return new.decode()
+        os.chmod(path, before.st_mode)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-def _view_root_swap(store: Store, desc: Descriptor, platform: Platform | None, path: str) -> tuple[bytes, bytes] | None:
-    """(placeholder, root) when ``path`` is a file of an ocikit view that was stored with a placeholder.
+def _view_paths(
+    store: Store, desc: Descriptor, platform: Platform | None, path: str
+) -> tuple[str, tuple[bytes, bytes] | None] | None:
+    """(the root the file's paths name, (placeholder, root) to swap or None) for a view file
+    listed in the relocation record; None for any other file.
 
-    Views are pushed with a same-length placeholder for their root (so views at different
-    roots share layers); the relocation record lists the files that hold it. Swapping it back
-    makes the file read as it did in the view that was pushed.
+    Views are stored relocated to their mount path (version 2) or with a same-length
+    placeholder for their root (version 1, so views at different roots shared layers).
     """
     import json
 
@@ -303,15 +314,17 @@ def _view_root_swap(store: Store, desc: Descriptor, platform: Platform | None, p
     if manifest.config is None or classify(manifest) != KIND_VIEW:  # the one rule for "is a view"
         return None
     record = ViewConfig.from_document(json.loads(read_all(store, manifest.config))).relocation
-    if not record.placeholder or posixpath.normpath(path).lstrip("/") not in record.files:
+    if posixpath.normpath(path).lstrip("/") not in record.files:
         return None
-    return record.placeholder.encode(), record.root.encode()
+    if record.placeholder and not record.mount_path:
+        return record.root, (record.placeholder.encode(), record.root.encode())
+    return record.home, None
 
 
 class _SwappingWriter:
     """Replace ``old`` by the same-length ``new`` in a stream, across chunk boundaries."""
 
-    def __init__(self, write: Callable[[bytes], None], old: bytes, new: bytes) -> None:
+    def __init__(self, write: Callable[[bytes], object], old: bytes, new: bytes) -> None:
         self._write, self._old, self._new, self._pending = write, old, new, b""
 
     def __call__(self, chunk: bytes) -> None:
@@ -338,8 +351,8 @@ def get_file_stream(
     """Like :func:`get_file` but hand the bytes to ``write`` (e.g. stdout); returns the size."""
     store, desc = _open_image(reference, options)
     image = load_image_ztocs(store, desc, _platform(platform), progress)
-    swap = _view_root_swap(store, desc, _platform(platform), path)
-    swapping = _SwappingWriter(write, *swap) if swap else None
+    found = _view_paths(store, desc, _platform(platform), path)
+    swapping = _SwappingWriter(write, *found[1]) if found and found[1] else None
     _, data, _ = stream_file(store, image, path, swapping or write, max_size)
     if swapping:
         swapping.flush()

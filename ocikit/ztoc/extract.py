@@ -53,7 +53,7 @@ class FileResult:
     bytes_fetched: int
     spans: list[int]
     built_ztocs: list[str] = field(default_factory=list)
-    restored_root: str = ""  # a view's file: its placeholder was replaced by this original root
+    paths_root: str = ""  # a view's file that names its root: the directory its paths name (works there as is)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)

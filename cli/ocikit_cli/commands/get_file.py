@@ -43,7 +43,7 @@ def get_file(
     emit(json_output, result.to_dict(), lambda d: (
         f"wrote {d['output']} ({human_bytes(d['size'])}, mode {d['mode']:04o}) from layer {d['layer'][:19]}: "
         f"fetched {human_bytes(d['bytes_fetched'])} of {human_bytes(d['layer_size'])} in {len(d['spans'])} spans"
-        + (f"; paths inside name the view's original root {d['restored_root']}" if d["restored_root"] else "")))
+        + (f"; its paths name {d['paths_root']} (pull the view to use it elsewhere)" if d["paths_root"] else "")))
 
 
 def _to_stdout(data: bytes) -> None:
