@@ -23,8 +23,12 @@ REAL_ROOT = f"/opt/._view/{VIEW_HASH}"
 VIEW_PATH = "/opt/view"
 
 
-def unpack_fixture(target: str) -> str:
-    """Unpack the spack view archive under ``target``; return the view directory."""
+def unpack_fixture(target: str, old_style_target: str = "") -> str:
+    """Unpack the spack view archive under ``target``; return the view directory.
+
+    (Branches written before the fixture moved into the repository call
+    ``unpack_fixture(shared_fixtures, target)``; that still works.)"""
+    target = old_style_target or target
     os.makedirs(target, exist_ok=True)
     subprocess.run(["tar", "--zstd", "-xf", SPACK_VIEW_ARCHIVE, "-C", target], check=True)
     return os.path.join(target, "opt", "._view", VIEW_HASH)
