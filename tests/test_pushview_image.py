@@ -267,14 +267,14 @@ def test_architecture_comes_from_the_views_elf_headers(tmp_path):
 
 def test_single_layer_and_rootfs_pulls_keep_working(view_dir, pushed, mount_path, tmp_path):
     reference, _ = pushed
-    # A short destination: the view's binaries leave room for 68 characters, and pytest's tmp_path
-    # grows with its run counter (/tmp/pytest-of-root/pytest-186/... is 69 here).
-    short = tempfile.mkdtemp(prefix="ocv-rootfs-", dir="/tmp")
+    # A short DEST: pytest's tmp_path grows with the run number, and binary strings have the
+    # room of the build root only.
+    rootfs = tempfile.mkdtemp(prefix="ocv-rootfs-", dir="/tmp")
     try:
-        as_rootfs = ocikit.pull(reference, os.path.join(short, "rootfs"), policy=ocikit.PullPolicy(rootfs=True))
-        assert as_rootfs.files == 169 and os.path.isfile(os.path.join(short, "rootfs", "bin", "xz"))
+        as_rootfs = ocikit.pull(reference, rootfs, policy=ocikit.PullPolicy(rootfs=True))
+        assert as_rootfs.files == 169 and os.path.isfile(os.path.join(rootfs, "bin", "xz"))
     finally:
-        shutil.rmtree(short)
+        shutil.rmtree(rootfs)
     layout = f"oci:{tmp_path / 'layout'}:single"
     single = push_view(view_dir, layout, root=REAL_ROOT, view_path=VIEW_PATH, layers="single",
                        cache_dir="", compat=False)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from ..byteio import ByteReader
-from ..errors import CorruptDataError, VerificationError
+from ..errors import CorruptDataError, UnsafeContentError, VerificationError
 from ..formats.tar.reader import TarStream
 from ..progress import NULL_PROGRESS, Progress
 from ..spec.descriptor import Descriptor
@@ -108,7 +108,16 @@ def _collect(futures: list[Future[LayerOutcome | None]], stats: ExtractStats, ca
     for future in futures:
         outcome = future.result()
         if outcome is not None:
+            refuse_deferred_links(outcome)
             stats.take(outcome)
+
+
+def refuse_deferred_links(outcome: LayerOutcome) -> None:
+    """A tree extracted on its own has no layer below it: a hard link the extractor deferred to a
+    lower layer (a rootfs's target that was not there yet) links to nothing, and is refused."""
+    if outcome.lower_links:
+        link, target = outcome.lower_links[0]
+        raise UnsafeContentError(link, f"hardlink target missing ({target!r} is in no layer)")
 
 
 def _extract_ordered(

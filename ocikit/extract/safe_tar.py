@@ -456,10 +456,8 @@ class SafeExtractor:
                     self.outcome.directories += 1  # still a directory of the tree: count it
                 except FileExistsError:
                     pass
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise UnsafeContentError(self._entry, "path through symlink") from None
-                raise LocalIOError(f"cannot open directory for {self._entry!r}: {exc.strerror}") from None
+            except OSError as exc:  # a symlink or a file on the way, a name too long: the archive's fault
+                raise self.map_error(exc, self._entry) from None
         raise AssertionError("unreachable")
 
     def _close_dirs(self) -> None:

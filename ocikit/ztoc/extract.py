@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from ..content.base import Store
 from ..errors import InvalidContentError, LocalIOError, UnsafeContentError, UnsupportedError
 from ..extract.decompress import SizeBudget
-from ..extract.layers import ExtractStats, finish_tree
+from ..extract.layers import ExtractStats, finish_tree, refuse_deferred_links
 from ..extract.safe_tar import ExtractPolicy, SafeExtractor
 from ..extract.whiteout import remove_tree
 from ..extract.writer import WriterPool
@@ -104,6 +104,7 @@ def extract_subset(
             outcome = SafeExtractor(fd, rules, pool, "subset").extract(stream)  # type: ignore[arg-type]
     finally:
         os.close(fd)
+    refuse_deferred_links(outcome)
     stats.take(outcome)
     finish_tree(dest_dir, stats, rules)
     progress.finish("extract")

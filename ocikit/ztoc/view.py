@@ -50,6 +50,7 @@ class ImageTree:
     def __init__(self, tocs: list[list[FileMetadata]]) -> None:
         self.nodes: dict[str, Node] = {}
         self._by_layer: list[dict[str, FileMetadata]] = []
+        self._parents: set[str] = set()  # directories with (or once with) nodes below, listed or implied
         for layer, entries in enumerate(tocs):
             self._apply(layer, entries)
 
@@ -68,10 +69,16 @@ class ImageTree:
                 names[path] = entry
                 upper[path] = Node(layer, entry, path)
         for path, node in upper.items():
-            old = self.nodes.get(path)
-            if old is not None and old.entry.type == "dir" and node.entry.type != "dir":
+            if node.entry.type != "dir" and path in self._parents:
+                # a file or link replaces a lower directory, even one no entry listed (``c/a/``
+                # implies ``c``): what was below it is gone, as when the layers are merged
                 self._remove_below(path, keep_dir=True)
             self.nodes[path] = node
+        for path in upper:
+            parent = posixpath.dirname(path)
+            while parent and parent not in self._parents:
+                self._parents.add(parent)
+                parent = posixpath.dirname(parent)
         self._by_layer.append(names)
 
     def _remove_below(self, path: str, keep_dir: bool) -> None:
@@ -120,8 +127,11 @@ class ImageTree:
         """The entry whose bytes a regular file or hard link has (hard links share data)."""
         entry = node.entry
         if entry.type == "hardlink":
+            # the extractor's hardlink rules and words: a broken link is the archive's fault
             target = self._by_layer[node.layer].get(normalize(entry.linkname))
-            if target is None or target.type != "reg":
-                raise NotFoundError(f"hard link {node.path!r} points at {entry.linkname!r}, not a file of its layer")
+            if target is None:
+                raise UnsafeContentError(node.path, f"hardlink target missing ({entry.linkname!r} is not in its layer)")
+            if target.type != "reg":
+                raise UnsafeContentError(node.path, f"hardlink target {entry.linkname!r} is not a regular file")
             return target
         return entry

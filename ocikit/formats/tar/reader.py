@@ -561,6 +561,9 @@ class TarScanner:
         """The stream ended: check it did not end inside a header, an extended header or member data."""
         if self._decoder.ended:
             return
-        if self._partial or self._data_left or self._payload is not None:
+        if self._partial or self._data_left:
             raise CorruptDataError("tar archive is truncated")
+        # Ending in padding is the end, as in Go and TarStream; an extended header cut there still counts
+        # (a global one is returned, a malformed one is an error), as it does for them.
+        self._payload_done()
         self.archive_size = self.position
