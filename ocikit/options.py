@@ -7,7 +7,6 @@ only for loopback registries, bounded timeouts and retries.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -26,12 +25,16 @@ class RetryPolicy:
 class Options:
     """How to reach registries.
 
-    ``insecure`` allows plain HTTP and skips TLS verification for every registry (the
-    explicit opt-out); loopback registries (``localhost``, ``127.*``, ``[::1]``) use plain
-    HTTP without it, as docker and oras do. ``password`` is never logged or shown.
+    The scheme rule lives in :meth:`ocikit.registry.transport.Transport.base_url`: HTTPS with
+    verification (``ca_bundle`` added to the trusted CAs); ``plain_http`` speaks plain HTTP to
+    every registry; ``insecure`` skips TLS verification and falls back to plain HTTP when a
+    registry does not speak TLS; loopback registries (``localhost``, ``127.*``, ``[::1]``) try
+    HTTPS first and fall back to plain HTTP, as docker does, so a TLS registry behind
+    ``kubectl port-forward`` works. ``password`` is never logged or shown.
     """
 
     insecure: bool = False
+    plain_http: bool = False  # no TLS at all, for every registry (oras --plain-http)
     username: str = ""
     password: str = field(default="", repr=False)
     registry_config: str = ""  # a docker config.json to read instead of the default locations
@@ -50,9 +53,3 @@ class Options:
 
 
 DEFAULT_OPTIONS = Options()
-
-
-def user_cache_dir(name: str) -> str:
-    """``$XDG_CACHE_HOME/ocikit/<name>`` (XDG base-directory spec; ``~/.cache`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "ocikit", name)

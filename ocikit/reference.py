@@ -120,6 +120,11 @@ class LayoutReference(DefaultTag):
 Reference = RegistryReference | LayoutReference
 
 
+def name_with(name: str, tag_or_digest: str) -> str:
+    """``repo:tag`` or ``repo@sha256:…``: how a name and a tag *or digest* are written together."""
+    return f"{name}@{tag_or_digest}" if ":" in tag_or_digest else f"{name}:{tag_or_digest}"
+
+
 def parse_reference(text: str) -> Reference:
     """Parse a registry or layout reference; raise :class:`InvalidReferenceError` naming the problem."""
     if not text or text != text.strip():

@@ -14,7 +14,7 @@ import subprocess
 from importlib import resources
 
 import pytest
-from environment import find_shared_fixtures
+from environment import SPACK_VIEW_ARCHIVE, SPACK_VIEW_README
 from environment import skip_or_fail as _skip_or_fail
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -26,16 +26,12 @@ VIEW_HASH = "m5vlrdleywqmp3aiv3sv2s54dysxhz6m"
 @pytest.fixture(scope="session")
 def spack_view_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The real spack copy view unpacked once: {"root", "view", "readme"}."""
-    shared = find_shared_fixtures()
-    if shared is None:
-        _skip_or_fail("shared/fixtures not found (set OCIKIT_SHARED_FIXTURES)")
-    archive = os.path.join(shared, "spack-views", "spack-view-a.tar.zst")
     root = tmp_path_factory.mktemp("spack-view-a")
-    subprocess.run(["tar", "--zstd", "-xf", archive, "-C", str(root)], check=True)
+    subprocess.run(["tar", "--zstd", "-xf", SPACK_VIEW_ARCHIVE, "-C", str(root)], check=True)
     return {
         "root": str(root),
         "view": os.path.join(str(root), "opt", "._view", VIEW_HASH),
-        "readme": os.path.join(shared, "spack-views", "README.md"),
+        "readme": SPACK_VIEW_README,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from environment import find_shared_fixtures, require_binary, skip_or_fail
+from environment import FIXTURES, require_binary
 from hypothesis import settings
 
 from ocikit.testing.registry import RegistryServer, registry_available
@@ -15,10 +15,6 @@ from ocikit.testing.registry import RegistryServer, registry_available
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-SHARED_FIXTURES = find_shared_fixtures()
-
-
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +39,12 @@ def layout_dir(tmp_path) -> str:
 
 
 @pytest.fixture(scope="session")
-def shared_fixtures() -> str:
-    if SHARED_FIXTURES is None:
-        skip_or_fail("shared/fixtures not found (set OCIKIT_SHARED_FIXTURES)")
-    return SHARED_FIXTURES
+def fixtures_dir() -> str:
+    """The repository's committed ``fixtures/`` directory (provenance in fixtures/README.md)."""
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures(fixtures_dir: str) -> str:
+    """Old name of ``fixtures_dir`` (same sub-directories), kept so branches written before the move merge."""
+    return fixtures_dir

@@ -1,12 +1,10 @@
-"""The test environment: where the shared fixtures are, and which real peers must be present.
+"""The test environment: where the committed fixtures are, and which real peers must be present.
 
 ``require_binary`` skips a test when a peer is missing on a developer's machine but fails it
 under ``CI=1``: scripts/test.sh installs every peer, so there a missing one is a set-up bug.
 
-Tests read ``../shared/fixtures`` directly, as the project's brief allows. A checkout may sit
-anywhere (a helper worktree one level deeper, CI's clean clone in a temporary directory), so
-the search is: ``$OCIKIT_SHARED_FIXTURES``; ``shared/fixtures`` beside the checkout or beside
-any of its parents; then ``/work/shared/fixtures``, where this workplace keeps them.
+Every input a test reads is committed under ``fixtures/`` (provenance in fixtures/README.md), so
+a clone is all the suite needs; no test names a path outside the repository.
 """
 
 from __future__ import annotations
@@ -17,22 +15,14 @@ import shutil
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-WORKPLACE_FIXTURES = "/work/shared/fixtures"
+FIXTURES = os.path.join(REPO, "fixtures")
 
+# The SOCI golden vectors (Apache-2.0 with its NOTICE): 1.7 MB, so the byte-for-byte test stands alone.
+SOCI_VECTORS = os.path.join(FIXTURES, "soci-vectors")
 
-def find_shared_fixtures() -> str | None:
-    candidates = [os.environ.get("OCIKIT_SHARED_FIXTURES", "")]
-    directory = REPO
-    while os.path.dirname(directory) != directory:
-        directory = os.path.dirname(directory)
-        candidates.append(os.path.join(directory, "shared", "fixtures"))
-    candidates.append(WORKPLACE_FIXTURES)
-    return next((os.path.abspath(c) for c in candidates if c and os.path.isdir(c)), None)
-
-
-# The SOCI golden vectors are copied into the repository (fixtures/soci-vectors, Apache-2.0 with
-# its NOTICE): 1.7 MB, so the byte-for-byte test stands alone.
-SOCI_VECTORS = os.path.join(REPO, "fixtures", "soci-vectors")
+# The real spack copy view (17 MB) and its description.
+SPACK_VIEW_ARCHIVE = os.path.join(FIXTURES, "spack-views", "spack-view-a.tar.zst")
+SPACK_VIEW_README = os.path.join(FIXTURES, "spack-views", "README.md")
 
 
 def skip_or_fail(message: str) -> None:

@@ -1,6 +1,6 @@
 """Shared helpers for the push-view tests: the real spack view fixture and tree comparisons.
 
-The fixture (../shared/fixtures/spack-views/spack-view-a.tar.zst) is unpacked with GNU tar
+The fixture (fixtures/spack-views/spack-view-a.tar.zst) is unpacked with GNU tar
 into a temporary directory; its files name the real root /opt/._view/<hash>, which is what
 the tests pass as ``root``.
 """
@@ -16,16 +16,21 @@ import stat
 import subprocess
 import tarfile
 
+from environment import SPACK_VIEW_ARCHIVE
+
 VIEW_HASH = "m5vlrdleywqmp3aiv3sv2s54dysxhz6m"
 REAL_ROOT = f"/opt/._view/{VIEW_HASH}"
 VIEW_PATH = "/opt/view"
-FIXTURE = os.path.join("spack-views", "spack-view-a.tar.zst")
 
 
-def unpack_fixture(shared_fixtures: str, target: str) -> str:
-    """Unpack the spack view archive under ``target``; return the view directory."""
+def unpack_fixture(target: str, old_style_target: str = "") -> str:
+    """Unpack the spack view archive under ``target``; return the view directory.
+
+    (Branches written before the fixture moved into the repository call
+    ``unpack_fixture(shared_fixtures, target)``; that still works.)"""
+    target = old_style_target or target
     os.makedirs(target, exist_ok=True)
-    subprocess.run(["tar", "--zstd", "-xf", os.path.join(shared_fixtures, FIXTURE), "-C", target], check=True)
+    subprocess.run(["tar", "--zstd", "-xf", SPACK_VIEW_ARCHIVE, "-C", target], check=True)
     return os.path.join(target, "opt", "._view", VIEW_HASH)
 
 

@@ -53,3 +53,34 @@ def test_csi_example_publishes_a_relocated_view(tmp_path, monkeypatch):
     module.node_unpublish_volume(target)
     assert not os.path.exists(target)
     assert len(module.CACHE.ls()) == 1  # the cached tree stays for the next pod
+
+
+def test_csi_example_deletes_the_pull_secret_it_wrote(tmp_path, monkeypatch):
+    pytest.importorskip("ocikit.relocate")
+    import tempfile
+
+    monkeypatch.setenv("OCIKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tmp_path / "tmp")
+    spec = importlib.util.spec_from_file_location("csi_node_publish", os.path.join(EXAMPLES, "csi_node_publish.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    layout = str(tmp_path / "layout")
+    push_view(layout, [TarBuilder().file("a", b"a").bytes()], {})
+    secrets = {".dockerconfigjson": '{"auths": {}}'}
+    module.node_publish_volume({"reference": f"oci:{layout}:v1"}, str(tmp_path / "pod"), False, secrets)
+    assert os.path.exists(tmp_path / "pod" / "a")
+    assert os.listdir(tmp_path / "tmp") == []  # no ocikit-auth-*.json left behind
+
+
+def test_sidecar_pins_a_digest_and_the_shell_wait_loop_times_out(tmp_path):
+    sidecar = open(os.path.join(EXAMPLES, "pod-sidecar.yaml")).read()
+    assert re.search(r"ocikit pull [^\n]*\S+@sha256:[0-9a-f]{64} ", sidecar)
+    readme = open(os.path.join(EXAMPLES, "README.md")).read()
+    loop = re.search(r"```sh\n(.*?)```", readme, re.S).group(1)
+    quick = loop.replace("/opt/view", str(tmp_path / "view")).replace("-le 300", "-le 1").replace("sleep 2", "sleep 0")
+    missing = subprocess.run(["sh", "-c", quick], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 8 and "not ready" in missing.stderr
+    os.makedirs(tmp_path / "view" / ".ocikit")
+    (tmp_path / "view" / ".ocikit" / "ready.json").write_text("{}")
+    assert subprocess.run(["sh", "-c", quick], timeout=30).returncode == 0

@@ -36,8 +36,8 @@ FORBIDDEN = (REAL_ROOT.encode(), b"/opt/._view/", b"__ocikit_root_placeholder__"
 
 
 @pytest.fixture(scope="module")
-def view_dir(shared_fixtures, tmp_path_factory):
-    return unpack_fixture(shared_fixtures, str(tmp_path_factory.mktemp("image")))
+def view_dir(tmp_path_factory):
+    return unpack_fixture(str(tmp_path_factory.mktemp("image")))
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,8 @@ OTHER_HASH = "a" * 32
 
 
 @pytest.fixture(scope="module")
-def view_dir(shared_fixtures, tmp_path_factory):
-    return unpack_fixture(shared_fixtures, str(tmp_path_factory.mktemp("push")))
+def view_dir(tmp_path_factory):
+    return unpack_fixture(str(tmp_path_factory.mktemp("push")))
 
 
 @pytest.fixture(scope="module")

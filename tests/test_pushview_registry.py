@@ -22,8 +22,8 @@ pytestmark = pytest.mark.registry
 
 
 @pytest.fixture(scope="module")
-def view_dir(shared_fixtures, tmp_path_factory):
-    view = unpack_fixture(shared_fixtures, str(tmp_path_factory.mktemp("regview")))
+def view_dir(tmp_path_factory):
+    view = unpack_fixture(str(tmp_path_factory.mktemp("regview")))
     time.sleep(2.2)  # past the cache's racy window (see test_pushview_push.py)
     return view
 

@@ -14,8 +14,8 @@ from ocikit.spack.view import scan_view
 
 
 @pytest.fixture(scope="module")
-def fixture_view(shared_fixtures, tmp_path_factory):
-    return unpack_fixture(shared_fixtures, str(tmp_path_factory.mktemp("scan")))
+def fixture_view(tmp_path_factory):
+    return unpack_fixture(str(tmp_path_factory.mktemp("scan")))
 
 
 @pytest.fixture(scope="module")

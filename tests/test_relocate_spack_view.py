@@ -1,4 +1,4 @@
-"""The real spack 1.1 copy view from ../shared/fixtures, relocated to where it was unpacked.
+"""The real spack 1.1 copy view from fixtures/spack-views, relocated to where it was unpacked.
 
 The view's files name ``/opt/._view/<hash>`` (44 characters). Spack shrank the original
 install prefixes into it by padding with ``/``, which ocikit reclaims: ``bin/xz`` and ``bin/lzmainfo`` hold
@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 
 import pytest
-from environment import require_binary
+from environment import SPACK_VIEW_ARCHIVE, require_binary
 from relocate_build import clean_env_run, resolved_libraries, snapshot
 
 from ocikit.errors import RelocationError
@@ -34,12 +34,11 @@ NEEDS = {"bin/xz": "liblzma.so.5", "bin/lzmainfo": "liblzma.so.5", "bin/bzip2": 
 
 
 @pytest.fixture(scope="module")
-def pristine_view(shared_fixtures, tmp_path_factory) -> str:
+def pristine_view(tmp_path_factory) -> str:
     """The view directory alone (not the install tree), unpacked once per module."""
     require_binary("zstd")
-    archive = os.path.join(shared_fixtures, "spack-views", "spack-view-a.tar.zst")
     top = str(tmp_path_factory.mktemp("spack-view"))
-    subprocess.run(["tar", "--zstd", "-xf", archive, "-C", top, "opt/._view"], check=True)
+    subprocess.run(["tar", "--zstd", "-xf", SPACK_VIEW_ARCHIVE, "-C", top, "opt/._view"], check=True)
     return top
 
 

@@ -50,7 +50,7 @@ def test_json_document(layout) -> None:
     document = json.loads(result.stdout)
     assert document["names"] == [f"oci:{layout}:a", f"oci:{layout}:b"]
     assert document["matrix"] == [[1.0, 0.4], [0.4, 1.0]]
-    assert document["summary"]["unique_layers"] == 5 and document["by"] == "digest"
+    assert document["summary"]["uniqueLayers"] == 5 and document["by"] == "digest"
 
 
 def test_csv_png_and_reference_file(layout, tmp_path) -> None:
@@ -105,8 +105,22 @@ def test_missing_extra_names_the_pip_command(monkeypatch, capsys, layout) -> Non
         main(["-q", "similarity", f"oci:{layout}:a"])  # -q: no progress bar, nothing else involved
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip() == (
-        "ocikit: error: similarity needs numpy and scipy, which are not installed: pip install 'ocikit[similarity]'"
+        "ocikit: error: similarity needs numpy and scipy, which are not installed: pip install 'ocikit[similarity]' "
+        "(from a checkout: pip install -e '.[similarity]')"
     )
+
+
+def test_missing_plot_extra_fails_before_any_work(monkeypatch, capsys, tmp_path) -> None:
+    from ocikit_cli.main import main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    # The reference does not exist: reaching it would be a different error (exit 3), so exit 1
+    # with the plot message proves the check came first.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-q", "similarity", f"oci:{tmp_path / 'nothing'}:a", "--png", str(tmp_path / "m.png")])
+    assert exit_info.value.code == 1
+    assert "the heatmap needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
 
 
 @pytest.mark.registry
@@ -131,3 +145,21 @@ def test_registry_images_by_diff_id_weighted(registry, tmp_path) -> None:
     matrix = json.loads(result.stdout)["matrix"]
     smallest = min(base.desc.size, base9.desc.size)
     assert matrix[0][1] == pytest.approx(smallest / (smallest + top.desc.size), abs=1e-6)
+
+
+def test_by_diff_id_reads_ocikit_views_configs(tmp_path) -> None:
+    """A view's config has no rootfs.diff_ids, but records each layer's diffId: the same tree
+    pushed at two zstd levels differs by digest and is the same by diff-id."""
+    view = tmp_path / "app"
+    (view / "share").mkdir(parents=True)
+    (view / "share" / "data").write_bytes(bytes(range(256)) * 2000)
+    for tag, level in (("fast", "1"), ("slow", "19")):
+        pushed = subprocess.run([sys.executable, "-m", "ocikit_cli.main", "-q", "push-view", str(view),
+                                 f"oci:{tmp_path / 'l'}:{tag}", "--no-compat", "--no-cache", "--level", level],
+                                capture_output=True, text=True)
+        assert pushed.returncode == 0, pushed.stderr
+    refs = [f"oci:{tmp_path / 'l'}:fast", f"oci:{tmp_path / 'l'}:slow"]
+    by_digest = json.loads(run(*refs, "--json").stdout)
+    by_diff_id = run(*refs, "--by", "diff-id", "--json")
+    assert by_diff_id.returncode == 0, by_diff_id.stderr
+    assert by_digest["matrix"][0][1] == 0.0 and json.loads(by_diff_id.stdout)["matrix"][0][1] == 1.0

@@ -38,7 +38,7 @@ def test_build_ls_info_get_file(image, tmp_path):
     listed = json.loads(run("ztoc", "ls", ref, "--json").stdout)
     assert listed[0]["ztoc"] == report["layers"][0]["ztoc"] and listed[0]["kind"] == "soci"
     info = json.loads(run("ztoc", "info", ref, "--json").stdout)
-    assert any(f["name"] == "./bin/tool" and f["end_span"] >= f["start_span"] for f in info["files"])
+    assert any(f["name"] == "./bin/tool" and f["endSpan"] >= f["startSpan"] for f in info["files"])
     out = tmp_path / "tool"
     got = run("get-file", ref, "bin/tool", "-o", str(out), "--json")
     assert got.returncode == 0, got.stderr
@@ -60,7 +60,7 @@ def test_build_file_reproduces_a_soci_vector(tmp_path):
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == open(os.path.join(vectors, "meta.ztoc"), "rb").read()
     described = json.loads(run("ztoc", "info", str(out), "--json").stdout)
-    assert described["build_tool"] == "soci-oracle" and described["compression"] == "gzip"
+    assert described["buildTool"] == "soci-oracle" and described["compression"] == "gzip"
 
 
 def test_errors_are_one_line_with_exit_codes(image, tmp_path):

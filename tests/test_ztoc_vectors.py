@@ -1,4 +1,4 @@
-"""SOCI compatibility: ocikit builds every golden zTOC byte for byte (shared/fixtures/soci-vectors)."""
+"""SOCI compatibility: ocikit builds every golden zTOC byte for byte (fixtures/soci-vectors)."""
 
 import hashlib
 import json

@@ -1,4 +1,4 @@
-"""State shared by all commands: connection options and output mode."""
+"""State shared by all commands: connection options and output mode (built in globals.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ocikit.progress import NULL_PROGRESS, Progress
 class CliContext:
     options: Options
     quiet: bool = False
+    explicit: frozenset[str] = frozenset()  # global options the user set (typed or environment)
 
     def progress(self, json_output: bool = False) -> Progress:
         """A terminal progress bar on a TTY; silence in pipes, with --json or --quiet."""
@@ -23,24 +24,6 @@ class CliContext:
         if self.quiet or json_output or not sys.stderr.isatty():
             return NULL_PROGRESS
         return TerminalProgress()
-
-
-def build_options(
-    insecure: bool,
-    username: str,
-    password: str,
-    registry_config: str,
-    ca_bundle: str,
-    concurrency: int,
-) -> Options:
-    return Options(
-        insecure=insecure,
-        username=username,
-        password=password,
-        registry_config=registry_config,
-        ca_bundle=ca_bundle,
-        concurrency=concurrency,
-    )
 
 
 pass_cli = click.make_pass_decorator(CliContext)

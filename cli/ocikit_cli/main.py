@@ -18,7 +18,8 @@ import click
 from ocikit import __version__
 from ocikit.errors import OcikitError, exit_code_for
 
-from .context import CliContext, build_options
+from .examples import add_examples
+from .globals import apply_global_options, group_options, remember_group_flags
 
 # name -> "module:attribute"; one module per command (or command group) in commands/.
 COMMANDS: dict[str, str] = {
@@ -55,39 +56,32 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
             module_name, attribute = self.lazy[name].split(":")
-            return getattr(importlib.import_module(module_name), attribute)
-        return super().get_command(ctx, name)
+            command = getattr(importlib.import_module(module_name), attribute)
+        else:
+            command = super().get_command(ctx, name)
+        if command is None:
+            return None
+        return add_examples(apply_global_options(command), name)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ocikit")
-@click.option("--insecure", is_flag=True, help="Allow plain HTTP and skip TLS verification for all registries.")
-@click.option("-u", "--username", envvar="OCIKIT_USERNAME", default="", help="Registry user name.")
-@click.option("--password-stdin", is_flag=True, help="Read the registry password or token from stdin.")
-@click.option(
-    "--registry-config",
-    envvar="REGISTRY_AUTH_FILE",
-    type=click.Path(dir_okay=False),
-    default="",
-    help="A docker config.json with credentials (default: $DOCKER_CONFIG or ~/.docker).",
-)
-@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), default=None, help="CA bundle for TLS.")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel transfers.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@group_options
 @click.pass_context
 def cli(ctx: click.Context, **flags: Any) -> None:
     """Move large HPC software stacks (spack views) through OCI registries.
 
     References are registry names (HOST/REPO[:TAG][@DIGEST], docker.io by default)
-    or OCI image layouts on disk (oci:PATH[:TAG|@DIGEST]).
+    or OCI image layouts on disk (oci:PATH[:TAG|@DIGEST]). Global options may come
+    before or after the command; `ocikit COMMAND --help` lists them with examples.
     """
-    password = ""
-    if flags.pop("password_stdin"):
-        password = sys.stdin.readline().rstrip("\r\n")
-    password = password or os.environ.get("OCIKIT_PASSWORD", "")
-    quiet = flags.pop("quiet")
-    flags["ca_bundle"] = flags["ca_bundle"] or ""
-    ctx.obj = CliContext(options=build_options(password=password, **flags), quiet=quiet)
+    remember_group_flags(ctx, flags)
+
+
+# click >= 8.2 raises this (a UsageError) for a group called without a command.
+_NO_ARGS_IS_HELP: type[click.ClickException] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.ClickException,), {})
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,9 +91,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("ocikit: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
+    except _NO_ARGS_IS_HELP as exc:  # a bare `ocikit` or group: the help itself, as click shows it
         exc.show()
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # one line, as the README promises, naming where help is
+        where = exc.ctx.command_path if exc.ctx else "ocikit"
+        _fail(f"ocikit: error: {exc.format_message()} (see '{where} --help')", exc.exit_code, None)
+    except click.ClickException as exc:
+        _fail(f"ocikit: error: {exc.format_message()}", exc.exit_code, None)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except OcikitError as exc:

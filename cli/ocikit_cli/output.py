@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -16,12 +17,50 @@ from ocikit.progress import Progress
 json_option = click.option("--json", "json_output", is_flag=True, help="Machine-readable JSON on stdout.")
 
 
-def emit(json_output: bool, document: Any, render_text: Callable[[Any], str] | None = None) -> None:
-    """Print ``document`` as JSON, or as text through ``render_text`` (nothing if it returns '')."""
-    if json_output:
-        click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
+# Mappings whose keys are data (user annotations and labels, values written by others), not
+# ocikit's field names: their contents are printed exactly as they are.
+VERBATIM_KEYS = frozenset({"annotations", "labels"})
+_SNAKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+
+
+def camel_case(name: str) -> str:
+    """``uploaded_bytes`` → ``uploadedBytes``; any other key (``org.opencontainers.x``, ``GLIBCXX``) unchanged."""
+    if not _SNAKE.fullmatch(name):
+        return name
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def json_document(value: Any) -> Any:
+    """THE JSON style of every ``--json`` output: camelCase keys, like the OCI documents and ready.json.
+
+    Library results keep their Python names (``to_dict()`` may say ``start_span``); this is
+    where they become ``startSpan``, so no command has to remember. Tuples become lists.
+    """
+    if isinstance(value, dict):
+        return {
+            camel_case(str(key)): (item if key in VERBATIM_KEYS else json_document(item)) for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [json_document(item) for item in value]
+    return value
+
+
+def dumps(document: Any, verbatim: bool = False) -> str:
+    """``document`` as ``--json`` prints it (camelCase keys, sorted, indented); ``verbatim``: its
+    keys are data (``ocikit label REF`` prints a reference's labels), printed as they are."""
+    return json.dumps(document if verbatim else json_document(document), indent=2, sort_keys=True, default=str)
+
+
+def emit(
+    json_output: bool, document: Any, render_text: Callable[[Any], str] | None = None, verbatim: bool = False
+) -> None:
+    """Print ``document`` as JSON (through :func:`dumps`), or as text through ``render_text``
+    (nothing if it returns ''). ``render_text`` sees the library's own key names."""
+    if json_output or render_text is None:
+        click.echo(dumps(document, verbatim))
         return
-    text = render_text(document) if render_text else json.dumps(document, indent=2, sort_keys=True, default=str)
+    text = render_text(document)
     if text:
         click.echo(text)
 
@@ -46,7 +85,9 @@ class TerminalProgress(Progress):
     """One aggregated line on stderr, redrawn at most 10 times a second.
 
     Byte tasks are summed and shown with a rate; counted tasks (files, manifests) are
-    shown as ``done/total unit``. Finished tasks are counted as ``[finished/started]``.
+    shown as ``done/total unit``. Finished tasks are counted as ``[finished/started]``; tasks
+    may run side by side (push-view scans for compatibility metadata while layers upload), so
+    only the last line, drawn when everything has finished, has ``finished == started``.
     """
 
     def __init__(self, stream: Any = None) -> None:
@@ -92,6 +133,8 @@ class TerminalProgress(Progress):
             self._stream.flush()
 
     def _line(self, now: float) -> str:
+        if not self._totals:  # only a phase message so far (e.g. "scanning view"): no counts to show
+            return f"\r{self._label[:80]}"
         byte_tasks = [t for t, u in self._units.items() if u == "B"]
         if byte_tasks:
             done = sum(self._done.get(t, 0) for t in byte_tasks)

@@ -53,3 +53,44 @@ class ByteSize(click.ParamType):
 
 
 SIZE = ByteSize()
+
+
+class OldNamesHidden(click.Option):
+    """An option that still accepts its old spellings but shows only its current name in help.
+
+    Renames keep scripts working: ``--cache`` became ``--cache-dir``, ``--label`` became
+    ``-a/--annotation``. The old names are listed in docs/cli.md ("Deprecated spellings").
+    """
+
+    def __init__(self, *args: Any, old_names: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.old_names = old_names
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown, self.opts = self.opts, [o for o in self.opts if o not in self.old_names]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def renamed_option(*decls: str, old: tuple[str, ...], **attrs: Any) -> Any:
+    """``click.option`` for a renamed option: ``old`` spellings keep working, hidden from help."""
+    return click.option(*decls, *old, cls=OldNamesHidden, old_names=old, **attrs)
+
+
+def annotation_option(help: str = "Manifest annotation (repeatable).", old: tuple[str, ...] = ()) -> Any:
+    """``-a/--annotation KEY=VALUE``, the one spelling of annotations (as oras), parsed by :func:`parse_pairs`."""
+    return renamed_option("-a", "--annotation", "annotations", old=old, multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def cache_dir_option(default: Any, shown_default: str | bool, help: str, old: tuple[str, ...] = ()) -> Any:
+    """``--cache-dir DIR``, the one spelling of a command's cache directory (under $OCIKIT_CACHE_DIR)."""
+    return renamed_option("--cache-dir", "cache_dir", old=old, type=click.Path(file_okay=False), default=default,
+                          show_default=shown_default, metavar="DIR", help=help)
+
+
+def platform_option(what: str = "Pick this platform's manifest when REFERENCE is an index") -> Any:
+    """``--platform OS/ARCH[/VARIANT]``, the one spelling wherever a reference may name an index."""
+    return click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
+                        help=f"{what} [default: this host's].")

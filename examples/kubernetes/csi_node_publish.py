@@ -38,22 +38,30 @@ import ocikit
 
 CACHE = ocikit.NodeCache(os.environ.get("OCIKIT_CACHE", "/var/lib/ocikit"))
 MOUNTS: dict[str, ocikit.MountHandle] = {}  # target path -> the lazy mount serving it
+AUTH_FILES: dict[str, str] = {}  # target path -> the pull secret a lazy mount still reads with
 
 
 def node_publish_volume(
     volume_context: Mapping[str, str], target_path: str, readonly: bool, secrets: Mapping[str, str]
 ) -> None:
     """NodePublishVolume: make the view of ``volume_context["reference"]`` appear at ``target_path``."""
-    options = ocikit.Options(registry_config=_docker_config(secrets)) if secrets else ocikit.Options()
-    cache = ocikit.NodeCache(CACHE.root, options=options)
+    auth_file = _docker_config(secrets) if secrets else ""
+    cache = ocikit.NodeCache(CACHE.root, options=ocikit.Options(registry_config=auth_file))
     policy = ocikit.PullPolicy(against=volume_context.get("appImage", ""))
     if volume_context.get("mode") == "mount":
+        # A lazy mount reads from the registry for as long as it is mounted: its credentials
+        # live until NodeUnpublishVolume.
         os.makedirs(target_path, exist_ok=True)
         MOUNTS[target_path] = cache.mount(
             volume_context["reference"], target_path, relocate_to=volume_context.get("mountPath"), allow_other=True
         )
+        AUTH_FILES[target_path] = auth_file
         return
-    entry = cache.ensure(volume_context["reference"], policy)  # downloads once per node, waits if another pod is
+    try:
+        entry = cache.ensure(volume_context["reference"], policy)  # downloads once per node, waits if another pod is
+    finally:
+        if auth_file:  # the pod's secret never outlives the download
+            os.unlink(auth_file)
     cache.publish(
         entry,
         target_path,
@@ -73,6 +81,9 @@ def node_unpublish_volume(target_path: str) -> None:
     if handle is not None:
         handle.unmount()  # the spans it fetched stay in the cache for the next pod
         os.rmdir(target_path)
+        auth_file = AUTH_FILES.pop(target_path, "")
+        if auth_file:
+            os.unlink(auth_file)
         return
     if os.path.ismount(target_path):
         subprocess.run(["umount", target_path], check=True)
@@ -85,7 +96,8 @@ def garbage_collect() -> None:
 
 
 def _docker_config(secrets: Mapping[str, str]) -> str:
-    """Write the pod's pull secret (``.dockerconfigjson``) where ocikit's credential lookup reads it."""
+    """Write the pod's pull secret (``.dockerconfigjson``) to a private file (mode 0600) for the
+    credential lookup; the caller deletes it when the download is done."""
     handle, path = tempfile.mkstemp(prefix="ocikit-auth-", suffix=".json")
     with os.fdopen(handle, "w") as fh:
         fh.write(secrets[".dockerconfigjson"])

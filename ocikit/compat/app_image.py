@@ -35,10 +35,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..cachedirs import user_cache_dir
 from ..content.base import Store
 from ..digest import validate_digest
 from ..errors import LocalIOError, NotFoundError, OcikitError, UnsupportedError
-from ..options import DEFAULT_OPTIONS, Options, user_cache_dir
+from ..options import DEFAULT_OPTIONS, Options
 from ..spec.descriptor import Descriptor, Platform
 from ..ztoc.toc import FileMetadata
 from ..ztoc.view import OPAQUE, WHITEOUT, ImageTree, normalize

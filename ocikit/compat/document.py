@@ -1,7 +1,8 @@
 """The compatibility spec document (layer ``application/vnd.oci.image-compatibility.spec.v1+json``).
 
-Shape: OCI image-compatibility WG proposal F — ``{"compatibilities": {<group>: {...}}}``,
-one group per compatibility interest group (REFERENCE.md §8):
+Shape: OCI image-compatibility WG proposal F (github.com/opencontainers/wg-image-compatibility,
+``docs/proposals/``) — ``{"compatibilities": {<group>: {...}}}``, one group per compatibility
+interest group:
 
 * ``org.supercontainers`` — flat strings (compspec keys): ``mpi.implementation``,
   ``mpi.version``, ``gpu``, ``glibc``, ``hardware.gpu.cuda.version``;

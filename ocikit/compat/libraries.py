@@ -1,6 +1,6 @@
 """What well-known sonames say about a view: MPI flavour, GPU stack, fabric, glibc.
 
-The table follows REFERENCE.md §8.1. A soname is the stable name the dynamic loader looks
+A soname is the stable name the dynamic loader looks
 for (``DT_NEEDED``), so it identifies an ABI, not a package version: ``libmpi.so.40`` is
 Open MPI 3.x–5.x, ``libmpi.so.12`` is the MPICH ABI shared by MPICH, Intel MPI, MVAPICH2
 and Cray (and, unfortunately, by the long-gone Open MPI 1.10 — spack metadata settles
@@ -66,7 +66,7 @@ def _rule(pattern: str, category: str, name: str, detail: str, host_only: bool =
 
 # First match wins; a named group "major" becomes LibraryRole.major.
 _RULES = [
-    # MPI (REFERENCE §8.1 table)
+    # MPI
     _rule(r"^libmpi\.so\.40$", "mpi", "openmpi", "Open MPI 3.x-5.x ABI (libmpi.so.40)"),
     _rule(r"^libmpi\.so\.20$", "mpi", "openmpi", "Open MPI 2.x ABI (libmpi.so.20)"),
     _rule(

@@ -130,7 +130,7 @@ class ScanReport:
     # -- outputs ---------------------------------------------------------------------
 
     def annotations(self) -> dict[str, str]:
-        """supercontainers labels (REFERENCE §8): ``org.supercontainers.mpi/.gpu/.glibc`` when known."""
+        """supercontainers labels (github.com/vsoch/containerspec labels/labels.go): ``org.supercontainers.mpi/.gpu/.glibc`` when known."""
         out: dict[str, str] = {}
         mpi = self.fact("mpi.family")
         if mpi:

@@ -1,7 +1,7 @@
 """Facts from spack's metadata: ``.spack/<pkg>/spec.json`` in a view, ``.spack/spec.json`` in a prefix.
 
 Spack copies each package's ``.spack`` directory into the view unrelocated
-(REFERENCE.md §7.1). Its ``spec.json`` is the concretized DAG: every node has a name,
+(fixtures/spack-views/README.md shows a real one). Its ``spec.json`` is the concretized DAG: every node has a name,
 version, ``arch`` (platform, os, target — a name, or a dict with the microarchitecture's
 features) and ``dependencies`` edges whose ``parameters.virtuals`` say which package
 provides which virtual (``mpi`` → ``openmpi``, ``libc`` → ``glibc``). That is better

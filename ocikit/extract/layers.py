@@ -187,7 +187,7 @@ class _LayerRunner:
     def run(self, job: LayerJob, tree_fd: int) -> LayerOutcome | None:
         desc = job.descriptor
         task = f"layer:{desc.digest}"
-        label = job.title or desc.short()
+        label = desc.title or job.title or desc.short()  # a package layer reads "zlib-1.2.13-….tar.zst"
         self.progress.start(task, label, desc.size)
         reader = _CountingReader(self.open_blob(desc), lambda n: self.progress.advance(task, n))
         if job.mode == FILE:

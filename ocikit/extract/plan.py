@@ -9,7 +9,7 @@ Three kinds of artifact are told apart by their manifest:
            keeps its entries under ``<title>/``, which is stripped), then relocated.
 ``image``  a container image (an image config): layers applied in order with whiteouts;
            also any artifact pulled with ``rootfs=True``.
-``oras``   anything else, unpacked the way ORAS clients do (REFERENCE §2.2): layers without
+``oras``   anything else, unpacked the way ORAS clients do (oras-go ``content/file``): layers without
            a title are skipped; ``unpack == "true"`` (oras-go), or a ``tar+gzip`` layer without
            the annotation (oras-py's directory convention), is a directory archive whose
            entries must lie under ``<title>/``; any other layer is a file saved as ``<title>``.

@@ -450,6 +450,7 @@ class SafeExtractor:
                     raise
                 try:
                     os.mkdir(base, 0o755, dir_fd=parent_fd)  # a parent the archive did not list
+                    self.outcome.directories += 1  # still a directory of the tree: count it
                 except FileExistsError:
                     pass
             except OSError as exc:  # a symlink or a file on the way, a name too long: the archive's fault

@@ -17,10 +17,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, fields
 
+from ..cachedirs import node_cache_dir
 from ..errors import LocalIOError
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import NULL_PROGRESS, Progress
-from ..pull.nodecache import default_cache_dir
 from ..pull.policy import DEFAULT_POLICY, PullPolicy
 from .daemon import rebuild_error
 from .serve import DEFAULT_PREFETCH_RATE, DEFAULT_TIMEOUT, PREFETCH_NONE, MountConfig
@@ -89,7 +89,7 @@ def mount_config(
     stats_file: str = "",
 ) -> MountConfig:
     """The :class:`MountConfig` for these keywords (the cache defaults to the node cache's directory)."""
-    cache_dir = os.path.abspath(cache or default_cache_dir())
+    cache_dir = os.path.abspath(cache or node_cache_dir())
     if not stats_file:
         stats_dir = os.path.join(cache_dir, "mount", "stats")
         try:

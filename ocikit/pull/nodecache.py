@@ -63,12 +63,6 @@ from .steps import check_compatibility, extract_tree, marker_document, open_sour
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def default_cache_dir() -> str:
-    """``$OCIKIT_CACHE``, else ``$XDG_CACHE_HOME/ocikit/node`` (``~/.cache/ocikit/node``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.environ.get("OCIKIT_CACHE") or os.path.join(base, "ocikit", "node")
-
-
 @dataclass
 class CacheEntry:
     """One cached tree (``path``), keyed by its manifest digest."""

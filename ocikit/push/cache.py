@@ -29,6 +29,8 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
+from ..cachedirs import cache_home
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -41,11 +43,7 @@ CREATE TABLE IF NOT EXISTS hints (key TEXT PRIMARY KEY, diff_id TEXT NOT NULL);
 
 
 def default_cache_dir() -> str:
-    explicit = os.environ.get("OCIKIT_CACHE_DIR")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "ocikit")
+    return cache_home()  # the digest cache sits at the top of ocikit's cache home
 
 
 @dataclass(frozen=True)

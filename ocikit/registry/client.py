@@ -18,6 +18,7 @@ import requests
 
 from ..digest import digest_bytes
 from ..errors import DigestMismatchError, InvalidContentError, RegistryNotFoundError, UnsupportedError
+from ..reference import name_with
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor
 from ..spec.manifest import parse_manifest
@@ -56,7 +57,7 @@ class RepositoryClient:
         response = self.transport.request(
             "HEAD",
             self._path("manifests", reference),
-            operation=f"resolve {self.name}:{reference}",
+            operation=f"resolve {name_with(self.name, reference)}",
             scopes=self.pull_scope,
             headers={"Accept": mt.MANIFEST_ACCEPT},
             expected=(404,),
@@ -92,14 +93,14 @@ class RepositoryClient:
             raise DigestMismatchError(f"manifest {self.name}@{reference}", reference, actual)
         header_digest = response.headers.get("Docker-Content-Digest", "")
         if header_digest.startswith("sha256:") and header_digest != actual:
-            raise DigestMismatchError(f"manifest {self.name}:{reference}", header_digest, actual)
+            raise DigestMismatchError(f"manifest {name_with(self.name, reference)}", header_digest, actual)
         return raw, media_type
 
     def put_manifest(self, reference: str, raw: bytes, media_type: str) -> requests.Response:
         response = self.transport.request(
             "PUT",
             self._path("manifests", reference),
-            operation=f"push manifest {self.name}:{reference}" if ":" not in reference else f"push manifest {self.name}@{reference}",
+            operation=f"push manifest {name_with(self.name, reference)}",
             scopes=self.push_scope,
             headers={"Content-Type": media_type},
             body=raw,

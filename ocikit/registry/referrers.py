@@ -6,7 +6,7 @@ tag ``sha256-<hex>`` is read instead. Which mode works is remembered per reposit
 
 Writing (after a manifest with a ``subject`` is pushed): nothing to do if the registry
 answered with ``OCI-Subject`` or is known to have the API. Otherwise the fallback index
-is updated safely (REFERENCE.md §1.3 design note): hold a per-subject thread + file lock
+is updated safely (distribution-spec v1.1 "referrers tag schema", made safe): hold a per-subject thread + file lock
 (2.8 ignores ``If-Match``), read the tag, refuse anything that is not an index or is the
 subject itself (GitLab maps the tag to the subject, oras-go #1396), drop entries whose
 manifests are gone, add the new entry, push, then re-read to confirm it survived a

@@ -15,7 +15,7 @@ from ..byteio import ByteReader
 from ..digest import VerifyingReader, digest_bytes
 from ..errors import DigestMismatchError, NotFoundError
 from ..options import DEFAULT_OPTIONS, Options
-from ..reference import DEFAULT_TAG, RegistryReference
+from ..reference import DEFAULT_TAG, RegistryReference, name_with
 from ..spec.descriptor import Descriptor
 from ..spec.manifest import parse_manifest
 from .client import RepositoryClient
@@ -86,7 +86,7 @@ class RegistryStore:
         reference = reference or DEFAULT_TAG
         desc = self.client.head_manifest(reference)
         if desc is None:
-            raise NotFoundError(f"{self.describe()}:{reference} not found")
+            raise NotFoundError(f"{name_with(self.describe(), reference)} not found")
         return desc
 
     def tag(self, desc: Descriptor, tag: str) -> None:

@@ -24,6 +24,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -114,18 +115,33 @@ class Transport:
         return f"{self._scheme}://{self.host}"
 
     def _detect_scheme(self) -> str:
-        if is_loopback(self.host):
+        """The one scheme rule (documented in docs/registry.md, "Scheme").
+
+        ``plain_http``: HTTP. Otherwise HTTPS, verified against the system CAs plus
+        ``ca_bundle`` (or not verified with ``insecure``). A registry that turns out not to
+        speak TLS at all gets plain HTTP only where that is expected: on loopback (a local
+        registry, as docker and oras do) or with ``insecure``. A loopback registry that does
+        speak TLS (``kubectl port-forward`` to one) keeps HTTPS, so its certificate is checked.
+        """
+        if self.options.plain_http:
             return "http"
-        if not self.options.insecure:
+        if not (is_loopback(self.host) or self.options.insecure):
             return "https"
-        # --insecure: a registry may speak TLS with a self-signed certificate or plain HTTP.
+        return "https" if self._speaks_tls() else "http"
+
+    def _speaks_tls(self) -> bool:
+        """One unverified probe of ``/v2/``: did a TLS handshake happen at all?"""
         try:
-            self.session.get(f"https://{self.host}/v2/", timeout=self.timeout, verify=False).close()
-            return "https"
+            with warnings.catch_warnings():  # unverified on purpose: only the handshake matters here
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                self.session.get(f"https://{self.host}/v2/", timeout=self.timeout, verify=False).close()
+            return True
         except requests.exceptions.SSLError:
-            return "http"
+            return False  # "wrong version number": the port speaks plain HTTP
         except requests.RequestException:
-            return "https"
+            # Refused or timed out: nothing to learn. Loopback stays plain HTTP (a local registry
+            # being started); elsewhere HTTPS, so the real request reports the real failure.
+            return not is_loopback(self.host)
 
     # -- requests ------------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ from types import ModuleType
 
 from ..errors import UnsupportedError
 
-SIMILARITY_EXTRA = "pip install 'ocikit[similarity]'"
-PLOT_EXTRA = "pip install 'ocikit[plot]'"
+# Until a release is on PyPI, the extras install from a checkout: say both ways.
+SIMILARITY_EXTRA = "pip install 'ocikit[similarity]' (from a checkout: pip install -e '.[similarity]')"
+PLOT_EXTRA = "pip install 'ocikit[plot]' (from a checkout: pip install -e '.[plot]')"
 
 
 def numpy() -> ModuleType:

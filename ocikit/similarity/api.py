@@ -130,7 +130,7 @@ def similarity(
     bytes over union bytes. ``platform`` (``"linux/arm64"``) picks from indexes, the
     host's by default. Manifests are fetched by ``concurrency`` workers (default 16:
     small, latency-bound requests) and cached in ``cache_dir`` (default
-    ``$XDG_CACHE_HOME/ocikit/manifests``; ``use_cache=False`` bypasses it). ``top`` is the
+    ``$OCIKIT_CACHE_DIR/manifests``, default ``~/.cache/ocikit/manifests``; ``use_cache=False`` bypasses it). ``top`` is the
     number of most shared layers listed in the summary.
     """
     _deps.numpy(), _deps.scipy_sparse()  # fail before any network work if the extra is missing

@@ -9,7 +9,7 @@ match its name, so a corrupted or tampered cache file is refetched, never truste
 go to a temporary name in the same directory and are renamed into place, so concurrent
 runs and crashes never leave half-written entries.
 
-Location: ``$XDG_CACHE_HOME/ocikit/manifests`` (``~/.cache/ocikit/manifests`` when
+Location: ``manifests/`` in ocikit's cache home (``$OCIKIT_CACHE_DIR``, ``~/.cache/ocikit/manifests`` when
 ``XDG_CACHE_HOME`` is unset), one file per document at ``<alg>/<hex>``.
 """
 
@@ -19,13 +19,13 @@ import contextlib
 import os
 import uuid
 
+from ..cachedirs import user_cache_dir
 from ..digest import algorithm_of, digest_bytes, hex_of, validate_digest
 from ..errors import LocalIOError
-from ..options import user_cache_dir
 
 
 def default_cache_dir() -> str:
-    """``$XDG_CACHE_HOME/ocikit/manifests`` (XDG base-directory spec; ``~/.cache`` by default)."""
+    """``manifests/`` in ocikit's cache home (``$OCIKIT_CACHE_DIR``, default ``~/.cache/ocikit``)."""
     return user_cache_dir("manifests")
 
 

@@ -289,6 +289,8 @@ class _Collector:
     def _diff_ids(self, ref: Reference, manifest: ImageManifest) -> tuple[str, ...]:
         config = manifest.config
         document = _json_object(self._raw(ref, config.digest, config), config.digest)
+        if config.media_type == mt.OCIKIT_VIEW_CONFIG:
+            return _view_diff_ids(document, manifest)
         rootfs = document.get("rootfs")
         diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
         if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
@@ -301,6 +303,20 @@ class _Collector:
                 f"of {manifest.digest}"
             )
         return tuple(diff_ids)
+
+
+def _view_diff_ids(document: dict[str, Any], manifest: ImageManifest) -> tuple[str, ...]:
+    """An ocikit view's config records each layer's uncompressed digest (``layers[].diffId``)."""
+    from ..spec.view_config import ViewConfig
+
+    view = ViewConfig.from_document(document)
+    diff_ids = []
+    for digest in manifest.layers:
+        layer = view.layer(digest)
+        if layer is None or not layer.diff_id:
+            raise InvalidContentError(f"view config of {manifest.digest} records no diffId for layer {digest}")
+        diff_ids.append(layer.diff_id)
+    return tuple(diff_ids)
 
 
 def _json_object(raw: bytes, digest: str) -> dict[str, Any]:

@@ -67,6 +67,11 @@ def _middle_ellipsis(label: str, limit: int = MAX_LABEL_CHARS) -> str:
     return f"{label[:keep]}…{label[-(limit - 1 - keep) :]}"
 
 
+def require_plotting() -> None:
+    """Raise the one-line "install the plot extra" error now, before any work, if matplotlib is missing."""
+    _deps.matplotlib_agg()
+
+
 def plot_heatmap(
     result: Any,
     path: str,

@@ -227,10 +227,25 @@ def _classify_link(view: View, entry: ViewEntry, inside: set[str], allow_externa
             return
     if not allow_external:
         raise UnsafeContentError(
-            view.path_of(entry.rel),
-            f"symlink to {target} points outside the view (pass --allow-external-symlinks to keep it)",
+            view.path_of(entry.rel), f"symlink to {target} points outside the view ({_external_link_hint(view, target)})"
         )
     entry.external = True
+
+
+def _external_link_hint(view: View, target: str) -> str:
+    """``--root`` when the view is a copy of the tree the link names, else ``--allow-external-symlinks``.
+
+    A view copied elsewhere (``/tmp/x/opt/._view/<hash>``) still links to its original root
+    (``/opt/._view/<hash>/bin/...``): if the source path ends with a prefix of the target and the
+    rest of the target exists in the copy, that prefix is the real root to pass.
+    """
+    parts = [p for p in target.split("/") if p]
+    for n in range(len(parts), 0, -1):
+        candidate = "/" + "/".join(parts[:n])
+        copied = view.source != candidate and view.source.endswith(candidate)
+        if copied and os.path.lexists(os.path.join(view.source, *parts[n:])):
+            return f"the view is a copy of {candidate}: pass --root {candidate}"
+    return "pass --allow-external-symlinks to keep it"
 
 
 # -- ownership --------------------------------------------------------------------------

@@ -6,7 +6,8 @@ until ``/v2/`` answers, and stops it on ``close()``. Auth variants: htpasswd (Ba
 and token (Bearer, with a token service supplied by the caller). ``proxy_remote`` makes it a
 pull-through cache of another registry (distribution's ``proxy: remoteurl:``);
 ``access_log`` keeps its access log, from which :meth:`RegistryServer.blob_gets` counts
-what it served.
+what it served. With ``tls=(cert, key)`` it serves HTTPS (the certificate must name
+127.0.0.1), like a TLS registry reached through ``kubectl port-forward``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -60,6 +62,7 @@ class RegistryServer:
         storage: str | None = None,
         proxy_remote: str | None = None,
         access_log: bool = False,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         """``public_url`` is distribution's ``http.host``: the URL written into ``Location``
         headers (a front end on another host). Two servers with the same ``storage`` and
@@ -73,7 +76,8 @@ class RegistryServer:
         os.makedirs(self.storage, exist_ok=True)
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
         self.config_path = os.path.join(self.workdir, "config.yml")
         self.proxy_remote = proxy_remote
         self.access_log = access_log
@@ -110,6 +114,8 @@ class RegistryServer:
         ]
         if public_url:
             lines.append(f"  host: {public_url}")
+        if self.tls:
+            lines += ["  tls:", f"    certificate: {self.tls[0]}", f"    key: {self.tls[1]}"]
         if secret:
             lines.append(f"  secret: {secret}")
         if self.proxy_remote:
@@ -133,7 +139,7 @@ class RegistryServer:
             if self._process.poll() is not None:
                 raise RuntimeError(f"docker-registry exited early: {self.log_text()[-2000:]}")
             try:
-                urllib.request.urlopen(f"{self.url}/v2/", timeout=1).close()
+                urllib.request.urlopen(f"{self.url}/v2/", timeout=1, context=self._ssl_context()).close()
                 return
             except urllib.error.HTTPError as exc:
                 if exc.code == 401:  # auth configured: the server is up
@@ -143,6 +149,11 @@ class RegistryServer:
             time.sleep(0.05)
         self.close()
         raise RuntimeError("docker-registry did not become ready in time")
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=self.tls[0])  # the test certificate is its own CA
 
     def log_text(self) -> str:
         self._log.flush()

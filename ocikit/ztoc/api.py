@@ -8,6 +8,7 @@ goes to a :class:`~ocikit.progress.Progress` and failures raise typed errors.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -318,7 +319,80 @@ def get_file(
     """
     store, desc = _open_image(reference, options)
     target = output or os.path.basename(path.rstrip("/")) or "file"
-    return fetch_file(store, desc, path, target, _platform(platform), progress, rules)
+    result = fetch_file(store, desc, path, target, _platform(platform), progress, rules)
+    result.paths_root = _restore_view_root(store, desc, _platform(platform), result)
+    return result
+
+
+def _restore_view_root(store: Store, desc: Descriptor, platform: Platform | None, result: FileResult) -> str:
+    """For a view's file that names the view's root, the directory its paths name (or "").
+
+    A version-1 view stored such files with a same-length placeholder for the root: it is
+    swapped back here, so the file reads as in the view that was pushed.
+    """
+    found = _view_paths(store, desc, platform, result.resolved)
+    if found is None:
+        return ""
+    home, swap = found
+    if swap is not None:
+        _swap_in_place(result.output, *swap)
+    return home
+
+
+def _swap_in_place(path: str, old: bytes, new: bytes) -> None:
+    before = os.stat(path)
+    os.chmod(path, before.st_mode | 0o200)  # a read-only file (0555 binaries) too
+    try:
+        with open(path, "r+b") as fh:  # same length: rewritten in place
+            data = fh.read()
+            fh.seek(0)
+            fh.write(data.replace(old, new))
+    finally:
+        os.chmod(path, before.st_mode)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _view_paths(
+    store: Store, desc: Descriptor, platform: Platform | None, path: str
+) -> tuple[str, tuple[bytes, bytes] | None] | None:
+    """(the root the file's paths name, (placeholder, root) to swap or None) for a view file
+    listed in the relocation record; None for any other file.
+
+    Views are stored relocated to their mount path (version 2) or with a same-length
+    placeholder for their root (version 1, so views at different roots shared layers).
+    """
+    import json
+
+    from ..content.base import read_all
+    from ..extract.plan import KIND_VIEW, classify
+    from ..spec.view_config import ViewConfig
+
+    _, manifest = image_manifest(store, desc, platform)
+    if manifest.config is None or classify(manifest) != KIND_VIEW:  # the one rule for "is a view"
+        return None
+    record = ViewConfig.from_document(json.loads(read_all(store, manifest.config))).relocation
+    if posixpath.normpath(path).lstrip("/") not in record.files:
+        return None
+    if record.placeholder and not record.mount_path:
+        return record.root, (record.placeholder.encode(), record.root.encode())
+    return record.home, None
+
+
+class _SwappingWriter:
+    """Replace ``old`` by the same-length ``new`` in a stream, across chunk boundaries."""
+
+    def __init__(self, write: Callable[[bytes], object], old: bytes, new: bytes) -> None:
+        self._write, self._old, self._new, self._pending = write, old, new, b""
+
+    def __call__(self, chunk: bytes) -> None:
+        data = (self._pending + chunk).replace(self._old, self._new)
+        keep = len(self._old) - 1  # a placeholder may start in these bytes and end in the next chunk
+        self._pending = data[-keep:] if keep else b""
+        self._write(data[: len(data) - len(self._pending)])
+
+    def flush(self) -> None:
+        self._write(self._pending)
+        self._pending = b""
 
 
 def get_file_stream(
@@ -334,7 +408,11 @@ def get_file_stream(
     """Like :func:`get_file` but hand the bytes to ``write`` (e.g. stdout); returns the size."""
     store, desc = _open_image(reference, options)
     image = load_image_ztocs(store, desc, _platform(platform), progress)
-    _, data, _ = stream_file(store, image, path, write, max_size)
+    found = _view_paths(store, desc, _platform(platform), path)
+    swapping = _SwappingWriter(write, *found[1]) if found and found[1] else None
+    _, data, _ = stream_file(store, image, path, swapping or write, max_size)
+    if swapping:
+        swapping.flush()
     return data.size
 
 

@@ -54,6 +54,7 @@ class FileResult:
     spans: list[int]
     built_ztocs: list[str] = field(default_factory=list)
     index_bytes: int = 0  # zTOC blobs fetched, and layers read whole to index them in memory
+    paths_root: str = ""  # a view's file that names its root: the directory its paths name (works there as is)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)

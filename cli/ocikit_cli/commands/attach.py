@@ -8,14 +8,14 @@ import ocikit
 
 from ..context import CliContext, pass_cli
 from ..output import emit, json_option
-from ..params import parse_pairs
+from ..params import annotation_option, parse_pairs
 
 
 @click.command("attach")
 @click.argument("reference")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--artifact-type", required=True, help="The referrer's artifactType (type/subtype).")
-@click.option("-a", "--annotation", "annotations", multiple=True, help="key=value manifest annotation.")
+@annotation_option()
 @json_option
 @pass_cli
 def attach_cmd(

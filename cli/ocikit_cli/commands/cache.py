@@ -7,19 +7,12 @@ import time
 import click
 
 import ocikit
-from ocikit.pull.nodecache import default_cache_dir
+from ocikit.cachedirs import node_cache_dir
 
 from ..output import emit, human_bytes, json_option, table
-from ..params import parse_duration, parse_size
+from ..params import cache_dir_option, parse_duration, parse_size
 
-cache_option = click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False),
-    default=default_cache_dir,
-    show_default="$OCIKIT_CACHE or ~/.cache/ocikit/node",
-    help="The node cache directory.",
-)
+cache_option = cache_dir_option(node_cache_dir, "$OCIKIT_CACHE_DIR/node", "The node cache directory.", old=("--cache",))
 
 
 @click.group("cache")

@@ -10,6 +10,7 @@ from ocikit.errors import IncompatibleError
 
 from ..context import CliContext, pass_cli
 from ..output import emit, json_option
+from ..params import cache_dir_option
 
 
 @click.group("compat")
@@ -67,11 +68,11 @@ def attach_command(cli: CliContext, reference: str, source: str | None, nfd: boo
     help="Check against the userland (glibc, libstdc++, MPI, platform) of the application image "
     "that will load TARGET, read from its layers without pulling it.",
 )
-@click.option("--facts-cache", type=click.Path(file_okay=False), help="Cache app-image facts here.")
+@cache_dir_option(None, "$OCIKIT_CACHE_DIR/image-facts", "Cache of --against app-image facts.", old=("--facts-cache",))
 @json_option
 @pass_cli
 def check_command(
-    cli: CliContext, target: str, host_file: str | None, against: str | None, facts_cache: str | None,
+    cli: CliContext, target: str, host_file: str | None, against: str | None, cache_dir: str | None,
     json_output: bool,
 ) -> None:
     """Check this host against TARGET: an image reference, a view directory or a saved scan report.
@@ -85,7 +86,7 @@ def check_command(
     host = load_host(host_file) if host_file else None
     progress = cli.progress(json_output)
     result = check_target(
-        target, cli.options, host=host, progress=progress, against=against, facts_cache=facts_cache
+        target, cli.options, host=host, progress=progress, against=against, facts_cache=cache_dir
     )
     _close(progress)
     emit(json_output, result.to_dict(), lambda _: "\n".join([item.line() for item in result.items] + result.notes))

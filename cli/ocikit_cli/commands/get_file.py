@@ -8,7 +8,7 @@ import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option
-from ..params import parse_size
+from ..params import parse_size, platform_option
 
 
 @click.command("get-file")
@@ -17,11 +17,12 @@ from ..params import parse_size
 @click.option("-o", "--output", default=None, help="Output file (default: PATH's basename here; '-' for stdout).")
 @click.option("--max-size", help="Refuse a file larger than this (e.g. 2G): the bomb guard.")
 @click.option("--preserve-special-modes", is_flag=True, help="Keep setuid and setgid bits.")
+@platform_option()
 @json_option
 @pass_cli
 def get_file(
     cli: CliContext, reference: str, path: str, output: str | None, max_size: str | None,
-    preserve_special_modes: bool, json_output: bool,
+    preserve_special_modes: bool, platform: str | None, json_output: bool,
 ) -> None:
     """Fetch PATH from the image REFERENCE using its zTOCs (verified span by span)."""
     from ocikit.extract.safe_tar import ExtractPolicy
@@ -33,10 +34,10 @@ def get_file(
     progress = cli.progress(json_output)
     try:
         if output == "-":
-            get_file_stream(reference, path, sys.stdout.buffer.write, max_size=limit, options=cli.options,
-                            progress=progress)
+            get_file_stream(reference, path, _to_stdout, max_size=limit, platform=platform,
+                            options=cli.options, progress=progress)
             return
-        result = fetch(reference, path, output, rules=rules, options=cli.options, progress=progress)
+        result = fetch(reference, path, output, rules=rules, platform=platform, options=cli.options, progress=progress)
     finally:
         getattr(progress, "close", lambda: None)()
     emit(json_output, result.to_dict(), lambda d: (
@@ -44,4 +45,9 @@ def get_file(
         f"fetched {human_bytes(d['bytes_fetched'])}: {len(d['spans'])} spans of a {human_bytes(d['layer_size'])} layer"
         + (f", {human_bytes(d['index_bytes'])} of zTOCs" if not d["built_ztocs"] else
            f", {human_bytes(d['index_bytes'])} of zTOCs and layers read whole to index "
-           f"{len(d['built_ztocs'])} layer(s) without one")))
+           f"{len(d['built_ztocs'])} layer(s) without one")
+        + (f"; its paths name {d['paths_root']} (pull the view to use it elsewhere)" if d["paths_root"] else "")))
+
+
+def _to_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)

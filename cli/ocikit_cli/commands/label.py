@@ -22,7 +22,7 @@ def label(cli: CliContext, reference: str, labels: tuple[str, ...], json_output:
 
     if not labels:
         found = labels_of_reference(reference, cli.options)
-        emit(json_output, found, lambda d: "\n".join(f"{k}={v}" for k, v in sorted(d.items())))
+        emit(json_output, found, lambda d: "\n".join(f"{k}={v}" for k, v in sorted(d.items())), verbatim=True)
         return
     try:
         parsed = parse_label_arguments(labels)

@@ -10,11 +10,12 @@ import ocikit
 
 from ..context import CliContext, pass_cli
 from ..output import emit, json_option
+from ..params import platform_option
 
 
 @click.command("manifest")
 @click.argument("reference")
-@click.option("--platform", default=None, help="Resolve an index to this platform (os/arch[/variant]).")
+@platform_option()
 @click.option("--descriptor", is_flag=True, help="Print the manifest's descriptor instead of its content.")
 @json_option
 @pass_cli

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import click
 
+from ocikit.cachedirs import node_cache_dir
 from ocikit.mount.api import mount_config, mount_foreground
-from ocikit.pull.nodecache import default_cache_dir
 from ocikit.pull.policy import PullPolicy
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option
-from ..params import parse_size
+from ..params import cache_dir_option, parse_size, platform_option
 
 
 @click.command("mount")
 @click.argument("reference")
 @click.argument("mountpoint", type=click.Path(file_okay=False))
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=default_cache_dir,
-              show_default="$OCIKIT_CACHE or ~/.cache/ocikit/node", help="Node cache whose mount/ (spans, documents) the mount shares.")
+@cache_dir_option(node_cache_dir, "$OCIKIT_CACHE_DIR/node", "Node cache whose mount/ (spans, documents) the mount shares.",
+                  old=("--cache",))
 @click.option("--prefetch", default="none", show_default=True, metavar="none|all|FILE|referrer",
               help="After mounting, fetch in the background every layer (all), the files FILE lists (one path a "
               "line, as --record writes), or those of the artifact's application/vnd.ocikit.prefetch.v1 referrer.")
@@ -34,7 +34,7 @@ from ..params import parse_size
 @click.option("--max-size", help="Refuse a tree declaring more than this many bytes (e.g. 20G), per file and in total.")
 @click.option("--allow-devices", is_flag=True, help="Show device nodes and fifos found in layers.")
 @click.option("--preserve-special-modes", is_flag=True, help="Keep setuid, setgid and sticky bits.")
-@click.option("--platform", help="os/arch[/variant] to pick from an index (default: this host).")
+@platform_option()
 @json_option
 @pass_cli
 def mount_cmd(cli: CliContext, reference: str, mountpoint: str, cache_dir: str, prefetch: str, prefetch_rate: str,

@@ -11,7 +11,7 @@ from ocikit.pull.policy import PullPolicy
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option
-from ..params import parse_size
+from ..params import cache_dir_option, parse_size, platform_option
 
 
 @click.command("pull")
@@ -33,14 +33,14 @@ from ..params import parse_size
 @click.option("--preserve-special-modes", is_flag=True, help="Keep setuid, setgid and sticky bits.")
 @click.option("--mirror", "mirrors", multiple=True, metavar="HOST", help="Try this registry mirror first (repeatable).")
 @click.option("--hosts-dir", type=click.Path(file_okay=False), help="containerd hosts.toml directory (certs.d).")
-@click.option("--platform", help="os/arch[/variant] to pick from an index (default: this host).")
+@platform_option()
 @click.option(
     "--merge",
     is_flag=True,
     help="DEST may hold files ocikit did not write: add the artifact's files beside them, remove nothing "
     "(without it such a DEST is refused).",
 )
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Build the tree in this node cache.")
+@cache_dir_option(None, False, "Build the tree in this node cache (see `ocikit cache`).", old=("--cache",))
 @click.option(
     "--include",
     "include",
@@ -54,7 +54,7 @@ from ..params import parse_size
     type=click.Choice(["auto", "hardlink", "reflink", "copy"]),
     default="auto",
     show_default=True,
-    help="With --cache: how DEST gets the cached files (hardlink needs a read-only target, so it "
+    help="With --cache-dir: how DEST gets the cached files (hardlink needs a read-only target, so it "
     "is refused here: DEST is writable).",
 )
 @json_option

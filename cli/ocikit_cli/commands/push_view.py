@@ -8,7 +8,7 @@ import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option, table
-from ..params import parse_pairs, parse_size
+from ..params import annotation_option, cache_dir_option, parse_pairs, parse_size
 
 
 @click.command("push-view")
@@ -21,7 +21,7 @@ from ..params import parse_pairs, parse_size
 @click.option("--level", type=int, default=None, help="Compression level [default: 3 for zstd, 6 for gzip].")
 @click.option("--max-layer-size", default="2GiB", show_default=True,
               help="Split a package's layer above this many tar bytes, at file boundaries.")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Manifest annotation (repeatable).")
+@annotation_option(old=("--label",))
 @click.option("--allow-external-symlinks", is_flag=True, help="Keep symlinks that point outside the view.")
 @click.option("--root", default=None, metavar="PATH",
               help="The view's original real root, for a view copied elsewhere (default: realpath of VIEW_DIR).")
@@ -40,8 +40,7 @@ from ..params import parse_pairs, parse_size
     "as built with --layers single, which stores files exactly as they are].",
 )
 @click.option("--no-compat", is_flag=True, help="Do not attach compatibility metadata.")
-@click.option("--cache-dir", default=None, metavar="DIR",
-              help="Digest cache directory [default: $OCIKIT_CACHE_DIR or ~/.cache/ocikit].")
+@cache_dir_option(None, "$OCIKIT_CACHE_DIR, else ~/.cache/ocikit", "Digest cache directory.")
 @click.option("--no-cache", is_flag=True, help="Do not use the local digest cache.")
 @json_option
 @pass_cli
@@ -62,7 +61,7 @@ def push_view_command(cli: CliContext, view_dir: str, reference: str, json_outpu
             compression=flags["compression"],
             level=flags["level"],
             max_layer_size=parse_size(flags["max_layer_size"]),
-            labels=parse_pairs(flags["labels"], "--label"),
+            labels=parse_pairs(flags["annotations"], "--annotation"),
             allow_external_symlinks=flags["allow_external_symlinks"],
             root=flags["root"],
             view_path=flags["view_path"],

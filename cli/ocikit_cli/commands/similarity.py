@@ -9,6 +9,7 @@ import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option, table
+from ..params import cache_dir_option, platform_option
 
 # Up to this many images the matrix itself is printed on the terminal.
 TABLE_LIMIT = 12
@@ -26,14 +27,12 @@ TABLE_LIMIT = 12
     help="Compare compressed layer digests, or uncompressed diff_ids from the configs.",
 )
 @click.option("--weighted", is_flag=True, help="Weight by bytes: intersection bytes over union bytes.")
-@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform to pick from indexes (default: this host).")
+@platform_option("Platform to pick from indexes")
 @click.option("--csv", "csv_path", metavar="FILE|-", help="Write the matrix as CSV (cluster order); '-' for stdout.")
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Write a clustered heatmap PNG.")
 @click.option("--dendrogram", is_flag=True, help="Draw the dendrogram next to the heatmap.")
 @click.option("--top", type=click.IntRange(0, 1000), default=10, show_default=True, help="Most shared layers to list.")
-@click.option(
-    "--cache-dir", type=click.Path(file_okay=False), help="Manifest cache (default $XDG_CACHE_HOME/ocikit/manifests)."
-)
+@cache_dir_option(None, "$OCIKIT_CACHE_DIR/manifests", "Manifest cache directory.")
 @click.option("--no-cache", is_flag=True, help="Fetch every manifest, ignoring and not filling the cache.")
 @json_option
 @pass_cli
@@ -52,6 +51,10 @@ def similarity_cmd(cli: CliContext, references: tuple[str, ...], **opts: Any) ->
         raise click.UsageError("--csv - and --json both write to stdout; choose one")
     if opts["dendrogram"] and not opts["png_path"]:
         raise click.UsageError("--dendrogram needs --png FILE")
+    if opts["png_path"]:  # a missing plot extra fails now, not after every manifest was fetched
+        from ocikit.similarity.plot import require_plotting
+
+        require_plotting()
     refs = list(references) + (read_reference_file(opts["from_file"]) if opts["from_file"] else [])
     if not refs and not opts["repositories"]:
         raise click.UsageError("give image references, --repository REPO or --from-file FILE")
@@ -83,11 +86,7 @@ def similarity_cmd(cli: CliContext, references: tuple[str, ...], **opts: Any) ->
 
 def _explicit_concurrency(cli: CliContext) -> int | None:
     """The global --concurrency if the user gave it; else None (the library's manifest default)."""
-    root = click.get_current_context().find_root()
-    source = root.get_parameter_source("concurrency")
-    if source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
-        return cli.options.concurrency
-    return None
+    return cli.options.concurrency if "concurrency" in cli.explicit else None
 
 
 def _write_files(result: Any, opts: dict[str, Any]) -> None:

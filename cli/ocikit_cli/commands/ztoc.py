@@ -8,7 +8,7 @@ import click
 
 from ..context import CliContext, pass_cli
 from ..output import emit, human_bytes, json_option, table
-from ..params import SIZE
+from ..params import SIZE, platform_option
 
 
 @click.group("ztoc")
@@ -22,9 +22,11 @@ def ztoc() -> None:
 @click.option("--min-layer-size", type=SIZE, default="10MiB", show_default=True,
               help="Skip layers whose compressed size is smaller.")
 @click.option("--force", is_flag=True, help="Rebuild zTOCs that already exist with this span size.")
+@platform_option()
 @json_option
 @pass_cli
-def build(cli: CliContext, reference: str, span_size: int, min_layer_size: int, force: bool, json_output: bool) -> None:
+def build(cli: CliContext, reference: str, span_size: int, min_layer_size: int, force: bool, platform: str | None,
+          json_output: bool) -> None:
     """Index every eligible layer of REFERENCE and attach a SOCI v1 index (replacing ocikit's earlier one).
 
     Current soci-snapshotter nodes read v1 only with `[pull_modes.soci_v1] enable = true`;
@@ -34,7 +36,7 @@ def build(cli: CliContext, reference: str, span_size: int, min_layer_size: int, 
     progress = cli.progress(json_output)
     try:
         report = build_ztocs(reference, span_size=span_size, min_layer_size=min_layer_size, force=force,
-                             options=cli.options, progress=progress)
+                             platform=platform, options=cli.options, progress=progress)
     finally:
         getattr(progress, "close", lambda: None)()
     emit(json_output, report.to_dict(), _render_build)
@@ -102,12 +104,9 @@ def build_file(layer: str, output: str, span_size: int, build_tool_id: str | Non
         f"{d['entries']} entries, {d['spans']} spans of {human_bytes(d['span_size'])}"))
 
 
-_PLATFORM = click.option("--platform", default=None, help="Platform of a multi-platform image (default: this host's).")
-
-
 @ztoc.command("ls")
 @click.argument("reference")
-@_PLATFORM
+@platform_option()
 @json_option
 @pass_cli
 def ls(cli: CliContext, reference: str, platform: str | None, json_output: bool) -> None:
@@ -123,7 +122,7 @@ def ls(cli: CliContext, reference: str, platform: str | None, json_output: bool)
 
 @ztoc.command("info")
 @click.argument("source")
-@_PLATFORM
+@platform_option("When SOURCE is an image index, pick this platform's manifest")
 @json_option
 @pass_cli
 def info(cli: CliContext, source: str, platform: str | None, json_output: bool) -> None:
