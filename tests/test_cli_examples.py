@@ -10,8 +10,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import click
 import pytest
@@ -64,6 +66,7 @@ def workdir(tmp_path_factory):
     shutil.copy(shutil.which("true") or "/bin/true", view / "bin" / "hello")
     os.symlink("hello", view / "bin" / "hi")
     (view / "share" / "data").write_text("prefix=/opt/view\n")
+    (top / "mnt").mkdir()
     (top / "sbom.json").write_text('{"spdxVersion": "SPDX-2.3"}\n')
     (top / "tree" / "etc").mkdir(parents=True)
     (top / "tree" / "etc" / "config").write_text("/opt/view/lib\n")
@@ -91,6 +94,13 @@ def test_every_example_runs_and_every_json_is_camel_case(registry, workdir):
     for path in STORY:
         for _, line in EXAMPLES[path]:
             args = shlex.split(line.replace("localhost:5000", registry))[1:]
+            if path == "mount":  # serves in the foreground: the user reads, then presses Ctrl-C
+                for extra in ([], ["--json"]):
+                    machine = _mount_read_interrupt([OCIKIT, *args, *extra], workdir)
+                if extra:
+                    assert snake_keys(json.loads(machine)) == [], line
+                ran.append(path)
+                continue
             text = subprocess.run([OCIKIT, *args], cwd=workdir, capture_output=True, text=True, timeout=300)
             assert text.returncode == 0, f"{line}: {text.stderr}"
             machine = subprocess.run([OCIKIT, *args, "--json"], cwd=workdir, capture_output=True, text=True,
@@ -101,6 +111,27 @@ def test_every_example_runs_and_every_json_is_camel_case(registry, workdir):
     assert set(ran) == set(EXAMPLES)
     assert (workdir / "data").read_text() == "prefix=/opt/view\n"  # get-file fetched the real bytes
     assert os.access(workdir / "flux" / "bin" / "hello", os.X_OK)  # the pull made a runnable tree
+
+
+def _mount_read_interrupt(argv: list[str], workdir) -> str:
+    """Run a foreground mount, read a file through it, interrupt it as Ctrl-C does; its stdout."""
+    process = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mountpoint = workdir / "mnt"
+    try:
+        for _ in range(600):
+            if os.path.ismount(mountpoint) or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert os.path.ismount(mountpoint), process.stderr.read() if process.poll() is not None else "not mounted"
+        seen = sorted(str(p.relative_to(mountpoint)) for p in mountpoint.rglob("*"))
+        assert "share/data" in seen, seen
+        assert (mountpoint / "share" / "data").read_text().startswith("prefix=")
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert not os.path.ismount(mountpoint)
+    return out
 
 
 def test_the_serializer_camel_cases_field_names_and_keeps_data():

@@ -56,11 +56,15 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "ztoc": (("Index the gzip layers for lazy reads", "ocikit ztoc build localhost:5000/views/flux:v1-gz"),),
     "ztoc build": (("Index every gzip layer, small ones included",
                     "ocikit ztoc build localhost:5000/views/flux:v1-gz --min-layer-size 0"),),
+    "ztoc convert": (("A SOCI index manifest v2 image (what current soci-snapshotter nodes read)",
+                      "ocikit ztoc convert localhost:5000/views/flux:v1-gz --min-layer-size 0"),),
     "ztoc ls": (("The zTOCs attached to an image", "ocikit ztoc ls localhost:5000/views/flux:v1-gz"),),
     "ztoc info": (("Describe them", "ocikit ztoc info localhost:5000/views/flux:v1-gz"),),
     "ztoc build-file": (("The zTOC of a local layer file", "ocikit ztoc build-file ./layer.tar.gz -o ./layer.ztoc"),),
     "get-file": (("Fetch one file through the zTOC, without the whole layer",
                   "ocikit get-file localhost:5000/views/flux:v1-gz view/share/data -o ./data"),),
+    "mount": (("Mount it lazily: files are fetched on first read; Ctrl-C unmounts",
+               "ocikit mount localhost:5000/views/flux:v1-gz ./mnt"),),
     "cache": (("What a node cache holds", "ocikit cache ls --cache-dir ./node-cache"),),
     "cache ls": (("What a node cache holds", "ocikit cache ls --cache-dir ./node-cache"),),
     "cache gc": (("Evict trees unused for a week", "ocikit cache gc --cache-dir ./node-cache --max-age 7d"),),
@@ -72,7 +76,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
 STORY = (
     "push-view", "tags", "manifest", "resolve", "copy", "pull", "wait", "label", "attach", "discover",
     "relocate", "compat", "compat scan", "compat host", "compat check", "compat attach",
-    "ztoc", "ztoc build", "ztoc ls", "ztoc info", "ztoc build-file", "get-file",
+    "ztoc", "ztoc build", "ztoc convert", "ztoc ls", "ztoc info", "ztoc build-file", "get-file", "mount",
     "cache", "cache ls", "cache gc", "similarity",
 )
 
