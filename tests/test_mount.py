@@ -238,7 +238,7 @@ def test_the_cli_unmounts_cleanly_on_a_signal(image, tmp_path, sig):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
     assert process.returncode == 0, err
     assert not is_mounted(str(mnt))
-    assert '"spans_fetched": 1' in out
+    assert '"spansFetched": 1' in out
 
 
 def _wait_for(condition, limit: float = 60.0) -> None:

@@ -190,7 +190,7 @@ def test_reflink_is_refused_where_the_filesystem_cannot_clone(tmp_path, artifact
 def test_pull_with_cache_publishes_and_repull_is_a_noop(tmp_path, artifact):
     layout, desc = artifact
     cache_dir = str(tmp_path / "cache")
-    first = ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "dest"), PullPolicy(link_mode="hardlink"), cache=cache_dir)
+    first = ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "dest"), PullPolicy(link_mode="auto"), cache=cache_dir)
     assert first.cache == cache_dir and first.downloaded > 0
     second = ocikit.pull(f"oci:{layout}:v1", str(tmp_path / "dest"), cache=cache_dir)
     assert second.unchanged

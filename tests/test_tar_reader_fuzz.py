@@ -540,14 +540,23 @@ def _outside(root: str, skip: str) -> list[tuple]:
     return sorted(seen)
 
 
-def _links_stay_inside(dest: str) -> None:
-    """Every symlink of an accepted tree resolves inside it, or to nothing (ENOTDIR, ELOOP)."""
+def _links_stay_inside(dest: str, roots: tuple[str, ...] = ()) -> None:
+    """Every symlink of an accepted tree resolves inside it, or to nothing (ENOTDIR, ELOOP).
+
+    A link to a view's own root (``roots``) names where the tree is meant to live: relocation
+    rewrites it to DEST, so it is checked as relocation would leave it.
+    """
     real = os.path.realpath(dest)
     for directory, dirs, files in os.walk(dest):
         for name in dirs + files:
             path = os.path.join(directory, name)
             if not os.path.islink(path):
                 continue
+            target = os.readlink(path)
+            root = next((r for r in roots if target == r or target.startswith(r.rstrip("/") + "/")), None)
+            if root is not None:
+                os.unlink(path)
+                os.symlink(dest + target[len(root.rstrip("/")):], path)
             try:
                 resolved = os.path.realpath(path, strict=True)
             except FileNotFoundError:
@@ -623,7 +632,7 @@ def check_extraction(run, policy: ExtractPolicy) -> None:
         try:
             assert _outside(tmp, dest) == before
             if accepted and not policy.rootfs:  # a rootfs's absolute links resolve under a chroot
-                _links_stay_inside(dest)
+                _links_stay_inside(dest, policy.symlink_roots)
         finally:
             remove_tree(dest)
 
