@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import time
 
+from .registry import stop_process
+
 _DISABLED = [
     "io.containerd.grpc.v1.cri",
     "io.containerd.snapshotter.v1.btrfs",
@@ -89,13 +91,7 @@ class ContainerdServer:
             return fh.read().decode(errors="replace")
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process)
         self._log.close()
         if self._own_workdir:
             _unmount_below(self.workdir)

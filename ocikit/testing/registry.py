@@ -34,6 +34,18 @@ def registry_available() -> bool:
     return shutil.which(REGISTRY_BINARY) is not None
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a server the tests started: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -176,12 +188,7 @@ class RegistryServer:
     def close(self) -> None:
         if self._process.poll() is None:
             self.resume()
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process)
         self._log.close()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
