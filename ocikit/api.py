@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .content.base import SupportsTagList, fetch_manifest
+from .content.base import Store, SupportsTagList, fetch_manifest, platform_manifest
 from .content.open import open_store
 from .errors import InvalidReferenceError, UnsupportedError
 from .graph import attach as artifacts
@@ -20,7 +20,7 @@ from .options import DEFAULT_OPTIONS, Options
 from .progress import NULL_PROGRESS, Progress
 from .reference import Reference
 from .spec.descriptor import Descriptor, Platform
-from .spec.manifest import ParsedManifest, select_platform
+from .spec.manifest import ParsedManifest
 
 
 def resolve(reference: str, *, options: Options = DEFAULT_OPTIONS) -> Descriptor:
@@ -33,12 +33,8 @@ def get_manifest(
     reference: str, *, platform: "Platform | str | None" = None, options: Options = DEFAULT_OPTIONS
 ) -> ParsedManifest:
     """Fetch a manifest or index; with ``platform``, an index is resolved to that platform's manifest."""
-    store, ref = open_store(reference, options, create=False)
-    parsed = fetch_manifest(store, ref.reference)
-    if platform is not None and parsed.is_index:
-        wanted = Platform.parse(platform) if isinstance(platform, str) else platform
-        parsed = fetch_manifest(store, select_platform(parsed, wanted))
-    return parsed
+    store, _, desc = _subject(reference, platform, options)
+    return fetch_manifest(store, desc)
 
 
 def list_tags(repository: str, *, options: Options = DEFAULT_OPTIONS) -> list[str]:
@@ -56,18 +52,20 @@ def copy(
     destination: str,
     *,
     referrers: bool = False,
+    platform: "Platform | str | None" = None,
     options: Options = DEFAULT_OPTIONS,
     progress: Progress = NULL_PROGRESS,
 ) -> transfer.CopyResult:
     """Copy an image, index or artifact (and with ``referrers`` its referrer graph).
 
-    The destination tag is the destination reference's tag, else the source's tag.
+    With ``platform`` only that platform's manifest of an index is copied. The destination
+    tag is the destination reference's tag, else the source's tag.
     """
-    src, src_ref = open_store(source, options, create=False)
+    src, src_ref, root = _subject(source, platform, options)  # first: a bad source or platform creates nothing
     dst, dst_ref = open_store(destination, options)
     tag = _destination_tag(src_ref, dst_ref)
     return transfer.copy(
-        src, src_ref.reference, dst, tag, referrers=referrers, concurrency=options.concurrency, progress=progress
+        src, root, dst, tag, referrers=referrers, concurrency=options.concurrency, progress=progress
     )
 
 
@@ -83,19 +81,34 @@ def attach(
     files: Iterable[str] = (),
     annotations: Mapping[str, str] | None = None,
     *,
+    platform: "Platform | str | None" = None,
     options: Options = DEFAULT_OPTIONS,
 ) -> Descriptor:
-    """Attach files as a referrer of ``reference`` (``oras attach``); returns the referrer."""
-    store, ref = open_store(reference, options, create=False)
-    subject = store.resolve(ref.reference)
+    """Attach files as a referrer of ``reference`` (``oras attach``); returns the referrer.
+
+    With ``platform`` the subject is that platform's manifest of an index.
+    """
+    store, _, subject = _subject(reference, platform, options)
     return artifacts.attach(store, subject, artifact_type, files, annotations)
 
 
 def discover(
-    reference: str, artifact_type: str = "", *, options: Options = DEFAULT_OPTIONS
+    reference: str,
+    artifact_type: str = "",
+    *,
+    platform: "Platform | str | None" = None,
+    options: Options = DEFAULT_OPTIONS,
 ) -> tuple[Descriptor, list[artifacts.ReferrerNode]]:
-    """The subject's descriptor and its referrers as a tree."""
-    store, ref = open_store(reference, options, create=False)
-    subject = store.resolve(ref.reference)
+    """The subject's descriptor and its referrers as a tree (with ``platform``, of that
+    platform's manifest of an index)."""
+    store, _, subject = _subject(reference, platform, options)
     return subject, artifacts.discover(store, subject, artifact_type)
+
+
+def _subject(
+    reference: str, platform: "Platform | str | None", options: Options
+) -> tuple[Store, Reference, Descriptor]:
+    """Open ``reference``'s store (never creating a layout) and resolve it, narrowed to ``platform``."""
+    store, ref = open_store(reference, options, create=False)
+    return store, ref, platform_manifest(store, store.resolve(ref.reference), platform)
 

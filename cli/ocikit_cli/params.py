@@ -90,7 +90,12 @@ def cache_dir_option(default: Any, shown_default: str | bool, help: str, old: tu
                           show_default=shown_default, metavar="DIR", help=help)
 
 
-def platform_option(what: str = "Pick this platform's manifest when REFERENCE is an index") -> Any:
-    """``--platform OS/ARCH[/VARIANT]``, the one spelling wherever a reference may name an index."""
+def platform_option(what: str = "Pick this platform's manifest when REFERENCE is an index",
+                    default: str = "this host's") -> Any:
+    """``--platform OS/ARCH[/VARIANT]``, the one spelling wherever a reference may name an index.
+
+    ``default`` says what happens without it: commands that read an image pick this host's
+    manifest; commands that act on the reference as given (copy, attach, discover) keep the index.
+    """
     return click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
-                        help=f"{what} [default: this host's].")
+                        help=f"{what} [default: {default}].")

@@ -17,7 +17,7 @@ SupportsDelete         ``delete``
 SupportsMount          ``mount`` (cross-repository blob mount on one registry)
 =====================  ==========================================================
 
-Free functions here (``fetch_manifest``, ``push_manifest``, ``read_all``) are the
+Free functions here (``fetch_manifest``, ``platform_manifest``, ``push_manifest``, ``read_all``) are the
 conveniences built on top, so stores only implement the small core.
 """
 
@@ -31,8 +31,8 @@ from ..byteio import ByteReader
 from ..digest import VerifyingReader
 from ..errors import InvalidContentError
 from ..spec import mediatypes as mt
-from ..spec.descriptor import Descriptor
-from ..spec.manifest import ParsedManifest, parse_manifest
+from ..spec.descriptor import Descriptor, Platform
+from ..spec.manifest import ParsedManifest, parse_manifest, select_platform
 
 # Called with the number of bytes just transferred (a delta, not a total).
 ByteCallback = Callable[[int], None]
@@ -126,6 +126,21 @@ def fetch_manifest(store: Store, desc_or_reference: "Descriptor | str") -> Parse
     desc = desc_or_reference if isinstance(desc_or_reference, Descriptor) else store.resolve(desc_or_reference)
     raw = read_all(store, desc)
     return parse_manifest(raw, desc.media_type)
+
+
+def platform_manifest(store: Store, desc: Descriptor, platform: "Platform | str | None") -> Descriptor:
+    """``desc``, or, when ``platform`` is given and ``desc`` is an index, that platform's entry.
+
+    What ``--platform`` means for commands that act on a reference as given (copy, attach,
+    discover, compat): without a platform an index stays the index; a manifest that is not an
+    index is returned unchanged, as ``get_manifest`` does. No match raises NotFoundError
+    (:func:`~ocikit.spec.manifest.select_platform`).
+    """
+    if platform is None:
+        return desc
+    wanted = Platform.parse(platform) if isinstance(platform, str) else platform  # malformed: an error either way
+    parsed = fetch_manifest(store, desc)
+    return select_platform(parsed, wanted) if parsed.is_index else desc
 
 
 def push_manifest(store: Store, raw: bytes, media_type: str = "", tag: str = "") -> Descriptor:

@@ -15,10 +15,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..content.base import Store, SupportsMount, SupportsReferrers, read_all
+from ..content.base import Store, SupportsMount, SupportsReferrers, platform_manifest, read_all
 from ..errors import UnsupportedError
 from ..progress import NULL_PROGRESS, Progress
-from ..spec.descriptor import Descriptor
+from ..spec.descriptor import Descriptor, Platform
 from ..spec.manifest import parse_manifest
 
 
@@ -142,16 +142,24 @@ def copy_graph(
 
 def copy(
     src: Store,
-    src_reference: str,
+    src_reference: "str | Descriptor",
     dst: Store,
     dst_tag: str = "",
     *,
     referrers: bool = False,
+    platform: "Platform | str | None" = None,
     concurrency: int = 3,
     progress: Progress = NULL_PROGRESS,
 ) -> CopyResult:
-    """Resolve ``src_reference`` in ``src``, copy its graph to ``dst`` and tag it ``dst_tag``."""
-    root = src.resolve(src_reference)
+    """Resolve ``src_reference`` in ``src`` (a descriptor is taken as resolved), copy its graph
+    to ``dst`` and tag it ``dst_tag``.
+
+    With ``platform`` an index is narrowed to that platform's manifest, which alone is copied
+    and tagged (with ``referrers``, its referrers, not the index's), as ``crane copy`` and
+    ``oras copy`` do with ``--platform``.
+    """
+    top = src_reference if isinstance(src_reference, Descriptor) else src.resolve(src_reference)
+    root = platform_manifest(src, top, platform)
     result = copy_graph(src, dst, root, referrers=referrers, concurrency=concurrency, progress=progress)
     if dst_tag:
         dst.tag(root, dst_tag)

@@ -8,7 +8,7 @@ import ocikit
 
 from ..context import CliContext, pass_cli
 from ..output import emit, json_option
-from ..params import annotation_option, parse_pairs
+from ..params import annotation_option, parse_pairs, platform_option
 
 
 @click.command("attach")
@@ -16,25 +16,29 @@ from ..params import annotation_option, parse_pairs
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--artifact-type", required=True, help="The referrer's artifactType (type/subtype).")
 @annotation_option()
+@platform_option("Attach to this platform's manifest when REFERENCE is an index", default="the index itself")
 @json_option
 @pass_cli
 def attach_cmd(
     cli: CliContext, reference: str, files: tuple[str, ...], artifact_type: str, annotations: tuple[str, ...],
-    json_output: bool,
+    platform: str | None, json_output: bool,
 ) -> None:
     """Attach FILES to REF as a referrer (its subject is REF)."""
-    desc = ocikit.attach(reference, artifact_type, files, parse_pairs(annotations, "--annotation"), options=cli.options)
+    desc = ocikit.attach(reference, artifact_type, files, parse_pairs(annotations, "--annotation"), platform=platform,
+                         options=cli.options)
     emit(json_output, desc.to_dict(), lambda d: d["digest"])
 
 
 @click.command("discover")
 @click.argument("reference")
 @click.option("--artifact-type", default="", help="Only referrers of this artifactType (top level).")
+@platform_option("Show the referrers of this platform's manifest when REFERENCE is an index",
+                 default="the index's")
 @json_option
 @pass_cli
-def discover_cmd(cli: CliContext, reference: str, artifact_type: str, json_output: bool) -> None:
+def discover_cmd(cli: CliContext, reference: str, artifact_type: str, platform: str | None, json_output: bool) -> None:
     """Show the referrers of REF as a tree."""
-    subject, tree = ocikit.discover(reference, artifact_type, options=cli.options)
+    subject, tree = ocikit.discover(reference, artifact_type, platform=platform, options=cli.options)
     document = {"subject": subject.to_dict(), "referrers": [node.to_dict() for node in tree]}
     emit(json_output, document, lambda d: _render_tree(subject.digest, tree))
 

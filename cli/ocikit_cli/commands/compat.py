@@ -10,7 +10,7 @@ from ocikit.errors import IncompatibleError
 
 from ..context import CliContext, pass_cli
 from ..output import emit, json_option
-from ..params import cache_dir_option
+from ..params import cache_dir_option, platform_option
 
 
 @click.group("compat")
@@ -38,9 +38,13 @@ def scan_command(cli: CliContext, path: str, files: bool, no_libmagic: bool, jso
 @click.argument("reference")
 @click.argument("source", type=click.Path(exists=True), required=False)
 @click.option("--nfd", is_flag=True, help="Also attach an NFD image-compatibility artifact.")
+@platform_option("Attach to (and scan) this platform's manifest when REFERENCE is an index",
+                 default="the index itself; this host's manifest is scanned")
 @json_option
 @pass_cli
-def attach_command(cli: CliContext, reference: str, source: str | None, nfd: bool, json_output: bool) -> None:
+def attach_command(
+    cli: CliContext, reference: str, source: str | None, nfd: bool, platform: str | None, json_output: bool
+) -> None:
     """Attach the host requirements of REFERENCE as a compatibility referrer.
 
     SOURCE (a view directory or a saved `compat scan --json`) is scanned when given;
@@ -49,7 +53,7 @@ def attach_command(cli: CliContext, reference: str, source: str | None, nfd: boo
     from ocikit.compat.by_reference import attach_to_reference
 
     progress = cli.progress(json_output)
-    descriptor = attach_to_reference(reference, source, cli.options, nfd=nfd, progress=progress)
+    descriptor = attach_to_reference(reference, source, cli.options, nfd=nfd, progress=progress, platform=platform)
     _close(progress)
     emit(json_output, descriptor.to_dict(), lambda d: f"attached {d['artifactType']} {d['digest']} to {reference}")
 
@@ -69,11 +73,13 @@ def attach_command(cli: CliContext, reference: str, source: str | None, nfd: boo
     "that will load TARGET, read from its layers without pulling it.",
 )
 @cache_dir_option(None, "$OCIKIT_CACHE_DIR/image-facts", "Cache of --against app-image facts.", old=("--facts-cache",))
+@platform_option("Check the metadata of this platform's manifest when TARGET is an index",
+                 default="the index's own, else this host's manifest's")
 @json_option
 @pass_cli
 def check_command(
     cli: CliContext, target: str, host_file: str | None, against: str | None, cache_dir: str | None,
-    json_output: bool,
+    platform: str | None, json_output: bool,
 ) -> None:
     """Check this host against TARGET: an image reference, a view directory or a saved scan report.
 
@@ -86,7 +92,7 @@ def check_command(
     host = load_host(host_file) if host_file else None
     progress = cli.progress(json_output)
     result = check_target(
-        target, cli.options, host=host, progress=progress, against=against, facts_cache=cache_dir
+        target, cli.options, host=host, progress=progress, against=against, facts_cache=cache_dir, platform=platform
     )
     _close(progress)
     emit(json_output, result.to_dict(), lambda _: "\n".join([item.line() for item in result.items] + result.notes))
