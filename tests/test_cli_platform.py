@@ -128,6 +128,17 @@ def test_compat_attach_and_check_with_platform(multi, spack_view_fixture, tmp_pa
     assert amd.returncode == 3 and "no compatibility metadata" in amd.stderr
 
 
+def test_compat_attach_without_source_pulls_and_scans_that_platforms_image(registry):
+    """An index without this host's platform: only the --platform image can be pulled and scanned."""
+    store, _ = open_store(f"{registry}/platform/foreign")
+    entries = [dataclasses.replace(make_image(store, [{"etc/arch": arch.encode()}], architecture=arch),
+                                   platform=Platform("linux", arch)) for arch in ("s390x", "riscv64")]
+    push_manifest(store, build_index(entries), tag="v1")
+    attached = ok_json("compat", "attach", f"{registry}/platform/foreign:v1", "--platform", "linux/riscv64")
+    referrer = fetch_manifest(store, attached["digest"])
+    assert referrer.subject is not None and referrer.subject.digest == entries[1].digest
+
+
 @pytest.mark.parametrize("command", [
     ["copy", "{ref}", "oci:{tmp}/out:v1"],
     ["discover", "{ref}"],
