@@ -17,7 +17,7 @@ from .options import Options, RetryPolicy
 from .reference import LayoutReference, RegistryReference, parse_reference
 from .spec import Descriptor, Platform
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
