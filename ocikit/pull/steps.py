@@ -63,7 +63,6 @@ def check_compatibility(
     if policy is not None and not policy.check_compat:
         return
     try:
-        from ..compat.app_image import AppImage
         from ..compat.check import check_reference
     except ModuleNotFoundError as exc:  # a build without the compat package; anything else is a bug
         if (exc.name or "").startswith("ocikit.compat"):
@@ -73,6 +72,9 @@ def check_compatibility(
         raise
     against = None
     if policy is not None and policy.against:
+        # only here: reading an app image's facts pulls in the ELF and zTOC readers (~20 ms of imports)
+        from ..compat.app_image import AppImage
+
         against = AppImage(policy.against, options or Options(), facts_cache, platform=policy.platform)
     report = check_reference(store, manifest, against=against)
     if report is not None and not getattr(report, "compatible", True):
