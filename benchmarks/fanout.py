@@ -100,7 +100,7 @@ def main() -> None:
 
         def pullers(n: int, hosts_dir: str = "") -> list[list[str]]:
             mirror_flags = ["--hosts-dir", hosts_dir] if hosts_dir else []
-            return [OCIKIT_PULL + mirror_flags + ["--cache", f"{dest}/cache{i}", "--link-mode", "hardlink", reference, f"{dest}/tree{i}"]
+            return [OCIKIT_PULL + mirror_flags + ["--cache-dir", f"{dest}/cache{i}", reference, f"{dest}/tree{i}"]
                     for i in range(n)]
 
         def case(name: str, commands_for, with_mirror: bool) -> None:
