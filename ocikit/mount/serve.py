@@ -15,11 +15,12 @@ killed daemon (``ENOTCONN``) is lazily unmounted before a new one takes its plac
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -107,9 +108,10 @@ def prepare(config: MountConfig, progress: Progress = NULL_PROGRESS) -> Prepared
     plan = plan_artifact(source, resolved, rootfs=policy.rootfs)
     if policy.check_compat:
         check_compatibility(source, plan.manifest_desc)
-    image = load_image_ztocs(source, plan.manifest_desc, policy.platform, progress)
     rules = replace(policy.extract_policy(plan), rootfs=plan.kind == KIND_IMAGE)
-    tree = build_mount_tree(merged_tree(image, plan), rules)
+    with _collector_paused():
+        image = load_image_ztocs(source, plan.manifest_desc, policy.platform, progress)
+        tree = build_mount_tree(merged_tree(image, plan), rules)
     stats = MountStats()
     cache, memory = SpanCache(config.cache_dir), DecodedSpans(config.memory_bytes)
     layers = [LayerData(source, layer, ztoc, cache, stats, memory) for layer, ztoc in zip(image.layers, image.ztocs)]
@@ -122,6 +124,22 @@ def prepare(config: MountConfig, progress: Progress = NULL_PROGRESS) -> Prepared
 
         prepared.relocated = Relocated(record, target, tree, layers, config.cache_dir, config.options.concurrency)
     return prepared
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while the tree is built.
+
+    Parsing and merging make hundreds of thousands of objects that all live on, none in a cycle;
+    the collector would rescan them all at every generation threshold (a third of the time).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def clear_stale_mount(mountpoint: str) -> None:
