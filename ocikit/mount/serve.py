@@ -96,9 +96,10 @@ def mount_options(options: Options, timeout: float) -> Options:
 def prepare(config: MountConfig, progress: Progress = NULL_PROGRESS) -> PreparedMount:
     """Resolve, plan and check the artifact and build the tree the mount will show."""
     from ..pull.subset import merged_tree
-    from ..ztoc.image import load_image_ztocs
+    from ..ztoc.image import image_manifest, load_image_ztocs
     from .prefetch import prefetch_paths
     from .tree import build_mount_tree
+    from .treecache import load_tree, save_tree, tree_path
 
     policy = config.policy
     ref = parse_reference(config.reference)
@@ -109,12 +110,20 @@ def prepare(config: MountConfig, progress: Progress = NULL_PROGRESS) -> Prepared
     if policy.check_compat:
         check_compatibility(source, plan.manifest_desc)
     rules = replace(policy.extract_policy(plan), rootfs=plan.kind == KIND_IMAGE)
-    with _collector_paused():
-        image = load_image_ztocs(source, plan.manifest_desc, policy.platform, progress)
-        tree = build_mount_tree(merged_tree(image, plan), rules)
+    kept_at = tree_path(config.cache_dir, plan.digest, policy.tree_key())
+    descriptors = list(image_manifest(source, plan.manifest_desc, policy.platform)[1].layers)
+    kept = load_tree(kept_at)
+    if kept is not None and len(kept[1]) == len(descriptors):
+        tree, ztocs = kept  # mounted before under this policy: no zTOC discovery, parse or merge
+    else:
+        with _collector_paused():
+            image = load_image_ztocs(source, plan.manifest_desc, policy.platform, progress)
+            tree = build_mount_tree(merged_tree(image, plan), rules)
+        descriptors, ztocs = image.layers, image.ztocs
+        save_tree(kept_at, tree, ztocs)
     stats = MountStats()
     cache, memory = SpanCache(config.cache_dir), DecodedSpans(config.memory_bytes)
-    layers = [LayerData(source, layer, ztoc, cache, stats, memory) for layer, ztoc in zip(image.layers, image.ztocs)]
+    layers = [LayerData(source, layer, ztoc, cache, stats, memory) for layer, ztoc in zip(descriptors, ztocs)]
     prepared = PreparedMount(config, plan.digest, plan.kind, tree, layers, stats, rules.symlink_roots)
     prepared.prefetch_paths = prefetch_paths(config.prefetch, source, plan.manifest_desc)
     record = view_record(plan)
