@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -64,11 +65,17 @@ class TreeOperations(fuse.Operations):
             "st_blocks": (entry.size + 511) // 512, "st_blksize": 128 << 10,
         }
 
-    def readdir(self, path: str, fh: int) -> list[str]:
+    def readdir(self, path: str, fh: int) -> list[tuple[str, int, int]]:
+        """The names with their types (``d_type``), so a walk needs no ``stat`` per name to tell
+        directories from files."""
         entry = self._entry(path)
         if entry.children is None:
             raise fuse.FuseOSError(errno.ENOTDIR)
-        return [".", "..", *entry.children]
+        prefix = path.strip("/")
+        prefix = f"{prefix}/" if prefix else ""
+        entries = self.tree.entries
+        return [(".", entry.st_mode, 0), ("..", stat.S_IFDIR, 0),
+                *((name, entries[prefix + name].st_mode, 0) for name in entry.children)]
 
     def readlink(self, path: str) -> str:
         entry = self._entry(path)

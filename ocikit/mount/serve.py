@@ -205,6 +205,7 @@ def serve(prepared: PreparedMount, ready: Callable[[BaseException | None], None]
                                   "max_threads": 16, "max_idle_threads": 8}
     if config.allow_other:
         options["allow_other"] = True
+    gc.freeze()  # the tree lives as long as the mount: later collections need not scan it
     try:
         fuse.FUSE(operations, mountpoint, **options)
     except RuntimeError as exc:
