@@ -336,6 +336,7 @@ def test_cache_gc_reclaims_the_spans(image, tmp_path):
     result = ocikit.NodeCache(str(cache)).gc(max_bytes=0)
     assert result.spans_removed > 0 and result.freed_bytes > 0
     assert all(not files for _, _, files in os.walk(cache / "mount" / "spans"))
+    assert _kept_trees(cache) == []  # the prepared tree goes with them
 
 
 def test_nodecache_mount_shares_the_cache_spans(image, tmp_path):

@@ -49,9 +49,12 @@ def load_tree(path: str) -> tuple[MountTree, list[Ztoc]] | None:
     if not data.startswith(_MAGIC) or data[len(_MAGIC) : len(_MAGIC) + 32] != hashlib.sha256(body).digest():
         return None
     try:
-        return _decode(marshal.loads(body))
+        kept = _decode(marshal.loads(body))
     except (ValueError, TypeError, EOFError, KeyError, IndexError):
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # last use, for gc
+    return kept
 
 
 def save_tree(path: str, tree: MountTree, ztocs: list[Ztoc]) -> None:
