@@ -155,6 +155,53 @@ def test_a_remount_reads_spans_from_the_cache_not_the_registry(image, tmp_path):
     assert [r.path for r in image["proxy"].requests if "/blobs/" in r.path] == []
 
 
+def _kept_trees(cache) -> list[str]:
+    top = os.path.join(cache, "mount", "trees")
+    return [os.path.join(top, name) for name in os.listdir(top) if not name.startswith(".")]
+
+
+def test_a_remount_uses_the_kept_tree_and_finds_no_ztocs_again(image, tmp_path):
+    cache = tmp_path / "cache"
+    with mount(image["ref"], tmp_path / "a", cache):
+        first = _tree(tmp_path / "a")
+    assert len(_kept_trees(cache)) == 1
+    image["proxy"].clear()
+    with mount(image["ref"], tmp_path / "b", cache):
+        assert _tree(tmp_path / "b") == first
+    assert [r.path for r in image["proxy"].requests if "/referrers/" in r.path] == []  # no zTOC discovery
+    with mount(image["ref"], tmp_path / "c", cache, policy=PullPolicy(check_compat=False, max_size=1 << 30)):
+        pass
+    assert len(_kept_trees(cache)) == 2  # another policy shapes another tree: kept apart
+
+
+def test_a_kept_tree_others_could_write_is_not_trusted(image, tmp_path):
+    """The attack: a kept tree forged by someone else (here: ``bin/new`` pointed at other bytes
+    with a made-up span digest) in a cache they can write. It must be ignored and rebuilt."""
+    from ocikit.mount.treecache import load_tree, save_tree
+
+    cache = tmp_path / "cache"
+    with mount(image["ref"], tmp_path / "a", cache):
+        pass
+    [kept] = _kept_trees(cache)
+    tree, ztocs = load_tree(kept)
+    tree.entries["bin/new"].offset = 0
+    ztocs[tree.entries["bin/new"].layer].span_digests[0] = "sha256:" + "0" * 64
+    save_tree(kept, tree, ztocs)
+    for forged in (lambda: os.chmod(kept, 0o664), lambda: os.chmod(os.path.dirname(kept), 0o777)):
+        forged()
+        assert load_tree(kept) is None
+        image["proxy"].clear()
+        with mount(image["ref"], tmp_path / "b", cache):
+            assert read(tmp_path / "b" / "bin" / "new") == b"#!/bin/sh\necho new\n"
+        assert [r.path for r in image["proxy"].requests if "/referrers/" in r.path] != []
+    with open(kept, "r+b") as fh:  # damaged on disk: ignored, not read as garbage
+        fh.seek(-1, os.SEEK_END)
+        fh.write(b"\xff")
+    os.chmod(kept, 0o600)
+    os.chmod(os.path.dirname(kept), 0o700)
+    assert load_tree(kept) is None
+
+
 def test_concurrent_readers_fetch_each_span_once(image, tmp_path):
     image["proxy"].clear()
     with mount(image["ref"], tmp_path / "mnt", tmp_path / "cache") as handle:
@@ -289,6 +336,7 @@ def test_cache_gc_reclaims_the_spans(image, tmp_path):
     result = ocikit.NodeCache(str(cache)).gc(max_bytes=0)
     assert result.spans_removed > 0 and result.freed_bytes > 0
     assert all(not files for _, _, files in os.walk(cache / "mount" / "spans"))
+    assert _kept_trees(cache) == []  # the prepared tree goes with them
 
 
 def test_nodecache_mount_shares_the_cache_spans(image, tmp_path):

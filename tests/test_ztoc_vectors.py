@@ -87,3 +87,24 @@ def test_span_digest_count_must_match_the_checkpoints():
     ztoc.span_digests = ztoc.span_digests[:-1]
     with pytest.raises(InvalidContentError):
         parse_ztoc(ztoc.to_bytes())
+
+
+def test_entries_with_xattrs_and_odd_names_read_back_as_written():
+    """The row reader (one struct per vtable) against entries that use every field, pax included."""
+    golden = parse_ztoc(_read("meta.ztoc"))
+    golden.entries[0].pax = {"SCHILY.xattr.user.k": "v", "LIBARCHIVE.creationtime": "1"}
+    golden.entries[-1].linkname = "t\udcff"  # a non-UTF-8 byte, kept by surrogateescape
+    again = parse_ztoc(golden.to_bytes())
+    assert again.entries == golden.entries and again.to_bytes() == golden.to_bytes()
+
+
+def test_every_single_byte_damage_is_a_zTOC_or_a_clear_error():
+    """Changing any byte of a real zTOC gives a zTOC or InvalidContentError, never another exception."""
+    golden = _read("meta.ztoc")
+    for at in range(len(golden)):
+        damaged = bytearray(golden)
+        damaged[at] ^= 0xA5
+        try:
+            parse_ztoc(bytes(damaged))
+        except InvalidContentError:
+            pass

@@ -107,11 +107,11 @@ class SpanGcResult:
 
 
 def gc_spans(root: str, max_bytes: int | None = None, max_age: float | None = None) -> SpanGcResult:
-    """Remove cached spans and documents unused for ``max_age`` seconds, then the least recently
+    """Remove cached spans, documents and prepared trees unused for ``max_age`` seconds, then the least recently
     used until at most ``max_bytes`` remain. A span removed under a running mount is fetched again
     when read."""
     files: list[tuple[float, int, str]] = []
-    kept = [os.path.join(root, "mount", part) for part in ("spans", "documents")]  # not stats/, relocated.*/
+    kept = [os.path.join(root, "mount", part) for part in ("spans", "documents", "trees")]  # not stats/, relocated.*/
     for dirpath, _, names in (walked for top in kept for walked in os.walk(top)):
         for name in names:
             path = os.path.join(dirpath, name)

@@ -24,7 +24,8 @@ raises :class:`~ocikit.errors.InvalidContentError` instead of returning garbage.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from operator import itemgetter
 
 from ..errors import InvalidContentError
 
@@ -204,19 +205,80 @@ class Builder:
         return b"".join(reversed(self._parts))
 
 
-def string_at(buf: "bytes | memoryview", at: int) -> bytes:
-    """The string or byte vector referenced by the offset field at ``at`` (b'' if ``at`` is 0)."""
-    if not at:
-        return b""
-    start = at + _U32.unpack_from(buf, at)[0]
-    length = _U32.unpack_from(buf, start)[0]
-    if start + 4 + length > len(buf):
+_CODES = {OFFSET: "I", INT64: "q", INT32: "i", UINT32: "I", INT8: "b"}
+
+
+class _Layout:
+    """How to read every slot of the tables that share one vtable: one ``struct`` for all of them.
+
+    ``unpack`` reads the present fields in memory order from the table's start; ``pick`` puts
+    them in slot order (absent slots read the 0 appended after them); ``fields`` is each
+    slot's position relative to the table (0 = absent).
+    """
+
+    __slots__ = ("unpack", "pick", "fields")
+
+    def __init__(self, buf: bytes, vtable: int, kinds: Sequence[Field]) -> None:
+        if vtable < 0 or vtable + 4 > len(buf):
+            raise InvalidContentError("corrupted FlatBuffer: invalid vtable")
+        vlen = _U16.unpack_from(buf, vtable)[0]
+        if vlen < 4 or vlen % 2 or vtable + vlen > len(buf):
+            raise InvalidContentError("corrupted FlatBuffer: invalid vtable")
+        present = min(len(kinds), (vlen - 4) // 2)
+        relative = struct.unpack_from(f"<{present}H", buf, vtable + 4) + (0,) * (len(kinds) - present)
+        order = sorted((rel, slot) for slot, rel in enumerate(relative) if rel)
+        fmt, end, index = "<", 0, [len(order)] * len(kinds)
+        for i, (rel, slot) in enumerate(order):
+            if rel < end:
+                raise InvalidContentError("corrupted FlatBuffer: overlapping table fields")
+            fmt += "x" * (rel - end) + _CODES[kinds[slot]]
+            end = rel + kinds[slot][0]
+            index[slot] = i
+        self.unpack = struct.Struct(fmt).unpack_from
+        self.pick = itemgetter(*index) if len(index) > 1 else lambda values: (values[index[0]],)
+        self.fields = relative
+
+
+def table_rows(table: "Table", slot: int, kinds: Sequence[Field]) -> Iterator[tuple[int, tuple[int, ...], tuple[int, ...]]]:
+    """Every table of the vector in ``slot`` as ``(position, values, fields)``, values in slot order.
+
+    ``kinds`` gives each slot's type. A scalar slot's value is the number (0 when absent); an
+    offset slot's value is the stored offset, so its target is ``position + fields[s] + values[s]``
+    when the value is not 0 (:func:`string_at_target`). This is :class:`Table`'s reading with the
+    work done once per distinct vtable instead of once per field: zTOCs hold 60 000 such tables
+    sharing a handful of vtables. Bounds are checked as :class:`Table` checks them (struct.error
+    for a table running past the end).
+    """
+    buf = table.buf
+    assert isinstance(buf, bytes)
+    start, length = table._element(slot)
+    layouts: dict[int, _Layout] = {}
+    u32, i32 = _U32.unpack_from, _I32.unpack_from
+    zero = (0,)
+    for at in range(start, start + 4 * length, 4):
+        pos = at + u32(buf, at)[0]
+        vtable = pos - i32(buf, pos)[0]
+        layout = layouts.get(vtable)
+        if layout is None:
+            layout = layouts[vtable] = _Layout(buf, vtable, kinds)
+        yield pos, layout.pick(layout.unpack(buf, pos) + zero), layout.fields
+
+
+def string_at_target(buf: bytes, target: int) -> bytes:
+    """The string or byte vector that starts at ``target`` (its length prefix)."""
+    length = _U32.unpack_from(buf, target)[0]
+    data = buf[target + 4 : target + 4 + length]
+    if len(data) != length:
         raise InvalidContentError("corrupted FlatBuffer: vector runs past the end")
-    return bytes(buf[start + 4 : start + 4 + length])
+    return data
 
 
-def int_at(buf: "bytes | memoryview", at: int, fmt: struct.Struct) -> int:
-    return int(fmt.unpack_from(buf, at)[0]) if at else 0
+def tables_at(buf: bytes, vector: int) -> list["Table"]:
+    """The tables of the vector that starts at ``vector`` (its length prefix)."""
+    length = _U32.unpack_from(buf, vector)[0]
+    if vector + 4 + 4 * length > len(buf):
+        raise InvalidContentError("corrupted FlatBuffer: vector runs past the end")
+    return [Table(buf, at + _U32.unpack_from(buf, at)[0]) for at in range(vector + 4, vector + 4 + 4 * length, 4)]
 
 
 class Table:

@@ -15,7 +15,7 @@ layer, whose data they share.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import NotFoundError, UnsafeContentError
 from .toc import FileMetadata
@@ -26,6 +26,11 @@ WHITEOUT, OPAQUE = ".wh.", ".wh..wh..opq"
 
 def normalize(name: str) -> str:
     """A tar or user path as a root-relative path without ``.``/empty parts ('' = root)."""
+    if name.startswith("./"):
+        name = name[2:]
+    name = name.strip("/")
+    if "//" not in name and "/./" not in name and not name.endswith("/.") and not name.startswith("./"):
+        return "" if name == "." else name  # the common case: already clean (one scan, no split)
     parts = [p for p in name.split("/") if p and p != "."]
     return "/".join(parts)
 
@@ -35,9 +40,8 @@ def is_unsafe(path: str) -> bool:
     return path == ".." or path.startswith("../") or "/../" in f"/{path}/"
 
 
-@dataclass(frozen=True)
-class Node:
-    """An entry of the merged tree: which layer holds it, and its TOC entry."""
+class Node(NamedTuple):
+    """An entry of the merged tree: which layer holds it, and its TOC entry (a tuple: 60 000 are made per mount)."""
 
     layer: int
     entry: FileMetadata
@@ -59,8 +63,7 @@ class ImageTree:
         upper: dict[str, Node] = {}
         for entry in entries:
             path = normalize(entry.name)
-            base = posixpath.basename(path)
-            parent = posixpath.dirname(path)
+            parent, _, base = path.rpartition("/")
             if base == OPAQUE:
                 self._remove_below(parent, keep_dir=True)
             elif base.startswith(WHITEOUT):
@@ -75,10 +78,10 @@ class ImageTree:
                 self._remove_below(path, keep_dir=True)
             self.nodes[path] = node
         for path in upper:
-            parent = posixpath.dirname(path)
+            parent = path.rpartition("/")[0]
             while parent and parent not in self._parents:
                 self._parents.add(parent)
-                parent = posixpath.dirname(parent)
+                parent = parent.rpartition("/")[0]
         self._by_layer.append(names)
 
     def _remove_below(self, path: str, keep_dir: bool) -> None:

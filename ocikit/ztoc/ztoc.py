@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from ..errors import InvalidContentError
 from ..formats.zstd_seekable import Frame
-from .flatbuf import INT64, OFFSET, UINT32, Builder, Table, int_at, string_at
+from .flatbuf import INT64, OFFSET, UINT32, Builder, Table, string_at_target, table_rows, tables_at
 from .toc import FileMetadata
 
 VERSION_09 = "0.9"
@@ -35,7 +35,9 @@ GZIP, UNCOMPRESSED, ZSTD = "gzip", "uncompressed", "zstd"
 _ALGORITHMS = {GZIP: 1, UNCOMPRESSED: 2}
 _ALGORITHM_NAMES = {v: k for k, v in _ALGORITHMS.items()}
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_I64, _U32 = struct.Struct("<q"), struct.Struct("<I")
+# FileMetadata's slots in ztoc.fbs: name type offset size linkname mode uid gid uname gname modTime devmajor devminor xattrs
+_METADATA = (OFFSET, OFFSET, INT64, INT64, OFFSET, INT64, UINT32, UINT32, OFFSET, OFFSET, OFFSET, INT64, INT64, OFFSET)
+_NAME, _TYPE, _LINK, _UNAME, _GNAME, _MOD_TIME, _XATTRS = 0, 1, 4, 8, 9, 10, 13
 
 
 class SpanIndex(Protocol):
@@ -181,14 +183,14 @@ def _decode(raw: bytes) -> str:
 
 
 def _from_flatbuffer(data: bytes) -> Ztoc:
-    root = Table.root(data)
+    root = Table.root(bytes(data))
     toc, info = root.table(4), root.table(5)
     if toc is None or info is None:
         raise InvalidContentError("zTOC has no TOC or no compression info")
     algorithm = info.int8(0, 1)
     if algorithm not in _ALGORITHM_NAMES:
         raise InvalidContentError(f"zTOC compression algorithm {algorithm} is unknown")
-    entries = [_entry(t) for t in toc.tables(0)]
+    entries = _entries(toc)
     ztoc = Ztoc(
         entries=entries,
         compression=_ALGORITHM_NAMES[algorithm],
@@ -205,26 +207,46 @@ def _from_flatbuffer(data: bytes) -> Ztoc:
     return ztoc
 
 
-def _entry(t: Table) -> FileMetadata:
-    buf = t.buf
-    p = t.positions(14)
-    pax = {_decode(x.bytes_(0)): _decode(x.bytes_(1)) for x in t.tables(13)} if p[13] else {}
-    return FileMetadata(
-        name=_decode(string_at(buf, p[0])),
-        type=_decode(string_at(buf, p[1])),
-        offset=int_at(buf, p[2], _I64),
-        size=int_at(buf, p[3], _I64),
-        linkname=_decode(string_at(buf, p[4])),
-        mode=int_at(buf, p[5], _I64),
-        uid=int_at(buf, p[6], _U32),
-        gid=int_at(buf, p[7], _U32),
-        uname=_decode(string_at(buf, p[8])),
-        gname=_decode(string_at(buf, p[9])),
-        mod_time=_decode(string_at(buf, p[10])),
-        devmajor=int_at(buf, p[11], _I64),
-        devminor=int_at(buf, p[12], _I64),
-        pax=pax,
-    )
+def _entries(toc: Table) -> list[FileMetadata]:
+    """The TOC's entries, read row by row (the hot loop of mounting or extracting from a zTOC).
+
+    Names are decoded per entry; the few distinct types, owners and times are decoded once
+    and shared, which also keeps 60 000 entries small in memory.
+    """
+    buf = toc.buf
+    assert isinstance(buf, bytes)  # _from_flatbuffer reads bytes, never a view
+    shared: dict[bytes, str] = {}
+
+    def text(target: int) -> str:
+        return _decode(string_at_target(buf, target)) if target else ""
+
+    def common(target: int) -> str:
+        raw = string_at_target(buf, target) if target else b""
+        known = shared.get(raw)
+        if known is None:
+            known = shared[raw] = _decode(raw)
+        return known
+
+    entries = []
+    for pos, v, f in table_rows(toc, 0, _METADATA):
+        pax = _pax(tables_at(buf, pos + f[_XATTRS] + v[_XATTRS])) if v[_XATTRS] else {}
+        entries.append(FileMetadata(
+            text(pos + f[_NAME] + v[_NAME] if v[_NAME] else 0),
+            common(pos + f[_TYPE] + v[_TYPE] if v[_TYPE] else 0),
+            v[2], v[3],
+            text(pos + f[_LINK] + v[_LINK] if v[_LINK] else 0),
+            v[5], v[6], v[7],
+            common(pos + f[_UNAME] + v[_UNAME] if v[_UNAME] else 0),
+            common(pos + f[_GNAME] + v[_GNAME] if v[_GNAME] else 0),
+            common(pos + f[_MOD_TIME] + v[_MOD_TIME] if v[_MOD_TIME] else 0),
+            v[11], v[12], pax,
+        ))
+    return entries
+
+
+def _pax(xattrs: list[Table]) -> dict[str, str]:
+    """An entry's xattrs (``Xattr`` tables: key, value): the PAX records SOCI keeps."""
+    return {_decode(x.bytes_(0)): _decode(x.bytes_(1)) for x in xattrs}
 
 
 # -- ocikit's zstd JSON document ---------------------------------------------------------
