@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from environment import FIXTURES, require_binary
+from environment import FIXTURES, require_binary, skip_or_fail
 from hypothesis import settings
 
 from ocikit.testing.registry import RegistryServer, registry_available
@@ -48,3 +48,15 @@ def fixtures_dir() -> str:
 def shared_fixtures(fixtures_dir: str) -> str:
     """Old name of ``fixtures_dir`` (same sub-directories), kept so branches written before the move merge."""
     return fixtures_dir
+
+
+@pytest.fixture(scope="session")
+def containerd():
+    """Debian's containerd on a private socket and state directory (needs root to mount snapshots)."""
+    from ocikit.testing.containerd import ContainerdServer, containerd_available
+
+    if not containerd_available():
+        require_binary("containerd", "ctr")
+        skip_or_fail("containerd needs root to mount snapshots")
+    with ContainerdServer() as server:
+        yield server

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 
 import pytest
-from environment import require_binary, skip_or_fail
+from environment import require_binary
 from pull_support import push_view as push_layout_view
 from pushview_support import REAL_ROOT, VIEW_PATH, extract_layers, layout_manifest, unpack_fixture
 
@@ -30,7 +30,6 @@ from ocikit.spack.artifact import placeholder_for
 from ocikit.spec import mediatypes as mt
 from ocikit.spec.descriptor import Platform
 from ocikit.spec.view_config import VIEW_KEY
-from ocikit.testing.containerd import ContainerdServer, containerd_available
 
 FORBIDDEN = (REAL_ROOT.encode(), b"/opt/._view/", b"__ocikit_root_placeholder__")
 
@@ -54,15 +53,6 @@ def pushed(view_dir, mount_path, registry_server):
     result = push_view(view_dir, reference, root=REAL_ROOT, view_path=VIEW_PATH, mount_path=mount_path,
                        cache_dir="", compat=False)
     return reference, result
-
-
-@pytest.fixture(scope="module")
-def containerd():
-    if not containerd_available():
-        require_binary("containerd", "ctr")
-        skip_or_fail("containerd needs root to mount snapshots")
-    with ContainerdServer() as server:
-        yield server
 
 
 def _manifest_and_config(reference: str) -> tuple[dict, dict]:

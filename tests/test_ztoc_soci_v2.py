@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from environment import require_binary, skip_or_fail
+from environment import require_binary
 from ztoc_helpers import SPAN, gnu_tar, gzip_file, make_tree, push_image, tar_with
 
 import ocikit
@@ -327,17 +327,6 @@ def test_a_docker_manifest_becomes_an_oci_manifest_sharing_its_blobs(tmp_path, l
     assert converted.config.digest == config.digest  # the config itself is not touched
     assert converted.layers[0].media_type == mt.DOCKER_LAYER_GZIP  # nor the layers, as soci convert
     assert report.platforms[0].layers[0].status == "built"
-
-
-@pytest.fixture(scope="module")
-def containerd():
-    from ocikit.testing.containerd import ContainerdServer, containerd_available
-
-    if not containerd_available():
-        require_binary("containerd", "ctr")
-        skip_or_fail("containerd needs root to mount snapshots")
-    with ContainerdServer() as server:
-        yield server
 
 
 def _ctr(containerd, *args: str) -> str:
