@@ -430,6 +430,20 @@ def test_pull_against_refuses_before_extracting_and_accepts_the_right_image(imag
     assert cli.returncode == 7 and "libstdc++.so.6.0.25" in cli.stderr and "Traceback" not in cli.stderr
 
 
+def test_mount_against_refuses_before_mounting(images, view_artifact, tmp_path):
+    """A lazy mount checks the same app image a pull would, before anything is mounted."""
+    import ocikit
+    from ocikit.errors import IncompatibleError
+    from ocikit.pull.policy import PullPolicy
+
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    with pytest.raises(IncompatibleError, match=r"app image .*:old.*GLIBCXX"):
+        ocikit.mount(view_artifact, str(mountpoint), PullPolicy(against=images["old"]), cache=str(tmp_path / "c"))
+    assert not os.path.ismount(mountpoint)
+    assert os.listdir(tmp_path / "c" / "facts")  # the app image's facts, kept beside the mount cache
+
+
 def ocikit_cli_pull(reference: str, dest: str, against: str, tmp_path) -> subprocess.CompletedProcess:
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg-cli")}
     return subprocess.run([sys.executable, "-m", "ocikit_cli.main", "pull", reference, dest, "--against", against],

@@ -107,8 +107,8 @@ def prepare(config: MountConfig, progress: Progress = NULL_PROGRESS) -> Prepared
     source = CachedDocuments(open_source(ref, mount_options(config.options, config.timeout)), documents)
     resolved = resolve_manifest(source, ref.reference, platform=policy.platform, label=str(ref))
     plan = plan_artifact(source, resolved, rootfs=policy.rootfs)
-    if policy.check_compat:
-        check_compatibility(source, plan.manifest_desc)
+    # the host's facts, or with policy.against the app image's (cached beside the node cache's)
+    check_compatibility(source, plan.manifest_desc, policy, config.options, os.path.join(config.cache_dir, "facts"))
     rules = replace(policy.extract_policy(plan), rootfs=plan.kind == KIND_IMAGE)
     kept_at = tree_path(config.cache_dir, plan.digest, policy.tree_key())
     descriptors = list(image_manifest(source, plan.manifest_desc, policy.platform)[1].layers)

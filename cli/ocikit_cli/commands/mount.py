@@ -31,6 +31,8 @@ from ..params import cache_dir_option, parse_size, platform_option
 @click.option("--rootfs", is_flag=True, help="Show every layer as a container filesystem layer (whiteouts).")
 @click.option("--no-relocate", is_flag=True, help="Serve a view's files as recorded, without relocating them.")
 @click.option("--skip-compat-check", is_flag=True, help="Do not check the artifact's compatibility metadata.")
+@click.option("--against", metavar="APP_IMAGE", default="",
+              help="Check the compatibility metadata against this application image instead of this host.")
 @click.option("--max-size", help="Refuse a tree declaring more than this many bytes (e.g. 20G), per file and in total.")
 @click.option("--allow-devices", is_flag=True, help="Show device nodes and fifos found in layers.")
 @click.option("--preserve-special-modes", is_flag=True, help="Keep setuid, setgid and sticky bits.")
@@ -39,7 +41,7 @@ from ..params import cache_dir_option, parse_size, platform_option
 @pass_cli
 def mount_cmd(cli: CliContext, reference: str, mountpoint: str, cache_dir: str, prefetch: str, prefetch_rate: str,
               timeout: float, record: str | None, relocate_to: str | None, allow_other: bool, rootfs: bool, no_relocate: bool,
-              skip_compat_check: bool, max_size: str | None, allow_devices: bool, preserve_special_modes: bool,
+              skip_compat_check: bool, against: str, max_size: str | None, allow_devices: bool, preserve_special_modes: bool,
               platform: str | None, json_output: bool) -> None:
     """Mount a view or image read-only at MOUNTPOINT; file data is fetched when first read.
 
@@ -48,7 +50,8 @@ def mount_cmd(cli: CliContext, reference: str, mountpoint: str, cache_dir: str, 
     """
     policy = PullPolicy(rootfs=rootfs, max_size=parse_size(max_size) if max_size else None,
                         allow_devices=allow_devices, preserve_special_modes=preserve_special_modes,
-                        platform=platform, relocate=not no_relocate, check_compat=not skip_compat_check)  # type: ignore[arg-type]
+                        platform=platform, relocate=not no_relocate, check_compat=not skip_compat_check,
+                        against=against)  # type: ignore[arg-type]  # platform: parsed in __post_init__
     config = mount_config(reference, mountpoint, policy, options=cli.options, cache=cache_dir, prefetch=prefetch,
                           prefetch_rate=parse_size(prefetch_rate), timeout=timeout, allow_other=allow_other,
                           relocate_to=relocate_to, record=record or "")
