@@ -50,8 +50,8 @@ def mount_cmd(cli: CliContext, reference: str, mountpoint: str, cache_dir: str, 
     """
     policy = PullPolicy(rootfs=rootfs, max_size=parse_size(max_size) if max_size else None,
                         allow_devices=allow_devices, preserve_special_modes=preserve_special_modes,
-                        platform=platform, relocate=not no_relocate, check_compat=not skip_compat_check,
-                        against=against)  # type: ignore[arg-type]  # platform: parsed in __post_init__
+                        relocate=not no_relocate, check_compat=not skip_compat_check, against=against,
+                        platform=platform)  # type: ignore[arg-type]  # a string, parsed in __post_init__
     config = mount_config(reference, mountpoint, policy, options=cli.options, cache=cache_dir, prefetch=prefetch,
                           prefetch_rate=parse_size(prefetch_rate), timeout=timeout, allow_other=allow_other,
                           relocate_to=relocate_to, record=record or "")
