@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 from typing import Any
 
 from ..content.base import Store
 from ..digest import VerifyingReader, digest_bytes
 from ..spec.descriptor import Descriptor
+from .keep import keep_file
 
 MAX_DOCUMENT = 64 << 20  # zTOCs of very large layers stay below this
 
@@ -50,7 +50,7 @@ class CachedDocuments:
             return VerifyingReader(io.BytesIO(kept), desc.digest, desc.size, desc.digest)
         with self.source.fetch(desc) as reader:
             data = reader.readall()  # verified by the source's reader
-        self._keep(path, data)
+        keep_file(path, data)
         return VerifyingReader(io.BytesIO(data), desc.digest, desc.size, desc.digest)
 
     def _kept(self, path: str, desc: Descriptor) -> bytes | None:
@@ -67,17 +67,6 @@ class CachedDocuments:
         with contextlib.suppress(OSError):
             os.unlink(path)
         return None
-
-    def _keep(self, path: str, data: bytes) -> None:
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".doc.", dir=os.path.dirname(path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(NameError, OSError):
-                os.unlink(tmp)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.source, name)  # resolve, referrers, fetch_range, …

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -26,6 +25,7 @@ from ..errors import DigestMismatchError, LocalIOError
 from ..spec.descriptor import Descriptor
 from ..ztoc.fetch import MAX_REQUEST, LayerReader, Want
 from ..ztoc.ztoc import Ztoc
+from .keep import keep_file
 
 DEFAULT_MEMORY = 128 << 20  # decoded span bytes kept in memory per mount
 
@@ -80,18 +80,7 @@ class SpanCache:
 
     def put(self, digest: str, data: bytes | memoryview) -> None:
         """Store verified bytes (written beside their name and renamed: readers never see a part)."""
-        final = self.path(digest)
-        try:
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".span.", dir=os.path.dirname(final))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, final)
-        except OSError:
-            return  # a full or read-only cache costs speed, not correctness
-        finally:
-            with contextlib.suppress(NameError, FileNotFoundError):
-                os.unlink(tmp)
+        keep_file(self.path(digest), data)
 
     def drop(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -20,10 +20,10 @@ import hashlib
 import marshal
 import os
 import stat
-import tempfile
 
 from ..formats.zstd_seekable import Frame
 from ..ztoc.ztoc import Ztoc
+from .keep import keep_file
 from .tree import MountEntry, MountTree
 
 FORMAT = 1  # bump when MountEntry, the rules or the zTOC geometry change meaning
@@ -60,20 +60,7 @@ def load_tree(path: str) -> tuple[MountTree, list[Ztoc]] | None:
 def save_tree(path: str, tree: MountTree, ztocs: list[Ztoc]) -> None:
     """Keep ``tree`` and the zTOCs' span geometry at ``path`` (best effort: a full disk costs speed only)."""
     body = marshal.dumps(_encode(tree, ztocs))
-    tmp = ""
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tree.", dir=os.path.dirname(path))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_MAGIC + hashlib.sha256(body).digest() + body)
-        os.replace(tmp, path)
-        tmp = ""
-    except OSError:
-        pass
-    finally:
-        if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    keep_file(path, _MAGIC + hashlib.sha256(body).digest() + body, dir_mode=0o700)
 
 
 def _trusted(st: os.stat_result) -> bool:
