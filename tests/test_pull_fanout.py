@@ -99,10 +99,12 @@ def test_every_blob_of_n_pullers_goes_through_the_mirror(tmp_path, cluster):
     through_mirror = _served(mirror, digests, at_least=PULLERS)
     assert through_mirror == {d: PULLERS for d in digests}  # every puller's every layer came from the mirror
     assert _served(upstream, digests) == {}  # none went straight to the upstream while the mirror answered
-    # docker-registry 2.8's proxy fetches a cold blob twice, plus once per request that misses
-    # while that fetch is in flight: N pullers cost the upstream at most N + 1 per blob.
+    # The mirror fetched every blob from behind it. How often is docker-registry's business, not
+    # ocikit's: its proxy fetches a cold blob again for each request that misses while a fetch is
+    # in flight, so the count depends on timing (4 to 12 per blob for 8 pullers on CI); the
+    # benchmark (benchmarks/fanout.py) reports it, a test cannot bound it.
     from_upstream = _served(behind, digests, at_least=1)
-    assert set(from_upstream) == digests and max(from_upstream.values()) <= PULLERS + 1, from_upstream
+    assert set(from_upstream) == digests, from_upstream
 
     mirror.close()  # the mirror fails: the upstream serves
     (fallback,) = _pull_all(reference, hosts_dir, str(tmp_path / "after"), 1)
