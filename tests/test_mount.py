@@ -307,6 +307,57 @@ def test_a_killed_daemon_does_not_block_the_next_mount(image, tmp_path):
     assert not is_mounted(str(mnt))
 
 
+_CALLER = """
+import sys, time, ocikit
+from ocikit.pull.policy import PullPolicy
+handle = ocikit.mount(sys.argv[1], sys.argv[2], PullPolicy(check_compat=False), cache=sys.argv[3],
+                      detach=sys.argv[4] == "detach")
+print(handle.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _killed_caller(image, tmp_path, mode: str) -> tuple[str, int]:
+    """A process mounts with ``ocikit.mount()`` and is SIGKILLed; returns (mount point, daemon pid)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    caller = subprocess.Popen([sys.executable, "-c", _CALLER, image["ref"], str(mnt), str(tmp_path / "c"), mode],
+                              stdout=subprocess.PIPE, text=True)
+    assert caller.stdout is not None
+    daemon = int(caller.stdout.readline())
+    assert read(mnt / "bin" / "new") == b"#!/bin/sh\necho new\n"
+    caller.kill()
+    caller.wait()
+    return str(mnt), daemon
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split(") ", 1)[1][0] != "Z"
+
+
+def test_a_caller_killed_without_unmount_takes_its_mount_with_it(image, tmp_path):
+    mnt, daemon = _killed_caller(image, tmp_path, "attached")
+    _wait_for(lambda: not is_mounted(mnt) and not _alive(daemon), limit=30)
+    assert not is_stale_mount(mnt)  # unmounted cleanly, not left ENOTCONN
+
+
+def test_a_detached_mount_outlives_its_caller_until_unmounted(image, tmp_path):
+    mnt, daemon = _killed_caller(image, tmp_path, "detach")
+    try:
+        time.sleep(1.0)
+        assert is_mounted(mnt) and _alive(daemon)
+        assert read(os.path.join(mnt, "share", "doc", "README"))  # still serving, fetching on demand
+    finally:
+        subprocess.run(["fusermount3", "-u", mnt], check=False)
+    _wait_for(lambda: not _alive(daemon), limit=30)
+    assert not is_mounted(mnt)
+
+
 def test_prefetch_all_fills_the_cache_so_reads_cost_no_network(image, tmp_path):
     with mount(image["ref"], tmp_path / "mnt", tmp_path / "cache", prefetch="all", prefetch_rate=0) as handle:
         _wait_for(lambda: handle.stats().prefetch_done)

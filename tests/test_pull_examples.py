@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -53,6 +54,28 @@ def test_csi_example_publishes_a_relocated_view(tmp_path, monkeypatch):
     module.node_unpublish_volume(target)
     assert not os.path.exists(target)
     assert len(module.CACHE.ls()) == 1  # the cached tree stays for the next pod
+
+
+def test_csi_example_mount_mode_survives_a_driver_restart(tmp_path, monkeypatch):
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        pytest.fail("FUSE is not available") if os.environ.get("CI") else pytest.skip("FUSE is not available")
+    monkeypatch.setenv("OCIKIT_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("csi_node_publish", os.path.join(EXAMPLES, "csi_node_publish.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    layout = str(tmp_path / "layout")
+    push_view(layout, [TarBuilder().file("bin/tool", b"#!/bin/sh\necho tool\n", mode=0o755).bytes()], {})
+    target = str(tmp_path / "kubelet" / "pod-1" / "volume")
+    module.node_publish_volume({"reference": f"oci:{layout}:v1", "mode": "mount"}, target, True, {})
+    try:
+        assert os.path.ismount(target)
+        assert open(os.path.join(target, "bin", "tool"), "rb").read() == b"#!/bin/sh\necho tool\n"
+        module.MOUNTS.clear()  # the driver restarts: its handles are gone, the mount is not
+        assert os.path.ismount(target)
+        module.node_unpublish_volume(target)
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", target], check=False, capture_output=True)
+    assert not os.path.exists(target)
 
 
 def test_csi_example_deletes_the_pull_secret_it_wrote(tmp_path, monkeypatch):

@@ -19,7 +19,9 @@ instead look the pod up and take its container image.)
 
 ``mode: mount`` starts the pod in seconds whatever the view's size: ``NodeCache.mount`` serves
 the view read-only over FUSE, fetching (and verifying) only the spans the pod reads, into the
-cache's ``mount/`` that every pod of the node shares and ``gc`` bounds (docs/mount.md).
+cache's ``mount/`` that every pod of the node shares and ``gc`` bounds (docs/mount.md). The
+mount is detached: its daemon outlives a restart of the driver, and NodeUnpublishVolume then
+unmounts it by path.
 
 Compared with oras-csi: the cache is keyed by manifest digest with a per-digest lock, so two
 pods starting together download once and neither sees a partial tree; trees are unpacked,
@@ -53,7 +55,8 @@ def node_publish_volume(
         # live until NodeUnpublishVolume.
         os.makedirs(target_path, exist_ok=True)
         MOUNTS[target_path] = cache.mount(
-            volume_context["reference"], target_path, relocate_to=volume_context.get("mountPath"), allow_other=True
+            volume_context["reference"], target_path, policy,
+            relocate_to=volume_context.get("mountPath"), allow_other=True, detach=True,
         )
         AUTH_FILES[target_path] = auth_file
         return
@@ -85,7 +88,7 @@ def node_unpublish_volume(target_path: str) -> None:
         if auth_file:
             os.unlink(auth_file)
         return
-    if os.path.ismount(target_path):
+    if os.path.ismount(target_path):  # a bind mount, or a lazy mount from before a driver restart
         subprocess.run(["umount", target_path], check=True)
     shutil.rmtree(target_path, ignore_errors=True)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -22,14 +21,18 @@ from ..errors import LocalIOError
 from ..options import DEFAULT_OPTIONS, Options
 from ..progress import NULL_PROGRESS, Progress
 from ..pull.policy import DEFAULT_POLICY, PullPolicy
-from .daemon import rebuild_error
+from .daemon import rebuild_error, send_config
 from .serve import DEFAULT_PREFETCH_RATE, DEFAULT_TIMEOUT, PREFETCH_NONE, MountConfig
 from .spans import DEFAULT_MEMORY, MountStats
 
 
 @dataclass
 class MountHandle:
-    """A running mount: ``unmount()`` it (or use it as a context manager)."""
+    """A running mount: ``unmount()`` it (or use it as a context manager).
+
+    Unless it was mounted with ``detach=True``, the mount ends when the handle is garbage
+    collected or the caller's process exits, whichever comes first: keep the handle.
+    """
 
     reference: str
     mountpoint: str
@@ -60,6 +63,9 @@ class MountHandle:
                 subprocess.run(["fusermount3", "-u", "-z", self.mountpoint], check=False, capture_output=True)
                 self.process.kill()
                 self.process.wait()
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
         stats = self.stats()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.stats_file)
@@ -87,6 +93,7 @@ def mount_config(
     relocate_to: str | None = None,
     record: str = "",
     stats_file: str = "",
+    detach: bool = False,
 ) -> MountConfig:
     """The :class:`MountConfig` for these keywords (the cache defaults to the node cache's directory)."""
     cache_dir = os.path.abspath(cache or node_cache_dir())
@@ -101,7 +108,7 @@ def mount_config(
         reference=reference, mountpoint=os.path.abspath(mountpoint), cache_dir=cache_dir, policy=policy,
         options=options, prefetch=prefetch, prefetch_rate=prefetch_rate, timeout=timeout,
         memory_bytes=memory_bytes, allow_other=allow_other, stats_file=stats_file, relocate_to=relocate_to,
-        record=os.path.abspath(record) if record else "",
+        record=os.path.abspath(record) if record else "", detach=detach,
     )
 
 
@@ -109,7 +116,9 @@ def mount(reference: str, mountpoint: str, policy: PullPolicy = DEFAULT_POLICY, 
     """Mount ``reference`` read-only at ``mountpoint``; file data is fetched when first read.
 
     Keywords are those of :func:`mount_config` (``options``, ``cache``, ``prefetch``, ``timeout``,
-    ``allow_other``, ``relocate_to``, ``record``…). Returns once the tree is up; raises what stopped it.
+    ``allow_other``, ``relocate_to``, ``record``, ``detach``…). Returns once the tree is up; raises
+    what stopped it. The mount ends with the caller's process (or the handle) unless ``detach=True``:
+    then it stays until ``unmount()`` or ``fusermount3 -u MOUNTPOINT``.
     """
     config = mount_config(reference, mountpoint, policy, **keywords)  # type: ignore[arg-type]
     process = subprocess.Popen(
@@ -117,12 +126,14 @@ def mount(reference: str, mountpoint: str, policy: PullPolicy = DEFAULT_POLICY, 
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(pickle.dumps(config))
-    process.stdin.close()
+    send_config(process.stdin, config)  # stdin stays open: the daemon's lifeline to this process
+    if config.detach:
+        process.stdin.close()
     line = process.stdout.readline().decode().strip()
     process.stdout.close()
     if line == "ready":
         return MountHandle(reference, config.mountpoint, config.stats_file, process)
+    process.stdin.close()
     process.wait()
     if line.startswith("error "):
         raise rebuild_error(line)

@@ -1,9 +1,13 @@
 """The process that serves a mount for :func:`ocikit.mount.api.mount` (``python -m ocikit.mount.daemon``).
 
-It reads a pickled :class:`~ocikit.mount.serve.MountConfig` on stdin, prepares the mount and
-serves it in its own process, so libfuse's signal handlers and threads never touch the
-caller's. Its stdout is a one-line status channel: ``ready`` once the tree is mounted and
+It reads a length-prefixed pickled :class:`~ocikit.mount.serve.MountConfig` on stdin, prepares
+the mount and serves it in its own process, so libfuse's signal handlers and threads never touch
+the caller's. Its stdout is a one-line status channel: ``ready`` once the tree is mounted and
 checked, or ``error`` with the pickled exception; then stdout is closed.
+
+stdin stays open as the caller's lifeline: when it reaches end of file (the caller closed it,
+or died and the kernel closed it) the daemon unmounts, so a caller killed without
+``unmount()`` leaves no daemon serving. A detached mount (``detach=True``) has no lifeline.
 """
 
 from __future__ import annotations
@@ -11,7 +15,12 @@ from __future__ import annotations
 import base64
 import os
 import pickle
+import signal
+import struct
 import sys
+import threading
+
+LENGTH = struct.Struct(">Q")
 
 
 def _report(line: str) -> None:
@@ -45,10 +54,42 @@ def rebuild_error(line: str) -> BaseException:
     return error
 
 
+def send_config(pipe: object, config: object) -> None:
+    """Write ``config`` the way :func:`main` reads it (``pipe`` is the daemon's stdin)."""
+    payload = pickle.dumps(config)
+    pipe.write(LENGTH.pack(len(payload)) + payload)  # type: ignore[attr-defined]
+    pipe.flush()  # type: ignore[attr-defined]
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            raise EOFError("the caller closed the configuration pipe")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _watch_lifeline(fd: int) -> None:
+    """Unmount (SIGTERM, which libfuse turns into a clean unmount) once the caller's end closes."""
+
+    def watch() -> None:
+        while os.read(fd, 4096):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="ocikit-mount-lifeline", daemon=True).start()
+
+
 def main() -> int:
     from .serve import prepare, serve
 
-    config = pickle.load(sys.stdin.buffer)
+    (size,) = LENGTH.unpack(_read_exactly(0, LENGTH.size))
+    config = pickle.loads(_read_exactly(0, size))
+    if not config.detach:
+        _watch_lifeline(0)
     try:
         prepared = prepare(config)
     except BaseException as exc:

@@ -53,6 +53,8 @@ class MountConfig:
     ``timeout``   seconds after which a read the registry does not answer fails with EIO
     ``record``    at unmount, write the files that were read (one path a line, first read first):
                   a ``prefetch`` list for the next mount, or a referrer to attach
+    ``detach``    the mount outlives the process that asked for it (a CSI driver that restarts);
+                  otherwise it ends with its caller or its handle
     """
 
     reference: str
@@ -68,6 +70,7 @@ class MountConfig:
     stats_file: str = ""
     relocate_to: str | None = None  # where the view will be seen (default: the mount point)
     record: str = ""
+    detach: bool = False
 
 
 @dataclass
