@@ -217,6 +217,44 @@ def test_a_layer_replacing_a_directory_lists_whiteouts_under_it(tmp_path):
         assert not (dest / "a").is_dir() and (dest / "keep").exists()
 
 
+def _lower_link_image(layout: str) -> None:
+    """A rootfs whose second layer hard-links a first-layer file that the third layer replaces."""
+    lower = TarBuilder().file("usr/lib/libz.so.1", b"zlib 1.2").file("usr/lib/other", b"other").bytes()
+    middle = TarBuilder().hardlink("usr/lib/libz-copy", "usr/lib/libz.so.1").hardlink("usr/bin/o", "usr/lib/other").bytes()
+    upper = TarBuilder().file("usr/lib/libz.so.1", b"zlib 1.3").bytes()
+    push_layers(layout, [(lower, "gzip", {}), (middle, "gzip", {}), (upper, "zstd", {})],
+                config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_hard_link_to_a_lower_layer_file_is_that_file_as_the_layers_merge(tmp_path, path):
+    layout = str(tmp_path / "l")
+    _lower_link_image(layout)
+    dest = tmp_path / "d"
+    _pull(layout, str(dest), path, rootfs=True)
+    assert (dest / "usr/lib/libz-copy").read_bytes() == b"zlib 1.2"  # linked before the upper layer replaced it
+    assert (dest / "usr/lib/libz.so.1").read_bytes() == b"zlib 1.3"
+    assert (dest / "usr/bin/o").read_bytes() == b"other"
+    assert os.path.samefile(dest / "usr/bin/o", dest / "usr/lib/other")
+
+
+def test_get_file_follows_a_hard_link_into_a_lower_layer(tmp_path):
+    layout = str(tmp_path / "l")
+    _lower_link_image(layout)
+    result = get_file(f"oci:{layout}:v1", "usr/lib/libz-copy", str(tmp_path / "out"))
+    assert (tmp_path / "out").read_bytes() == b"zlib 1.2" and result.size == len(b"zlib 1.2")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_view_cannot_hard_link_across_its_layers(tmp_path, path):
+    """A view's layers are merged side by side, not stacked: a link must name a file of its own layer."""
+    layout = str(tmp_path / "l")
+    push_view(layout, [TarBuilder().file("a", b"a").bytes(), TarBuilder().hardlink("b", "a").bytes()],
+              config=_view_config())
+    error = _refused(layout, str(tmp_path / "d"), path)
+    assert "hardlink target missing" in str(error)
+
+
 def test_devices_keep_their_mode_not_the_umask(tmp_path):
     push_view(str(tmp_path / "l"), [TarBuilder().device("pipe", tarfile.FIFOTYPE).bytes()], config=_view_config())
     old = os.umask(0o022)

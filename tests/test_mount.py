@@ -437,6 +437,27 @@ def test_what_a_pull_refuses_is_not_mounted(registry, tmp_path):
         mount(escape, tmp_path / "mnt", tmp_path / "cache")
 
 
+def test_a_hard_link_to_a_lower_layer_file_is_served_as_a_pull_merges_it(registry, tmp_path):
+    _require_fuse()
+    ref = f"{registry}/mount/links:v1"
+    layers = []
+    for i, entries in enumerate([
+        [("usr/lib/libz.so.1", b"zlib 1.2", {"mode": 0o755})],
+        [("usr/lib/libz-copy", None, {"type": tarfile.LNKTYPE, "linkname": "usr/lib/libz.so.1"})],
+        [("usr/lib/libz.so.1", b"zlib 1.3", {"mode": 0o755})],
+    ]):
+        tar = write(str(tmp_path / f"layer{i}.tar"), tar_with(entries))
+        layers.append((gzip_file(tar, str(tmp_path / f"layer{i}.gz")), mt.OCI_LAYER_GZIP))
+    push_image(open_store(ref)[0], layers)
+    build_ztocs(ref, span_size=SPAN, min_layer_size=0)
+    pulled = tmp_path / "pulled"
+    ocikit.pull(ref, str(pulled), NO_COMPAT)
+    with mount(ref, tmp_path / "mnt", tmp_path / "cache"):
+        for name in ("usr/lib/libz-copy", "usr/lib/libz.so.1"):
+            assert read(tmp_path / "mnt" / name) == read(pulled / name)
+        assert read(tmp_path / "mnt" / "usr/lib/libz-copy") == b"zlib 1.2"
+
+
 # -- a real spack view, mounted away from its recorded root -------------------------------------
 
 

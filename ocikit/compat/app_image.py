@@ -212,12 +212,13 @@ class _Walk:
         """The bytes of the regular file at ``path`` (symlinks followed) and its source, or None."""
         try:
             node = tree.lookup(path)
-            data = tree.data_entry(node) if node.entry.type in ("reg", "hardlink") else None
+            holder = tree.data_node(node) if node.entry.type in ("reg", "hardlink") else None
         except OcikitError:
             return None
-        if data is None or data.size > MAX_READ:
+        if holder is None or holder.entry.size > MAX_READ:
             return None
-        layer = self.seen[len(self.seen) - 1 - node.layer]
+        data = holder.entry
+        layer = self.seen[len(self.seen) - 1 - holder.layer]
         source = f"{layer.descriptor.digest}:/{node.path}"
         if layer.ztoc is None:
             kept = layer.kept.get(normalize(data.name))

@@ -16,7 +16,7 @@ violation raises :class:`~ocikit.errors.UnsafeContentError` naming the entry and
     policy's ``symlink_roots`` (a view's own root, which relocation rewrites). Container
     image layers (``rootfs``) keep absolute targets: they are relative to the rootfs.
 ``hardlink target outside destination`` / ``hardlink target missing``
-    a hardlink names an entry already extracted into the same tree, reached without
+    a hardlink names a regular file this archive already extracted, reached without
     following symlinks.
 ``device node`` / ``fifo``
     refused unless ``allow_devices``.
@@ -308,6 +308,10 @@ class SafeExtractor:
             target_fd = self._dir(target_parent, create=False)
             if not stat.S_ISREG(os.stat(target_base, dir_fd=target_fd, follow_symlinks=False).st_mode):
                 raise UnsafeContentError(entry.name, f"hardlink target {target!r} is not a regular file")
+            if target not in self._seen:
+                # a file another layer of the same tree wrote (a view's layers are extracted side
+                # by side): not this archive's, and whether it exists yet is a race
+                raise FileNotFoundError(target)
             os.link(target_base, base, src_dir_fd=target_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             if self.policy.rootfs:  # the target lives in a lower layer: linked after the merge

@@ -86,11 +86,12 @@ def build_mount_tree(tree: ImageTree, rules: ExtractPolicy, mtime_ns: int = 0) -
         if entry is None:
             continue
         if node.entry.type in (FILE, HARDLINK):
-            data = tree.data_entry(node)
+            holder = tree.data_node(node, rules.rootfs)  # a hard link's bytes may be a lower layer's
+            data = holder.entry
             check_declared_size(data.size, rules.max_size, node.entry.name)
-            entry.kind, entry.size, entry.layer, entry.offset = FILE, data.size, node.layer, data.offset
+            entry.kind, entry.size, entry.layer, entry.offset = FILE, data.size, holder.layer, data.offset
             entry.mode = data.mode & keep
-            sharing = data_paths.setdefault((node.layer, data.offset), [])
+            sharing = data_paths.setdefault((holder.layer, data.offset), [])
             if not sharing:
                 if rules.max_size is not None:  # the pull's bomb guard on the total
                     budget.take(data.size, node.entry.name)

@@ -96,7 +96,7 @@ def extract_subset(
     progress: Progress = NULL_PROGRESS,
 ) -> ExtractReport:
     """Extract the tree entries at ``paths`` into the empty directory ``dest_dir`` under ``rules``."""
-    items = subset_items(tree, paths)
+    items = subset_items(tree, paths, lower_links=rules.rootfs)
     stream = SubsetStream(store, image, items, SizeBudget(max_size), lambda n: progress.advance("extract", n))
     progress.start("extract", "extract", stream.total_bytes)
     stats = ExtractStats(layers=len(image.layers))
@@ -213,12 +213,13 @@ def _regular_file(image: ImageZtocs, path: str, max_size: int | None) -> tuple[N
     node = tree.lookup(path)
     if node.entry.type not in ("reg", "hardlink"):
         raise UnsupportedError(f"{path!r} is a {node.entry.type}, not a regular file")
-    data = tree.data_entry(node)
+    holder = tree.data_node(node)  # a hard link: the node (maybe in a lower layer) holding the bytes
+    data = holder.entry
     if data.size < 0:
         raise InvalidContentError(f"{path!r} has a negative size in its zTOC")
     if max_size is not None and data.size > max_size:
         raise UnsafeContentError(path, f"size limit exceeded (declares {data.size} bytes, max_size {max_size})")
-    return node, data
+    return Node(holder.layer, data, node.path), data
 
 
 def write_atomically(output: str, data: bytes, mode: int = 0o644) -> None:

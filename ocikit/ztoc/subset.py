@@ -9,8 +9,10 @@ decoded), through the same ``next_entry`` / ``read_data`` / ``iter_data`` calls 
 :class:`~ocikit.formats.tar.reader.TarStream` answers.
 
 Order: directories (parents first), then regular files layer by layer in data order (one
-pass over each layer's spans), then hard links, symlinks and special files. A hard link
-whose target is not part of the subset is written as a file with the target's data.
+pass over each layer's spans), then hard links, symlinks and special files. Paths that share
+one file's data (hard links, in one layer or, in a container rootfs, to a lower layer's file)
+are written once, under the first such path, and linked to it; so a hard link whose target is
+not part of the subset is a file with the target's data.
 """
 
 from __future__ import annotations
@@ -70,9 +72,9 @@ def tar_entry(path: str, metadata: FileMetadata, kind: str | None = None, linkna
     )
 
 
-def subset_items(tree: ImageTree, paths: list[str]) -> list[_Item]:
-    """The entries to extract for ``paths``, in the order described in the module docstring."""
-    chosen = set(paths)
+def subset_items(tree: ImageTree, paths: list[str], lower_links: bool = False) -> list[_Item]:
+    """The entries to extract for ``paths``, in the order described in the module docstring
+    (``lower_links``: hard links may name a lower layer's file, as in a container rootfs)."""
     dirs: list[_Item] = []
     files: list[_Item] = []
     links: list[_Item] = []
@@ -83,15 +85,14 @@ def subset_items(tree: ImageTree, paths: list[str]) -> list[_Item]:
         kind = node.entry.type
         if kind == "dir":
             dirs.append(_Item(tar_entry(path, node.entry)))
-        elif kind == "reg" or (kind == "hardlink" and normalize(node.entry.linkname) not in chosen):
-            data = tree.data_entry(node)
-            first = written.setdefault((node.layer, data.offset), path)
+        elif kind in ("reg", "hardlink"):
+            holder = tree.data_node(node, lower_links)
+            data = holder.entry
+            first = written.setdefault((holder.layer, data.offset), path)
             if first != path:  # the same bytes twice: the second is a link to the first
                 links.append(_Item(tar_entry(path, data, HARDLINK, first)))
             else:
-                files.append(_Item(tar_entry(path, data, FILE, ""), node.layer, data.offset))
-        elif kind == "hardlink":
-            links.append(_Item(tar_entry(path, node.entry, HARDLINK, normalize(node.entry.linkname))))
+                files.append(_Item(tar_entry(path, data, FILE, ""), holder.layer, data.offset))
         elif kind == "symlink":
             links.append(_Item(tar_entry(path, node.entry, SYMLINK)))
         else:

@@ -9,7 +9,8 @@ Paths are normalised the way tar names are read (``./usr/bin/`` → ``usr/bin``)
 are resolved inside the tree: relative targets against the link's directory, absolute
 targets against the image root; a target that climbs above the root is refused with
 :class:`~ocikit.errors.UnsafeContentError`. Hard links name another entry of the same
-layer, whose data they share.
+layer, or else a file of the tree the lower layers left (after this layer's whiteouts), as
+when a pull merges the layers; they share its data.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ImageTree:
     def __init__(self, tocs: list[list[FileMetadata]]) -> None:
         self.nodes: dict[str, Node] = {}
         self._by_layer: list[dict[str, FileMetadata]] = []
+        self._lower_links: dict[tuple[int, str], Node] = {}  # (layer, link path) -> the lower node it names
         self._parents: set[str] = set()  # directories with (or once with) nodes below, listed or implied
         for layer, entries in enumerate(tocs):
             self._apply(layer, entries)
@@ -71,6 +73,12 @@ class ImageTree:
             elif path:
                 names[path] = entry
                 upper[path] = Node(layer, entry, path)
+        for path, entry in names.items():
+            if entry.type == "hardlink":
+                target = normalize(entry.linkname)
+                lower = self.nodes.get(target)
+                if target not in names and lower is not None:  # resolved before this layer replaces it
+                    self._lower_links[(layer, path)] = lower
         for path, node in upper.items():
             if node.entry.type != "dir" and path in self._parents:
                 # a file or link replaces a lower directory, even one no entry listed (``c/a/``
@@ -126,15 +134,27 @@ class ImageTree:
             done.append(part)
         return "/".join(done)
 
-    def data_entry(self, node: Node) -> FileMetadata:
-        """The entry whose bytes a regular file or hard link has (hard links share data)."""
+    def data_node(self, node: Node, lower_links: bool = True) -> Node:
+        """The node whose bytes a regular file or hard link has: hard links share a file's data,
+        in their own layer or, when ``lower_links`` (a container rootfs, as the extractor's
+        ``rootfs`` rule says), in the tree below it. ``layer`` and ``entry.offset`` locate the bytes."""
         entry = node.entry
-        if entry.type == "hardlink":
-            # the extractor's hardlink rules and words: a broken link is the archive's fault
-            target = self._by_layer[node.layer].get(normalize(entry.linkname))
-            if target is None:
-                raise UnsafeContentError(node.path, f"hardlink target missing ({entry.linkname!r} is not in its layer)")
-            if target.type != "reg":
-                raise UnsafeContentError(node.path, f"hardlink target {entry.linkname!r} is not a regular file")
-            return target
-        return entry
+        if entry.type != "hardlink":
+            return node
+        target_path = normalize(entry.linkname)
+        target = self._by_layer[node.layer].get(target_path)
+        if target is not None:
+            data = Node(node.layer, target, target_path)
+        else:
+            lower = self._lower_links.get((node.layer, node.path)) if lower_links else None
+            if lower is None:  # the extractor's words: a broken link is the archive's fault
+                where = "is in no layer" if lower_links else "is not in its layer"
+                raise UnsafeContentError(node.path, f"hardlink target missing ({entry.linkname!r} {where})")
+            data = self.data_node(lower) if lower.entry.type == "hardlink" else lower
+        if data.entry.type != "reg":
+            raise UnsafeContentError(node.path, f"hardlink target {entry.linkname!r} is not a regular file")
+        return data
+
+    def data_entry(self, node: Node) -> FileMetadata:
+        """The entry whose bytes a regular file or hard link has (see :meth:`data_node`)."""
+        return self.data_node(node).entry
