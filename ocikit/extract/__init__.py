@@ -1,6 +1,6 @@
 """Safe, streaming extraction of layer blobs (tar, tar+gzip, tar+zstd) into a directory.
 
-* :mod:`.tarstream` — a lean tar reader (ustar, GNU, PAX) handing out zero-copy data.
+* :mod:`.rules` — every rule an untrusted entry or layer is held to (also by zTOC paths and mounts).
 * :mod:`.decompress` — a producer thread: decompress, verify digests, guard the size.
 * :mod:`.safe_tar` — the extraction rules (no escape, no devices, no set-id bits …).
 * :mod:`.writer` — a pool of threads creating files while the parser reads on.

@@ -45,12 +45,29 @@ class ExtractStats(Counts):
     links: list[tuple[str, str]] = field(default_factory=list)  # symlinks to verify against the finished tree
     skipped: list[str] = field(default_factory=list)  # entries left out on purpose (devices in a rootfs)
 
+    def forget_directories(self, removed: list[str]) -> None:
+        """Drop the metadata of directories a later layer removed or replaced (and of all below
+        them): a directory made again at that path is the later layer's, not theirs."""
+        if not removed or not self.dir_records:
+            return
+        gone = set(removed)
+
+        def kept(path: str) -> bool:
+            return not any(prefix in gone for prefix in _self_and_parents(path))
+
+        self.dir_records = [record for record in self.dir_records if kept(record.path)]
+
     def take(self, outcome: LayerOutcome) -> None:
         """Add one layer's outcome: its counts, and what is still to be done with the whole tree."""
         self.add(outcome)
         self.dir_records.extend(outcome.dir_records)
         self.links.extend(outcome.links)
         self.skipped.extend(outcome.skipped)
+
+
+def _self_and_parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def extract_plan(
@@ -139,9 +156,10 @@ def _extract_ordered(
             outcome = future.result()
             layer_fd = os.open(path, _DIR_FLAGS)
             try:
-                merge_layer(tree_fd, layer_fd, outcome)
+                removed = merge_layer(tree_fd, layer_fd, outcome)
             finally:
                 os.close(layer_fd)
+            stats.forget_directories(removed)
             stats.take(outcome)
             remove_tree(path)
     except BaseException:

@@ -24,8 +24,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
 
-from ..errors import UnsafeContentError
+if TYPE_CHECKING:
+    from .safe_tar import ExtractPolicy
+
+from ..errors import InvalidContentError, UnsafeContentError
 
 RESERVED_TOP = ".ocikit"
 MAX_LINK_HOPS = 40  # the kernel's MAXSYMLINKS
@@ -81,6 +85,74 @@ def check_declared_size(size: int, max_size: int | None, entry: str) -> None:
     """A file declaring more than ``max_size`` bytes is refused before any byte is read."""
     if max_size is not None and size > max_size:
         raise UnsafeContentError(entry, f"size limit exceeded (declares {size} bytes, max_size {max_size})")
+
+
+Admission = Literal["keep", "skip", "resolve"]  # shown; left out (a rootfs's device); a symlink to resolve later
+_KINDS = frozenset({"reg", "dir", "symlink", "hardlink", "char", "block", "fifo"})
+
+
+def admit_entry(name: str, kind: str, linkname: str, size: int, policy: ExtractPolicy) -> tuple[str, Admission]:
+    """An entry read from a table of contents (a zTOC) on arrival: its clean path, and whether it
+    is kept, skipped, or kept with its symlink target to resolve against the finished tree.
+
+    These are the calls the safe extractor makes as an entry arrives (name, reserved name,
+    size, symlink target, devices, type), for the paths that never stream the tar: a mount,
+    ``--include``, and the entries those see replaced by a later one, which a full pull writes
+    and then replaces, and so refuses when they break a rule.
+    """
+    path = normalize_name(name, name)
+    check_reserved(path, name)
+    if kind not in _KINDS:
+        raise UnsafeContentError(name, f"unsupported entry type {kind!r}")
+    if kind == "reg":
+        check_declared_size(size, policy.max_size, name)
+    elif kind == "symlink":
+        deferred = check_symlink_entry(path, linkname, policy.symlink_roots, policy.external_symlinks,
+                                       policy.rootfs, name)
+        return path, "resolve" if deferred else "keep"
+    elif kind in ("char", "block", "fifo"):
+        return path, "keep" if admit_special(kind == "fifo", policy.allow_devices, policy.rootfs, name) else "skip"
+    return path, "keep"
+
+
+def check_hardlink_name(path: str, linkname: str, entry: str, strip_prefix: str = "") -> str:
+    """A hard link's target as a clean path of the tree: not outside it, not ``.ocikit``, not itself
+    (``strip_prefix``: an ORAS title directory the target must be under, removed like the names')."""
+    try:
+        target = normalize_name(linkname, entry)
+    except UnsafeContentError as exc:
+        raise UnsafeContentError(entry, f"hardlink target outside destination ({exc.rule})") from None
+    if strip_prefix:
+        if not target.startswith(strip_prefix + "/"):
+            raise UnsafeContentError(entry, f"hardlink target outside destination (not under {strip_prefix!r})")
+        target = target[len(strip_prefix) + 1 :]
+    if not target or target.split("/", 1)[0] == RESERVED_TOP:
+        raise UnsafeContentError(entry, "hardlink target outside destination")
+    if target == path:
+        raise UnsafeContentError(entry, "hardlink target missing (links to itself)")
+    return target
+
+
+def check_whiteout(hidden: str, entry: str) -> None:
+    """``.wh.NAME`` must name one entry of its directory (not ``.``, ``..``, nothing, or another whiteout)."""
+    if hidden in ("", ".", "..") or hidden.startswith(".wh."):
+        raise UnsafeContentError(entry, "invalid whiteout")
+
+
+def check_not_a_listed_directory(made_as_directory: bool, entry: str) -> None:
+    """A later entry of one layer may replace an earlier one, but not a directory the layer
+    made (listed, or as the parent of an entry): what was written below it would silently go
+    (and a parallel writer may still be filling it)."""
+    if made_as_directory:
+        raise InvalidContentError(f"{entry!r} replaces a directory made earlier in the same layer")
+
+
+def check_side_by_side_directory(replaces_a_file: bool, stacked: bool, entry: str) -> None:
+    """In layers merged side by side (a view), a directory may not replace a file of its own
+    layer: another layer extracted at the same time may have met the file, and the outcome
+    would depend on timing. Stacked layers (an image) are extracted apart, so there it may."""
+    if replaces_a_file and not stacked:
+        raise InvalidContentError(f"{entry!r} makes a directory of a file earlier in the same layer")
 
 
 def admit_special(is_fifo: bool, allow_devices: bool, rootfs: bool, entry: str) -> bool:

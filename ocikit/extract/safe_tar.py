@@ -57,11 +57,14 @@ from ..formats.tar.reader import (
     TarStream,
 )
 from .rules import (
-    RESERVED_TOP,
     admit_special,
     check_declared_size,
+    check_hardlink_name,
+    check_not_a_listed_directory,
     check_reserved,
+    check_side_by_side_directory,
     check_symlink_entry,
+    check_whiteout,
     clamp_mtime_ns,
     kept_mode_bits,
     normalize_name,
@@ -144,6 +147,7 @@ class SafeExtractor:
         self.outcome = LayerOutcome()
         self._dirs: dict[str, int] = {}
         self._seen: set[str] = set()  # non-directory paths this layer created (duplicates replace)
+        self._listed_dirs: set[str] = set()  # directory entries of this layer
         self._batch: list[Job] = []
         self._batch_bytes = 0
         self._entry = ""
@@ -166,10 +170,18 @@ class SafeExtractor:
                     raise ExtractionCancelled(self.label)
             stream.drain(self.policy.trailing_limit)
             self._barrier()
+            self._refuse_forward_links()
         finally:
             self._abort_pending()
             self._close_dirs()
         return self.outcome
+
+    def _refuse_forward_links(self) -> None:
+        """A hard link deferred to a lower layer whose target this archive wrote only after it
+        named a later entry, not a lower layer's file: as without layers, that is refused."""
+        for link, target in self.outcome.lower_links:
+            if target in self._seen:
+                raise UnsafeContentError(link, f"hardlink target missing ({target!r} is not in the archive)")
 
     # -- dispatch ----------------------------------------------------------------------
 
@@ -217,10 +229,7 @@ class SafeExtractor:
     def _file(self, entry: TarEntry, stream: TarStream, path: str, parent: str, base: str) -> None:
         check_declared_size(entry.size, self.policy.max_size, entry.name)
         mode = entry.mode & self._special_modes
-        if path in self._seen:
-            self._claim(path, parent, base)
-        else:
-            self._seen.add(path)
+        self._claim(path, parent, base)
         dir_fd = self._dirs.get(parent) or self._dir(parent)
         self.outcome.files += 1
         self.outcome.bytes += entry.size
@@ -255,6 +264,8 @@ class SafeExtractor:
             os.close(fd)
 
     def _directory(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
+        if path in self._seen:
+            self._forget_lower_link(path)
         dir_fd = self._dir(parent)
         mode = self._mode(entry.mode)
         try:
@@ -265,12 +276,14 @@ class SafeExtractor:
             if not stat.S_ISDIR(st.st_mode):
                 if path not in self._seen:
                     self._conflict(st)
+                check_side_by_side_directory(True, self._rootfs, entry.name)
                 self._barrier()
                 self._remove(dir_fd, base)
                 os.mkdir(base, (mode & 0o777) | 0o700, dir_fd=dir_fd)
                 self._seen.discard(path)
         except OSError as exc:
             raise self.map_error(exc, entry.name) from None
+        self._listed_dirs.add(path)
         self.outcome.dir_records.append(DirRecord(path, mode, entry.mtime_ns))
 
     def _symlink(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
@@ -288,18 +301,7 @@ class SafeExtractor:
         self.outcome.symlinks += 1
 
     def _hardlink(self, entry: TarEntry, path: str, parent: str, base: str) -> None:
-        try:
-            target = normalize_name(entry.linkname, entry.name)
-        except UnsafeContentError as exc:
-            raise UnsafeContentError(entry.name, f"hardlink target outside destination ({exc.rule})") from None
-        if self._strip:
-            if not target.startswith(self._prefix_slash):
-                raise UnsafeContentError(entry.name, f"hardlink target outside destination (not under {self._prefix!r})")
-            target = target[len(self._prefix_slash) :]
-        if not target or target.split("/", 1)[0] == RESERVED_TOP:
-            raise UnsafeContentError(entry.name, "hardlink target outside destination")
-        if target == path:
-            raise UnsafeContentError(entry.name, "hardlink target missing (links to itself)")
+        target = check_hardlink_name(path, entry.linkname, entry.name, self._prefix if self._strip else "")
         self._barrier()  # the target may still be waiting for a writer (hardlinks are rare: cheap)
         self._claim(path, parent, base)
         dir_fd = self._dir(parent)
@@ -315,6 +317,7 @@ class SafeExtractor:
             os.link(target_base, base, src_dir_fd=target_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             if self.policy.rootfs:  # the target lives in a lower layer: linked after the merge
+                self._hold_place(dir_fd, base, entry.name)
                 self.outcome.lower_links.append((path, target))
                 return
             raise UnsafeContentError(entry.name, f"hardlink target missing ({target!r} is not in the archive)") from None
@@ -355,8 +358,7 @@ class SafeExtractor:
             self.outcome.opaque.append(parent)
             return
         hidden = base[len(WHITEOUT_PREFIX) :]
-        if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
-            raise UnsafeContentError(self._entry, "invalid whiteout")
+        check_whiteout(hidden, self._entry)
         check_reserved(f"{parent}/{hidden}" if parent else hidden, self._entry)
         self.outcome.whiteouts.append(f"{parent}/{hidden}" if parent else hidden)
 
@@ -375,11 +377,29 @@ class SafeExtractor:
 
     def _claim(self, path: str, parent: str, base: str) -> None:
         """Register a non-directory path; a repeat within the layer replaces the earlier entry."""
+        check_not_a_listed_directory(path in self._listed_dirs, self._entry)
         if path in self._seen:
+            self._forget_lower_link(path)
             self._barrier()
             self._remove(self._dir(parent), base)
         else:
             self._seen.add(path)
+
+    def _hold_place(self, dir_fd: int, base: str, name: str) -> None:
+        """An empty file where a deferred hard link will be: the layer's later entries meet a file
+        there, as they would meet the link (nothing is made below it; a later entry replaces it)."""
+        try:
+            os.close(os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                             dir_fd=dir_fd))
+        except FileExistsError:  # a directory this layer made there: the link would replace it at the merge
+            check_not_a_listed_directory(True, name)
+        except OSError as exc:
+            raise self.map_error(exc, name) from None
+
+    def _forget_lower_link(self, path: str) -> None:
+        """A later entry of the layer replaces ``path``: a hard link deferred there is not made."""
+        if self.outcome.lower_links:
+            self.outcome.lower_links = [(link, target) for link, target in self.outcome.lower_links if link != path]
 
     def _remove(self, dir_fd: int, base: str) -> None:
         try:

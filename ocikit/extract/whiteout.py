@@ -26,14 +26,19 @@ from .safe_tar import LayerOutcome
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def merge_layer(merged_fd: int, layer_fd: int, outcome: LayerOutcome) -> None:
-    """Apply the layer extracted at ``layer_fd`` (with its recorded whiteouts) onto ``merged_fd``."""
+def merge_layer(merged_fd: int, layer_fd: int, outcome: LayerOutcome) -> list[str]:
+    """Apply the layer extracted at ``layer_fd`` (with its recorded whiteouts) onto ``merged_fd``.
+
+    Returns the paths of the merged tree it removed or replaced (with all below them): the lower
+    layers' directory metadata there belongs to directories that are gone."""
+    removed: list[str] = []
     for directory in outcome.opaque:
         parent_fd = _walk(merged_fd, directory)
         if parent_fd is not None:
             try:
                 for name in os.listdir(parent_fd):
                     remove_entry(parent_fd, name)
+                    removed.append(f"{directory}/{name}" if directory else name)
             finally:
                 _close(parent_fd, merged_fd)
     for path in outcome.whiteouts:
@@ -42,15 +47,22 @@ def merge_layer(merged_fd: int, layer_fd: int, outcome: LayerOutcome) -> None:
         if parent_fd is not None:
             try:
                 remove_entry(parent_fd, name)
+                removed.append(path)
             finally:
                 _close(parent_fd, merged_fd)
-    move_entries(layer_fd, merged_fd)
+    move_entries(layer_fd, merged_fd, {record.path for record in outcome.dir_records}, removed=removed)
     for link, target in outcome.lower_links:
         _link_lower(merged_fd, link, target)
+    return removed
 
 
-def move_entries(src_fd: int, dst_fd: int) -> None:
-    """Move every entry of directory ``src_fd`` into ``dst_fd``, merging directories, replacing the rest."""
+def move_entries(src_fd: int, dst_fd: int, listed: set[str], prefix: str = "", removed: list[str] | None = None) -> None:
+    """Move every entry of directory ``src_fd`` into ``dst_fd``, merging directories, replacing the rest.
+
+    ``listed`` holds the directories the layer lists (the others it has only as parents): a
+    listed directory replaces a lower symlink of that name, as any listed entry replaces
+    what is below it; an unlisted one would mean writing through the symlink, which is refused.
+    """
     with os.scandir(src_fd) as entries:
         names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
     for name, is_dir in names:
@@ -59,16 +71,18 @@ def move_entries(src_fd: int, dst_fd: int) -> None:
             sub_src = os.open(name, _DIR_FLAGS, dir_fd=src_fd)
             sub_dst = os.open(name, _DIR_FLAGS, dir_fd=dst_fd)
             try:
-                move_entries(sub_src, sub_dst)
+                move_entries(sub_src, sub_dst, listed, f"{prefix}{name}/", removed)
             finally:
                 os.close(sub_src)
                 os.close(sub_dst)
             continue
-        if is_dir and existing is not None and stat.S_ISLNK(existing.st_mode):
+        if is_dir and existing is not None and stat.S_ISLNK(existing.st_mode) and f"{prefix}{name}" not in listed:
             # containerd would resolve the symlink inside the rootfs; ocikit never writes through one.
             raise UnsafeContentError(name, "path through symlink (a lower layer made this directory a symlink)")
         if existing is not None and (is_dir or stat.S_ISDIR(existing.st_mode)):
-            remove_entry(dst_fd, name)  # a file replaces a directory or vice versa: rename cannot do that
+            remove_entry(dst_fd, name)  # a file replaces a directory or vice versa (or a listed one a symlink)
+            if removed is not None:
+                removed.append(f"{prefix}{name}")
         try:
             os.rename(name, name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
         except OSError as exc:
@@ -127,10 +141,14 @@ def _link_lower(merged_fd: int, link: str, target: str) -> None:
     link_parent, _, link_name = link.rpartition("/")
     target_parent, _, target_name = target.rpartition("/")
     target_fd = _walk(merged_fd, target_parent)
-    if target_fd is None or _lstat(target_fd, target_name) is None:
-        if target_fd is not None:
-            _close(target_fd, merged_fd)
+    if target_fd is None:
         raise UnsafeContentError(link, f"hardlink target missing ({target!r} is in no layer)")
+    found = _lstat(target_fd, target_name)
+    if found is None or not stat.S_ISREG(found.st_mode):  # a link names a file, never a symlink or directory
+        _close(target_fd, merged_fd)
+        if found is None:
+            raise UnsafeContentError(link, f"hardlink target missing ({target!r} is in no layer)")
+        raise UnsafeContentError(link, f"hardlink target {target!r} is not a regular file")
     link_fd = _walk(merged_fd, link_parent)
     try:
         if link_fd is None:

@@ -20,15 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UnsafeContentError
 from ..extract.decompress import SizeBudget
-from ..extract.rules import (
-    admit_special,
-    check_declared_size,
-    check_reserved,
-    check_symlink_entry,
-    clamp_mtime_ns,
-    kept_mode_bits,
-    normalize_name,
-)
+from ..extract.rules import admit_entry, check_declared_size, clamp_mtime_ns, kept_mode_bits
 from ..extract.safe_tar import ExtractPolicy
 from ..formats.tar.reader import BLOCKDEV, CHARDEV, DIRECTORY, FIFO, FILE, HARDLINK, SYMLINK
 from ..ztoc.gotime import rfc3339_to_unix
@@ -75,6 +67,7 @@ class MountTree:
 
 def build_mount_tree(tree: ImageTree, rules: ExtractPolicy, mtime_ns: int = 0) -> MountTree:
     """The mount's view of ``tree`` under ``rules`` (UnsafeContentError when a pull would refuse it)."""
+    tree.check_replaced(rules)  # an image a full pull refuses is refused here too
     keep = kept_mode_bits(rules.preserve_special_modes)
     budget = SizeBudget(rules.max_size)
     times: dict[str, int] = {}  # the files of one install share a handful of times: parse each once
@@ -112,32 +105,28 @@ def build_mount_tree(tree: ImageTree, rules: ExtractPolicy, mtime_ns: int = 0) -
 def _admitted(path: str, meta: FileMetadata, rules: ExtractPolicy, keep: int, result: MountTree,
               times: dict[str, int]) -> MountEntry | None:
     """The entry for one TOC record, or None when the rules leave it out; raises when they refuse it."""
-    clean = normalize_name(path, meta.name)
+    clean, admission = admit_entry(meta.name, meta.type, meta.linkname, meta.size, rules)
     if clean != path:
         raise UnsafeContentError(meta.name, "path traversal")
-    check_reserved(path, meta.name)
+    if admission == "skip":
+        result.skipped.append(path)
+        return None
     mtime_ns = times.get(meta.mod_time)
     if mtime_ns is None:
         seconds, nanos = rfc3339_to_unix(meta.mod_time)
         mtime_ns = times[meta.mod_time] = clamp_mtime_ns(seconds * 1_000_000_000 + nanos)
     kind = meta.type
     if kind == SYMLINK:
-        if check_symlink_entry(path, meta.linkname, rules.symlink_roots, rules.external_symlinks, rules.rootfs,
-                               meta.name):
+        if admission == "resolve":
             result.links.append((path, meta.linkname))
         return MountEntry(SYMLINK, 0o777, len(meta.linkname.encode("utf-8", "surrogateescape")), mtime_ns,
                           target=meta.linkname)
     if kind in (CHARDEV, BLOCKDEV, FIFO):
-        if not admit_special(kind == FIFO, rules.allow_devices, rules.rootfs, meta.name):
-            result.skipped.append(path)
-            return None
         return MountEntry(kind, meta.mode & keep & 0o777, mtime_ns=mtime_ns,
                           rdev=os.makedev(meta.devmajor, meta.devminor))
     if kind == DIRECTORY:
         return MountEntry(DIRECTORY, meta.mode & keep, mtime_ns=mtime_ns, children=[])
-    if kind in (FILE, HARDLINK):
-        return MountEntry(FILE, meta.mode & keep, mtime_ns=mtime_ns)
-    raise UnsafeContentError(meta.name, f"unsupported entry type {kind!r}")
+    return MountEntry(FILE, meta.mode & keep, mtime_ns=mtime_ns)  # a file or hard link: data filled in by the caller
 
 
 def _add(result: MountTree, path: str, entry: MountEntry, mtime_ns: int) -> None:

@@ -80,4 +80,4 @@ def merged_tree(image: Any, plan: ArtifactPlan) -> Any:
                 link = normalize(link)[len(title) + 1 :]
             stripped.append(replace(entry, name=name[len(title) + 1 :], linkname=link))
         tocs.append(stripped)
-    return ImageTree(tocs)
+    return ImageTree(tocs, stacked=plan.kind == KIND_IMAGE)  # a view's layers lie side by side

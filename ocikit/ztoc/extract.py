@@ -96,6 +96,7 @@ def extract_subset(
     progress: Progress = NULL_PROGRESS,
 ) -> ExtractReport:
     """Extract the tree entries at ``paths`` into the empty directory ``dest_dir`` under ``rules``."""
+    tree.check_replaced(rules)  # an image a full pull refuses is refused here too
     items = subset_items(tree, paths, lower_links=rules.rootfs)
     stream = SubsetStream(store, image, items, SizeBudget(max_size), lambda n: progress.advance("extract", n))
     progress.start("extract", "extract", stream.total_bytes)

@@ -16,10 +16,21 @@ when a pull merges the layers; they share its data.
 from __future__ import annotations
 
 import posixpath
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import NotFoundError, UnsafeContentError
+from ..errors import InvalidContentError, NotFoundError, UnsafeContentError
+from ..extract.rules import (
+    admit_entry,
+    check_hardlink_name,
+    check_not_a_listed_directory,
+    check_reserved,
+    check_side_by_side_directory,
+    check_whiteout,
+)
 from .toc import FileMetadata
+
+if TYPE_CHECKING:
+    from ..extract.safe_tar import ExtractPolicy
 
 _MAX_LINKS = 40  # like the kernel's MAXSYMLINKS
 WHITEOUT, OPAQUE = ".wh.", ".wh..wh..opq"
@@ -49,54 +60,221 @@ class Node(NamedTuple):
     path: str
 
 
-class ImageTree:
-    """The merged tree of several layers' TOCs (``tocs[0]`` is the bottom layer)."""
+def _non_directory_above(directory: str, names: dict[str, FileMetadata]) -> FileMetadata | None:
+    """The file or link the layer's entries so far made of ``directory`` or a parent of it, if any."""
+    while directory:
+        earlier = names.get(directory)
+        if earlier is not None and earlier.type != "dir":
+            return earlier
+        directory = directory.rpartition("/")[0]
+    return None
 
-    def __init__(self, tocs: list[list[FileMetadata]]) -> None:
+
+def _add_with_parents(directories: dict[str, FileMetadata], directory: str, entry: FileMetadata) -> None:
+    """Record ``directory`` and its parents (up to the first one already recorded) as made by ``entry``.
+    Upward by ``rpartition``: a path thousands of levels deep costs one pass, not one per level."""
+    while directory and directory not in directories:
+        directories[directory] = entry
+        directory = directory.rpartition("/")[0]
+
+
+def _link_target(path: str, entry: FileMetadata, names: dict[str, FileMetadata],
+                 made: dict[str, FileMetadata]) -> FileMetadata | None:
+    """A hard link as the extractor meets it: its target among the entries the layer has so far
+    (None: not there, maybe a lower layer's); refused when it names itself, climbs out, or is no file."""
+    target = check_hardlink_name(path, entry.linkname, entry.name)
+    blocker = _non_directory_above(target.rpartition("/")[0], names)
+    if blocker is not None:  # the extractor cannot reach it (ENOTDIR/ELOOP) and says so
+        raise UnsafeContentError(entry.name, "path through symlink")
+    earlier = names.get(target)
+    if target in made or (earlier is not None and earlier.type not in ("reg", "hardlink")):
+        raise UnsafeContentError(entry.name, f"hardlink target {target!r} is not a regular file")
+    return earlier
+
+
+class ImageTree:
+    """The merged tree of several layers' TOCs (``tocs[0]`` is the bottom layer).
+
+    ``stacked`` (a container image): layers apply in order with whiteouts. Otherwise (a view,
+    an ORAS directory artifact) the layers are merged side by side as a pull extracts them:
+    ``.wh.`` names are plain files, and a path one layer has as a file, link or device may
+    not be in another layer too (directories may be shared; the last layer's metadata wins).
+    """
+
+    def __init__(self, tocs: list[list[FileMetadata]], stacked: bool = True) -> None:
         self.nodes: dict[str, Node] = {}
-        self._by_layer: list[dict[str, FileMetadata]] = []
-        self._lower_links: dict[tuple[int, str], Node] = {}  # (layer, link path) -> the lower node it names
+        self._stacked = stacked
+        self._links: dict[tuple[int, str], Node] = {}  # (layer, hard link path) -> the node whose data it shares
         self._parents: set[str] = set()  # directories with (or once with) nodes below, listed or implied
+        # entries the tree does not show: (layer, path, entry, whether it outlived its own layer)
+        self._shadowed: list[tuple[int, str, FileMetadata, bool]] = []
+        self._link_found: dict[int, bool] = {}  # id of a hard link entry -> its target was in its layer before it
         for layer, entries in enumerate(tocs):
             self._apply(layer, entries)
 
     def _apply(self, layer: int, entries: list[FileMetadata]) -> None:
         names: dict[str, FileMetadata] = {}
         upper: dict[str, Node] = {}
+        made: dict[str, FileMetadata] = {}  # directories this layer listed or implied so far -> the entry that made it
+        hiding: dict[str, FileMetadata] = {}  # directories (and their parents) holding whiteouts of the layer
+        links: dict[str, tuple[FileMetadata, FileMetadata | None]] = {}  # link path -> (entry, target then)
+        opaque: list[tuple[str, str]] = []  # (directory, entry name)
+        whiteouts: list[tuple[str, str]] = []  # (hidden path, entry name)
         for entry in entries:
             path = normalize(entry.name)
             parent, _, base = path.rpartition("/")
-            if base == OPAQUE:
-                self._remove_below(parent, keep_dir=True)
-            elif base.startswith(WHITEOUT):
-                self._remove_below(posixpath.join(parent, base[len(WHITEOUT) :]), keep_dir=False)
+            blocker = None  # a file or link this layer made of the parent: nothing can be written below it
+            if parent and parent not in made:  # (below a directory the layer made, nothing can be in the way)
+                blocker = _non_directory_above(parent, names)
+                if blocker is None:
+                    _add_with_parents(made, parent, entry)
+            hides = self._stacked and base.startswith(WHITEOUT)  # side by side, ``.wh.`` names are files
+            if hides and parent and blocker is None and parent not in hiding:
+                _add_with_parents(hiding, parent, entry)
+            if hides and base == OPAQUE:
+                opaque.append((parent, entry.name))
+            elif hides:
+                check_whiteout(base[len(WHITEOUT) :], entry.name)
+                hidden = posixpath.join(parent, base[len(WHITEOUT) :])
+                check_reserved(hidden, entry.name)
+                whiteouts.append((hidden, entry.name))
             elif path:
+                if blocker is not None:  # the extractor's words for what it refuses to write through
+                    rule = "path through symlink" if blocker.type == "symlink" else "parent is not a directory"
+                    raise UnsafeContentError(entry.name, rule)
+                if entry.type == "dir":
+                    earlier = names.get(path)
+                    check_side_by_side_directory(earlier is not None and earlier.type != "dir", self._stacked,
+                                                 entry.name)
+                    made[path] = entry
+                else:
+                    check_not_a_listed_directory(path in made, entry.name)
+                if entry.type == "hardlink":  # its target as the layer has it so far (what the extractor links)
+                    links[path] = (entry, _link_target(path, entry, names, made))
+                    self._link_found[id(entry)] = links[path][1] is not None
+                replaced = names.get(path)
+                if replaced is not None:
+                    self._shadowed.append((layer, path, replaced, False))
                 names[path] = entry
                 upper[path] = Node(layer, entry, path)
-        for path, entry in names.items():
-            if entry.type == "hardlink":
-                target = normalize(entry.linkname)
-                lower = self.nodes.get(target)
-                if target not in names and lower is not None:  # resolved before this layer replaces it
-                    self._lower_links[(layer, path)] = lower
+        self._hide(opaque, whiteouts)
+        if not self._stacked:
+            self._check_side_by_side(upper)
+        self._imply_directories(layer, upper, names, made, hiding)
         for path, node in upper.items():
             if node.entry.type != "dir" and path in self._parents:
                 # a file or link replaces a lower directory, even one no entry listed (``c/a/``
                 # implies ``c``): what was below it is gone, as when the layers are merged
                 self._remove_below(path, keep_dir=True)
+            old = self.nodes.get(path)
+            if old is not None:
+                self._shadowed.append((old.layer, path, old.entry, True))
             self.nodes[path] = node
         for path in upper:
             parent = path.rpartition("/")[0]
             while parent and parent not in self._parents:
                 self._parents.add(parent)
                 parent = parent.rpartition("/")[0]
-        self._by_layer.append(names)
+        self._resolve_links(layer, links, names)
+
+    def _resolve_links(self, layer: int, links: dict[str, tuple[FileMetadata, FileMetadata | None]],
+                       names: dict[str, FileMetadata]) -> None:
+        """Bind each hard link the layer keeps to the node whose data it shares: the target as the
+        layer had it when the link arrived, else a lower layer's file in the tree as merged with this
+        layer (the extractor links those last, against the merged tree). Unbound links are refused
+        when their data is asked for (:meth:`data_node`)."""
+        for path, (entry, earlier) in links.items():
+            if names.get(path) is not entry:
+                continue  # replaced later in the layer: never linked (:meth:`check_replaced` checks it)
+            target = normalize(entry.linkname)
+            if earlier is not None:
+                self._links[(layer, path)] = Node(layer, earlier, target)
+                continue
+            merged = self.nodes.get(target)
+            if merged is not None and merged.layer != layer:
+                self._links[(layer, path)] = merged
+
+    def check_replaced(self, policy: ExtractPolicy) -> None:
+        """Hold the entries the tree does not show (a later entry or layer replaced or hid them)
+        to the rules an entry meets on arrival. A full pull writes them before it replaces them
+        and refuses an image when one breaks a rule; a mount or ``--include`` refuses it too."""
+        for layer, path, entry, outlived_its_layer in self._shadowed:
+            admit_entry(entry.name, entry.type, entry.linkname, entry.size, policy)
+            if entry.type != "hardlink":
+                continue
+            if not self._link_found.get(id(entry), True) and not policy.rootfs:
+                raise UnsafeContentError(entry.name, f"hardlink target missing ({entry.linkname!r} is not in the archive)")
+            if outlived_its_layer:  # linked when its layer was merged, replaced only later
+                self.data_node(Node(layer, entry, path), policy.rootfs)
+
+    def _check_side_by_side(self, upper: dict[str, Node]) -> None:
+        """Layers merged side by side may share directories, nothing else (the extractor finds the
+        other layer's entry in its way, whichever layer comes first)."""
+        for path, node in upper.items():
+            is_dir = node.entry.type == "dir"
+            lower = self.nodes.get(path)
+            if lower is not None and not (is_dir and lower.entry.type == "dir"):
+                clash = True  # two layers have the path, not both as a directory
+            elif not is_dir and path in self._parents:
+                clash = True  # a file where another layer has a directory (with entries below)
+            else:  # below a file or link of another layer
+                clash = self._node_above(path.rpartition("/")[0]) is not None
+            if clash:
+                raise InvalidContentError(
+                    f"{node.entry.name!r} is provided by more than one layer; layers of a merged artifact must not overlap")
+
+    def _hide(self, opaque: list[tuple[str, str]], whiteouts: list[tuple[str, str]]) -> None:
+        """What the layer hides of the lower layers, in the merge's order: opaque directories,
+        then whiteouts (the order of the entries in the layer does not matter)."""
+        for directory, name in opaque:
+            self._check_hidden_parent(directory, name)
+            self._remove_below(directory, keep_dir=True)
+        for hidden, name in whiteouts:
+            self._check_hidden_parent(hidden.rpartition("/")[0], name)
+            self._remove_below(hidden, keep_dir=False)
+
+    def _check_hidden_parent(self, parent: str, name: str) -> None:
+        """A whiteout is applied to the lower tree without following links (the merge's rule):
+        one whose directory is a symlink or a file there is refused, as the merge refuses it."""
+        if self._node_above(parent) is not None:
+            raise UnsafeContentError(name, "path through symlink")
+
+    def _node_above(self, directory: str) -> Node | None:
+        """The file or link the tree has at ``directory`` or a parent of it, if any."""
+        while directory:
+            node = self.nodes.get(directory)
+            if node is not None and node.entry.type != "dir":
+                return node
+            directory = directory.rpartition("/")[0]
+        return None
+
+    def _imply_directories(self, layer: int, upper: dict[str, Node], names: dict[str, FileMetadata],
+                           made: dict[str, FileMetadata], hiding: dict[str, FileMetadata]) -> None:
+        """The directories a layer has without listing them (parents of its entries and of its
+        whiteouts), as its extraction creates them: one replaces a lower file of that name, and a
+        lower symlink there is refused (the merge never writes through one). Those holding
+        entries need no node (a pull and a mount make parents); one that may hold only whiteouts
+        gets one, as it is a directory of the layer all the same."""
+        for path, entry in made.items():
+            lower = self.nodes.get(path)
+            if path in names or (lower is not None and lower.entry.type == "dir"):
+                continue
+            if lower is not None and lower.entry.type == "symlink":
+                raise UnsafeContentError(path, "path through symlink (a lower layer made this directory a symlink)")
+            if lower is not None:
+                del self.nodes[path]  # a lower file: the layer's directory replaces it
+                self._shadowed.append((lower.layer, path, lower.entry, True))
+            if path in hiding:
+                implied = FileMetadata(name=f"{path}/", type="dir", offset=0, size=0, mode=0o755,
+                                       mod_time=entry.mod_time)
+                upper[path] = Node(layer, implied, path)
 
     def _remove_below(self, path: str, keep_dir: bool) -> None:
         prefix = f"{path}/" if path else ""
         doomed = [p for p in self.nodes if p.startswith(prefix) or (not keep_dir and p == path)]
         for p in doomed:
-            del self.nodes[p]
+            node = self.nodes.pop(p)
+            self._shadowed.append((node.layer, p, node.entry, True))
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -141,16 +319,12 @@ class ImageTree:
         entry = node.entry
         if entry.type != "hardlink":
             return node
-        target_path = normalize(entry.linkname)
-        target = self._by_layer[node.layer].get(target_path)
-        if target is not None:
-            data = Node(node.layer, target, target_path)
-        else:
-            lower = self._lower_links.get((node.layer, node.path)) if lower_links else None
-            if lower is None:  # the extractor's words: a broken link is the archive's fault
-                where = "is in no layer" if lower_links else "is not in its layer"
-                raise UnsafeContentError(node.path, f"hardlink target missing ({entry.linkname!r} {where})")
-            data = self.data_node(lower) if lower.entry.type == "hardlink" else lower
+        bound = self._links.get((node.layer, node.path))
+        if bound is None or (bound.layer != node.layer and not lower_links):
+            # the extractor's words: a broken link is the archive's fault
+            where = "is in no layer" if lower_links else "is not in its layer"
+            raise UnsafeContentError(node.path, f"hardlink target missing ({entry.linkname!r} {where})")
+        data = self.data_node(bound, lower_links) if bound.entry.type == "hardlink" else bound
         if data.entry.type != "reg":
             raise UnsafeContentError(node.path, f"hardlink target {entry.linkname!r} is not a regular file")
         return data

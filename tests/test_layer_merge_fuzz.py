@@ -1,0 +1,215 @@
+"""Layer merging, fuzzed: a full pull and ``pull --include '*'`` of the same image give the same tree.
+
+A full pull extracts each layer with the safe extractor and merges them on disk
+(``extract/whiteout.py``); ``--include`` merges the layers' zTOCs in memory
+(``ztoc/view.py``) and extracts the chosen entries through the same extractor. The two must
+agree on every image: the same files, modes, link targets and hard-link groups, or both refuse.
+The generated images collide names on purpose (files over directories, whiteouts of parents,
+opaque directories, hard links to lower layers, symlinked parents), since that is where two
+merges can disagree.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pull_support import push_layers, push_view
+
+import ocikit
+from ocikit.digest import digest_bytes
+from ocikit.errors import OcikitError
+from ocikit.pull.policy import PullPolicy
+from ocikit.spec import mediatypes as mt
+
+MERGE = settings(max_examples=int(os.environ.get("OCIKIT_FUZZ_EXAMPLES", "60")), deadline=None, database=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+PATHS = ["a", "a/b", "a/b/c", "a/d", "e", "e/f"]
+NAMES = st.sampled_from(PATHS)
+CONTENT = st.sampled_from([b"", b"one", b"two", b"three" * 100])
+
+
+@st.composite
+def entry(draw) -> tuple:
+    kind = draw(st.sampled_from(["file", "file", "dir", "dir", "symlink", "hardlink", "whiteout", "opaque"]))
+    path = draw(NAMES)
+    if kind == "file":
+        return (kind, path, draw(CONTENT), draw(st.sampled_from([0o644, 0o755, 0o600])))
+    if kind == "symlink":
+        return (kind, path, draw(st.sampled_from(["b", "../e", "/a", "f", "c"])), 0)
+    if kind == "hardlink":
+        return (kind, path, draw(NAMES), 0)
+    return (kind, path, b"", draw(st.sampled_from([0o755, 0o700])))
+
+
+LAYERS = st.lists(st.lists(entry(), min_size=1, max_size=6), min_size=1, max_size=3)
+
+
+def layer_tar(entries: list[tuple]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for kind, path, value, mode in entries:
+            parent, _, base = path.rpartition("/")
+            if kind == "whiteout":
+                info = tarfile.TarInfo(f"{parent}/.wh.{base}".lstrip("/"))
+            elif kind == "opaque":
+                info = tarfile.TarInfo(f"{path}/.wh..wh..opq")
+            else:
+                info = tarfile.TarInfo(path)
+            info.mtime, info.mode = 1_700_000_000, mode or 0o644
+            data = None
+            if kind == "file":
+                info.size, data = len(value), io.BytesIO(value)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind == "symlink":
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, value, 0o777
+            elif kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, value
+            tar.addfile(info, data)
+    return buffer.getvalue()
+
+
+def snapshot(root: str) -> dict[str, tuple]:
+    """Path → what a reader sees; hard-link groups by their sorted member paths."""
+    out: dict[str, tuple] = {}
+    groups: dict[tuple[int, int], list[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st_ = os.lstat(path)
+            if os.path.islink(path):
+                out[rel] = ("link", os.readlink(path))
+            elif os.path.isdir(path):
+                out[rel] = ("dir", oct(st_.st_mode & 0o7777))
+            else:
+                with open(path, "rb") as fh:
+                    out[rel] = ("file", oct(st_.st_mode & 0o7777), digest_bytes(fh.read()))
+                groups.setdefault((st_.st_dev, st_.st_ino), []).append(rel)
+    for members in groups.values():
+        for member in members:
+            out[member] += (tuple(sorted(members)),)
+    out.pop(".ocikit", None)
+    return {k: v for k, v in out.items() if not k.startswith(".ocikit/")}
+
+
+def outcome(layout: str, dest: str, **policy) -> dict[str, tuple] | str:
+    try:
+        ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(rootfs=True, check_compat=False, **policy))
+    except OcikitError as exc:
+        assert not os.path.exists(dest), "a refused pull left its destination"
+        return f"refused: {type(exc).__name__}"
+    return snapshot(dest)
+
+
+@MERGE
+@given(layers=LAYERS)
+def test_a_full_pull_and_an_include_pull_merge_layers_alike(layers):
+    work = tempfile.mkdtemp(prefix="merge-fuzz-")
+    try:
+        layout = os.path.join(work, "layout")
+        push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
+                    config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
+        full = outcome(layout, os.path.join(work, "full"))
+        include = outcome(layout, os.path.join(work, "include"), include=("*",))
+        if isinstance(full, str) or isinstance(include, str):
+            assert isinstance(full, str) == isinstance(include, str), (full, include)
+        else:
+            assert include == full
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize("layers", [
+    # a file replaces a directory of a lower layer, whose children go with it
+    [[("dir", "a", b"", 0o755), ("file", "a/b", b"one", 0o644)], [("file", "a", b"two", 0o644)]],
+    # a whiteout of a parent, then the layer recreates a child
+    [[("file", "a/b", b"one", 0o644)], [("whiteout", "a", b"", 0), ("file", "a/d", b"two", 0o644)]],
+    # an opaque directory hides the lower children but keeps the directory
+    [[("file", "a/b", b"one", 0o644), ("file", "a/d", b"two", 0o644)], [("opaque", "a", b"", 0o755)]],
+    # a hard link to a lower layer's file that a later layer replaces
+    [[("file", "e", b"one", 0o644)], [("hardlink", "a", b"e", 0)], [("file", "e", b"two", 0o644)]],
+])
+def test_known_collisions_merge_alike(tmp_path, layers):
+    layers = [[(k, p, v.decode() if k == "hardlink" else v, m) for k, p, v, m in entries] for entries in layers]
+    layout = str(tmp_path / "layout")
+    push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
+                config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
+    full = outcome(layout, str(tmp_path / "full"))
+    assert not isinstance(full, str), full
+    assert outcome(layout, str(tmp_path / "include"), include=("*",)) == full
+
+
+def view_outcome(layout: str, dest: str, **policy) -> dict[str, tuple] | str:
+    try:
+        ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(check_compat=False, **policy))
+    except OcikitError as exc:
+        assert not os.path.exists(dest), "a refused pull left its destination"
+        return f"refused: {type(exc).__name__}"
+    return snapshot(dest)
+
+
+@MERGE
+@given(layers=LAYERS)
+def test_a_view_pulls_alike_in_full_and_through_include(layers):
+    """A view's layers are merged side by side (no whiteouts, no overlaps): both paths agree."""
+    work = tempfile.mkdtemp(prefix="merge-fuzz-")
+    try:
+        layout = os.path.join(work, "layout")
+        push_view(layout, [layer_tar(entries) for entries in layers], kind="gzip")
+        full = view_outcome(layout, os.path.join(work, "full"))
+        include = view_outcome(layout, os.path.join(work, "include"), include=("*",))
+        if isinstance(full, str) or isinstance(include, str):
+            assert isinstance(full, str) == isinstance(include, str), (full, include)
+        else:
+            assert include == full
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+MOUNTED = settings(MERGE, max_examples=int(os.environ.get("OCIKIT_FUZZ_EXAMPLES", "25")))
+
+
+def mounted_outcome(layout: str, mountpoint: str, cache: str) -> dict[str, tuple] | str:
+    os.makedirs(mountpoint, exist_ok=True)
+    try:
+        handle = ocikit.mount(f"oci:{layout}:v1", mountpoint, PullPolicy(rootfs=True, check_compat=False), cache=cache)
+    except OcikitError as exc:
+        return f"refused: {type(exc).__name__}"
+    with handle:
+        return snapshot(mountpoint)
+
+
+def _without_link_groups(tree: dict[str, tuple] | str) -> dict[str, tuple] | str:
+    """FUSE gives every path its own inode number: compare contents, not hard-link identity."""
+    if isinstance(tree, str):
+        return tree
+    return {path: entry[:3] for path, entry in tree.items()}
+
+
+@MOUNTED
+@given(layers=LAYERS)
+def test_a_mount_shows_what_a_full_pull_writes(layers):
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        pytest.fail("FUSE is not available") if os.environ.get("CI") else pytest.skip("FUSE is not available")
+    work = tempfile.mkdtemp(prefix="merge-fuzz-")
+    try:
+        layout = os.path.join(work, "layout")
+        push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
+                    config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
+        full = outcome(layout, os.path.join(work, "full"))
+        mounted = mounted_outcome(layout, os.path.join(work, "mnt"), os.path.join(work, "cache"))
+        if isinstance(full, str) or isinstance(mounted, str):
+            assert isinstance(full, str) == isinstance(mounted, str), (full, mounted)
+        else:
+            assert _without_link_groups(mounted) == _without_link_groups(full)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
