@@ -213,3 +213,45 @@ def test_a_mount_shows_what_a_full_pull_writes(layers):
             assert _without_link_groups(mounted) == _without_link_groups(full)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _image(tmp_path, layers) -> str:
+    layout = str(tmp_path / "layout")
+    push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
+                config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
+    return layout
+
+
+@pytest.mark.parametrize("policy", [{}, {"include": ("*",)}], ids=["full", "include"])
+def test_defects_the_fuzz_found_stay_fixed(tmp_path, policy):
+    """Each case was a wrong result of the full pull (or of the zTOC merge) before both shared rules."""
+    def pull(name, layers):
+        return outcome(_image(tmp_path / name, layers), str(tmp_path / name / "dest"), **policy)
+
+    # a hard link to a lower file, replaced later in its own layer, must not overwrite the replacement
+    tree = pull("deferred", [[("file", "e", b"lower", 0o644)], [("hardlink", "a", "e", 0), ("file", "a", b"newer", 0o644)]])
+    assert tree["a"][2] == digest_bytes(b"newer") and tree["a"][3] == ("a",)
+    # a whiteout removes a lower directory: its mode does not come back with the upper one
+    tree = pull("mode", [[("dir", "a", b"", 0o700)], [("file", "a/b", b"", 0o644), ("whiteout", "a", b"", 0)]])
+    assert tree["a"] == ("dir", "0o755")
+    # a hard link to a name its own layer provides only later is refused, with or without layers below
+    assert pull("forward", [[("file", "x", b"", 0o644)], [("hardlink", "e", "a", 0), ("file", "a", b"", 0o644)]]).startswith("refused")
+    # a directory a layer lists replaces a lower symlink (nothing is written through it)
+    tree = pull("listed", [[("dir", "e", b"", 0o755), ("symlink", "a", "e", 0)], [("dir", "a", b"", 0o755), ("file", "a/b", b"x", 0o644)]])
+    assert tree["a"] == ("dir", "0o755") and "a/b" in tree and "e/b" not in tree
+    # ... one it only implies does not
+    assert pull("implied", [[("dir", "e", b"", 0o755), ("symlink", "a", "e", 0)], [("file", "a/b", b"x", 0o644)]]).startswith("refused")
+    # a directory that only holds whiteouts is a directory of the layer
+    assert pull("hiding", [[("whiteout", "a/b", b"", 0)]]) == {"a": ("dir", "0o755")}
+    # a lower symlink overwritten later is still an unsafe entry of the image
+    assert pull("shadowed", [[("symlink", "a", "../../etc", 0)], [("file", "a", b"", 0o644)]]).startswith("refused")
+
+
+def test_a_view_whose_layer_turns_a_file_into_a_directory_is_refused_every_time(tmp_path):
+    """Side-by-side layers are extracted at the same time: the answer used to depend on which came first."""
+    layout = str(tmp_path / "layout")
+    push_view(layout, [layer_tar([("file", "a", b"", 0o644), ("dir", "a", b"", 0o755)]),
+                       layer_tar([("dir", "a", b"", 0o755)])], kind="gzip")
+    results = {view_outcome(layout, str(tmp_path / f"d{i}"), **policy)
+               for i in range(4) for policy in ({}, {"include": ("*",)})}
+    assert results == {"refused: InvalidContentError"}
