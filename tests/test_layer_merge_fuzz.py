@@ -27,6 +27,7 @@ from ocikit.digest import digest_bytes
 from ocikit.errors import OcikitError
 from ocikit.pull.policy import PullPolicy
 from ocikit.spec import mediatypes as mt
+from ocikit.ztoc.api import get_file
 
 MERGE = settings(max_examples=int(os.environ.get("OCIKIT_FUZZ_EXAMPLES", "60")), deadline=None, database=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -124,6 +125,12 @@ def test_a_full_pull_and_an_include_pull_merge_layers_alike(layers):
             assert isinstance(full, str) == isinstance(include, str), (full, include)
         else:
             assert include == full
+            for path, entry in full.items():  # get-file serves each file's bytes from the same merge
+                if entry[0] == "file":
+                    out = os.path.join(work, "got")
+                    get_file(f"oci:{layout}:v1", path, out)
+                    with open(out, "rb") as fh:
+                        assert digest_bytes(fh.read()) == entry[2], path
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -178,10 +185,10 @@ def test_a_view_pulls_alike_in_full_and_through_include(layers):
 MOUNTED = settings(MERGE, max_examples=int(os.environ.get("OCIKIT_FUZZ_EXAMPLES", "25")))
 
 
-def mounted_outcome(layout: str, mountpoint: str, cache: str) -> dict[str, tuple] | str:
+def mounted_outcome(layout: str, mountpoint: str, cache: str, rootfs: bool) -> dict[str, tuple] | str:
     os.makedirs(mountpoint, exist_ok=True)
     try:
-        handle = ocikit.mount(f"oci:{layout}:v1", mountpoint, PullPolicy(rootfs=True, check_compat=False), cache=cache)
+        handle = ocikit.mount(f"oci:{layout}:v1", mountpoint, PullPolicy(rootfs=rootfs, check_compat=False), cache=cache)
     except OcikitError as exc:
         return f"refused: {type(exc).__name__}"
     with handle:
@@ -196,17 +203,21 @@ def _without_link_groups(tree: dict[str, tuple] | str) -> dict[str, tuple] | str
 
 
 @MOUNTED
-@given(layers=LAYERS)
-def test_a_mount_shows_what_a_full_pull_writes(layers):
+@given(layers=LAYERS, view=st.booleans())
+def test_a_mount_shows_what_a_full_pull_writes(layers, view):
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
         pytest.fail("FUSE is not available") if os.environ.get("CI") else pytest.skip("FUSE is not available")
     work = tempfile.mkdtemp(prefix="merge-fuzz-")
     try:
         layout = os.path.join(work, "layout")
-        push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
-                    config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
-        full = outcome(layout, os.path.join(work, "full"))
-        mounted = mounted_outcome(layout, os.path.join(work, "mnt"), os.path.join(work, "cache"))
+        if view:
+            push_view(layout, [layer_tar(entries) for entries in layers], kind="gzip")
+            full = view_outcome(layout, os.path.join(work, "full"))
+        else:
+            push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
+                        config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
+            full = outcome(layout, os.path.join(work, "full"))
+        mounted = mounted_outcome(layout, os.path.join(work, "mnt"), os.path.join(work, "cache"), rootfs=not view)
         if isinstance(full, str) or isinstance(mounted, str):
             assert isinstance(full, str) == isinstance(mounted, str), (full, mounted)
         else:
@@ -255,3 +266,16 @@ def test_a_view_whose_layer_turns_a_file_into_a_directory_is_refused_every_time(
     results = {view_outcome(layout, str(tmp_path / f"d{i}"), **policy)
                for i in range(4) for policy in ({}, {"include": ("*",)})}
     assert results == {"refused: InvalidContentError"}
+
+
+def test_get_file_reads_a_view_side_by_side(tmp_path):
+    """In a view ``.wh.`` names are files, as a pull of the view writes them, and get-file serves them."""
+    layout = str(tmp_path / "layout")
+    push_view(layout, [layer_tar([("file", "a/.wh.b", b"kept", 0o644)]), layer_tar([("file", "a/b", b"also", 0o644)])],
+              kind="gzip")
+    pulled = view_outcome(layout, str(tmp_path / "full"))
+    assert pulled["a/.wh.b"][2] == digest_bytes(b"kept") and "a/b" in pulled
+    get_file(f"oci:{layout}:v1", "a/.wh.b", str(tmp_path / "got"))
+    assert (tmp_path / "got").read_bytes() == b"kept"
+    get_file(f"oci:{layout}:v1", "a/b", str(tmp_path / "got2"))  # not hidden by the other layer's .wh.b
+    assert (tmp_path / "got2").read_bytes() == b"also"

@@ -139,7 +139,7 @@ def extract_matching(
     progress = progress or NULL_PROGRESS
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
     image = load_image_ztocs(store, manifest_desc, wanted, progress)
-    tree = ImageTree(image.entries())
+    tree = image.tree()
     os.makedirs(dest_dir, exist_ok=True)
     rules = rules or ExtractPolicy(max_size=max_size)
     return extract_subset(store, image, tree, select(tree, patterns), dest_dir, rules, max_size=max_size,
@@ -210,7 +210,7 @@ def fetch_file(
 
 
 def _regular_file(image: ImageZtocs, path: str, max_size: int | None) -> tuple[Node, FileMetadata]:
-    tree = ImageTree(image.entries())
+    tree = image.tree()
     node = tree.lookup(path)
     if node.entry.type not in ("reg", "hardlink"):
         raise UnsupportedError(f"{path!r} is a {node.entry.type}, not a regular file")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ..content.base import Store, fetch_manifest
 from ..errors import InvalidContentError
+from ..extract.plan import KIND_IMAGE, classify
 from ..progress import NULL_PROGRESS, Progress
 from ..spec import mediatypes as mt
 from ..spec.descriptor import Descriptor, Platform
@@ -21,6 +22,7 @@ from ..spec.manifest import ParsedManifest, select_platform
 from .build import DEFAULT_SPAN_SIZE, build_ztoc
 from .fetch import FetchStats
 from .soci import ZtocRecord, find_ztocs, load_ztoc
+from .view import ImageTree
 from .ztoc import GZIP, ZSTD, Ztoc
 
 _DECLARED = {"gzip": GZIP, "zstd": ZSTD}
@@ -47,9 +49,14 @@ class ImageZtocs:
     built: list[str] = field(default_factory=list)  # layers indexed on the fly
     cost: FetchStats = field(default_factory=FetchStats)  # blob bytes read to get the zTOCs
     via: dict[str, str] = field(default_factory=dict)  # layer digest -> where its zTOC came from
+    stacked: bool = True  # a container image's layers; a view's or ORAS artifact's lie side by side
 
     def entries(self) -> list[list]:  # type: ignore[type-arg]
         return [z.entries for z in self.ztocs]
+
+    def tree(self) -> ImageTree:
+        """The merged tree of the layers, merged as a pull of this artifact merges them."""
+        return ImageTree(self.entries(), stacked=self.stacked)
 
 
 def layer_ztoc_records(store: Store, manifest_desc: Descriptor) -> dict[str, ZtocRecord]:
@@ -80,7 +87,7 @@ def load_image_ztocs(
     """Each layer's zTOC: attached ones fetched, missing ones built in memory from the layer."""
     manifest_desc, manifest = image_manifest(store, manifest_desc, platform)
     records = {r.layer_digest: r for r in find_ztocs(store, manifest_desc, manifest)}
-    result = ImageZtocs(manifest_desc, list(manifest.layers), [])
+    result = ImageZtocs(manifest_desc, list(manifest.layers), [], stacked=classify(manifest) == KIND_IMAGE)
     for layer in manifest.layers:
         record = records.get(layer.digest)
         result.cost.requests += 1
