@@ -125,9 +125,11 @@ def push_tar(layout: str, tar: bytes, kind: str = "zstd", tag: str = "v1", **ann
     return push_layers(layout, [(tar, kind, annotations)], tag=tag, config=(mt.OCI_CONFIG, canonical_json({"rootfs": {"type": "layers", "diff_ids": [digest_bytes(tar)]}})))
 
 
-def tree_snapshot(root: str) -> dict[str, tuple]:
-    """Relative path → (kind, mode, size or target, content digest) of every entry under root."""
+def tree_snapshot(root: str, mtimes: bool = True, link_groups: bool = False) -> dict[str, tuple]:
+    """Relative path → (kind, mode, target or content digest[, mtime][, hard-link group]) of every
+    entry under root; a file's hard-link group is the sorted paths sharing its inode."""
     out: dict[str, tuple] = {}
+    groups: dict[tuple[int, int], list[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
@@ -139,7 +141,14 @@ def tree_snapshot(root: str) -> dict[str, tuple]:
                 out[rel] = ("dir", oct(st.st_mode & 0o7777))
             else:
                 with open(path, "rb") as fh:
-                    out[rel] = ("file", oct(st.st_mode & 0o7777), digest_bytes(fh.read()), int(st.st_mtime))
+                    out[rel] = ("file", oct(st.st_mode & 0o7777), digest_bytes(fh.read()))
+                if mtimes:
+                    out[rel] += (int(st.st_mtime),)
+                groups.setdefault((st.st_dev, st.st_ino), []).append(rel)
+    if link_groups:
+        for members in groups.values():
+            for member in members:
+                out[member] += (tuple(sorted(members)),)
     return out
 
 

@@ -11,6 +11,7 @@ merges can disagree.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -20,7 +21,7 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pull_support import push_layers, push_view
+from pull_support import push_layers, push_view, tree_snapshot
 
 import ocikit
 from ocikit.digest import digest_bytes
@@ -79,60 +80,66 @@ def layer_tar(entries: list[tuple]) -> bytes:
 
 
 def snapshot(root: str) -> dict[str, tuple]:
-    """Path → what a reader sees; hard-link groups by their sorted member paths."""
-    out: dict[str, tuple] = {}
-    groups: dict[tuple[int, int], list[str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            st_ = os.lstat(path)
-            if os.path.islink(path):
-                out[rel] = ("link", os.readlink(path))
-            elif os.path.isdir(path):
-                out[rel] = ("dir", oct(st_.st_mode & 0o7777))
-            else:
-                with open(path, "rb") as fh:
-                    out[rel] = ("file", oct(st_.st_mode & 0o7777), digest_bytes(fh.read()))
-                groups.setdefault((st_.st_dev, st_.st_ino), []).append(rel)
-    for members in groups.values():
-        for member in members:
-            out[member] += (tuple(sorted(members)),)
-    out.pop(".ocikit", None)
-    return {k: v for k, v in out.items() if not k.startswith(".ocikit/")}
+    """Path → what a reader sees (mtimes aside), hard-link groups included; ocikit's marker left out."""
+    tree = tree_snapshot(root, mtimes=False, link_groups=True)
+    return {k: v for k, v in tree.items() if k != ".ocikit" and not k.startswith(".ocikit/")}
 
 
-def outcome(layout: str, dest: str, **policy) -> dict[str, tuple] | str:
+def outcome(layout: str, dest: str, rootfs: bool = True, **policy) -> dict[str, tuple] | str:
+    """The tree a pull writes (an image's layers stacked with ``rootfs``), or why it was refused."""
     try:
-        ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(rootfs=True, check_compat=False, **policy))
+        ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(rootfs=rootfs, check_compat=False, **policy))
     except OcikitError as exc:
         assert not os.path.exists(dest), "a refused pull left its destination"
         return f"refused: {type(exc).__name__}"
     return snapshot(dest)
 
 
+def view_outcome(layout: str, dest: str, **policy) -> dict[str, tuple] | str:
+    return outcome(layout, dest, rootfs=False, **policy)
+
+
+def push_artifact(layout: str, layers: list[list[tuple]], view: bool = False) -> str:
+    """An image (stacked layers, gzip) or an ocikit view (side by side) of the generated layers."""
+    tars = [layer_tar(entries) for entries in layers]
+    if view:
+        push_view(layout, tars, kind="gzip")
+    else:
+        push_layers(layout, [(tar, "gzip", {}) for tar in tars],
+                    config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
+    return layout
+
+
+@contextlib.contextmanager
+def scratch():
+    """A directory for one generated example (hypothesis runs many in one test: no tmp_path)."""
+    work = tempfile.mkdtemp(prefix="merge-fuzz-")
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def assert_alike(one: dict[str, tuple] | str, other: dict[str, tuple] | str) -> None:
+    """The same tree, or both refused (the class of the refusal may differ with the path taken)."""
+    if isinstance(one, str) or isinstance(other, str):
+        assert isinstance(one, str) == isinstance(other, str), (one, other)
+    else:
+        assert other == one
+
+
 @MERGE
 @given(layers=LAYERS)
 def test_a_full_pull_and_an_include_pull_merge_layers_alike(layers):
-    work = tempfile.mkdtemp(prefix="merge-fuzz-")
-    try:
-        layout = os.path.join(work, "layout")
-        push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
-                    config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
+    with scratch() as work:
+        layout = push_artifact(os.path.join(work, "layout"), layers)
         full = outcome(layout, os.path.join(work, "full"))
-        include = outcome(layout, os.path.join(work, "include"), include=("*",))
-        if isinstance(full, str) or isinstance(include, str):
-            assert isinstance(full, str) == isinstance(include, str), (full, include)
-        else:
-            assert include == full
-            for path, entry in full.items():  # get-file serves each file's bytes from the same merge
-                if entry[0] == "file":
-                    out = os.path.join(work, "got")
-                    get_file(f"oci:{layout}:v1", path, out)
-                    with open(out, "rb") as fh:
-                        assert digest_bytes(fh.read()) == entry[2], path
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        assert_alike(full, outcome(layout, os.path.join(work, "include"), include=("*",)))
+        for path, entry in full.items() if not isinstance(full, str) else ():
+            if entry[0] == "file":  # get-file serves each file's bytes from the same merge
+                get_file(f"oci:{layout}:v1", path, os.path.join(work, "got"))
+                with open(os.path.join(work, "got"), "rb") as fh:
+                    assert digest_bytes(fh.read()) == entry[2], path
 
 
 @pytest.mark.parametrize("layers", [
@@ -147,39 +154,20 @@ def test_a_full_pull_and_an_include_pull_merge_layers_alike(layers):
 ])
 def test_known_collisions_merge_alike(tmp_path, layers):
     layers = [[(k, p, v.decode() if k == "hardlink" else v, m) for k, p, v, m in entries] for entries in layers]
-    layout = str(tmp_path / "layout")
-    push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
-                config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
+    layout = push_artifact(str(tmp_path / "layout"), layers)
     full = outcome(layout, str(tmp_path / "full"))
     assert not isinstance(full, str), full
     assert outcome(layout, str(tmp_path / "include"), include=("*",)) == full
-
-
-def view_outcome(layout: str, dest: str, **policy) -> dict[str, tuple] | str:
-    try:
-        ocikit.pull(f"oci:{layout}:v1", dest, PullPolicy(check_compat=False, **policy))
-    except OcikitError as exc:
-        assert not os.path.exists(dest), "a refused pull left its destination"
-        return f"refused: {type(exc).__name__}"
-    return snapshot(dest)
 
 
 @MERGE
 @given(layers=LAYERS)
 def test_a_view_pulls_alike_in_full_and_through_include(layers):
     """A view's layers are merged side by side (no whiteouts, no overlaps): both paths agree."""
-    work = tempfile.mkdtemp(prefix="merge-fuzz-")
-    try:
-        layout = os.path.join(work, "layout")
-        push_view(layout, [layer_tar(entries) for entries in layers], kind="gzip")
+    with scratch() as work:
+        layout = push_artifact(os.path.join(work, "layout"), layers, view=True)
         full = view_outcome(layout, os.path.join(work, "full"))
-        include = view_outcome(layout, os.path.join(work, "include"), include=("*",))
-        if isinstance(full, str) or isinstance(include, str):
-            assert isinstance(full, str) == isinstance(include, str), (full, include)
-        else:
-            assert include == full
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        assert_alike(full, view_outcome(layout, os.path.join(work, "include"), include=("*",)))
 
 
 MOUNTED = settings(MERGE, max_examples=int(os.environ.get("OCIKIT_FUZZ_EXAMPLES", "25")))
@@ -207,37 +195,18 @@ def _without_link_groups(tree: dict[str, tuple] | str) -> dict[str, tuple] | str
 def test_a_mount_shows_what_a_full_pull_writes(layers, view):
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
         pytest.fail("FUSE is not available") if os.environ.get("CI") else pytest.skip("FUSE is not available")
-    work = tempfile.mkdtemp(prefix="merge-fuzz-")
-    try:
-        layout = os.path.join(work, "layout")
-        if view:
-            push_view(layout, [layer_tar(entries) for entries in layers], kind="gzip")
-            full = view_outcome(layout, os.path.join(work, "full"))
-        else:
-            push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
-                        config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
-            full = outcome(layout, os.path.join(work, "full"))
+    with scratch() as work:
+        layout = push_artifact(os.path.join(work, "layout"), layers, view=view)
+        full = outcome(layout, os.path.join(work, "full"), rootfs=not view)
         mounted = mounted_outcome(layout, os.path.join(work, "mnt"), os.path.join(work, "cache"), rootfs=not view)
-        if isinstance(full, str) or isinstance(mounted, str):
-            assert isinstance(full, str) == isinstance(mounted, str), (full, mounted)
-        else:
-            assert _without_link_groups(mounted) == _without_link_groups(full)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _image(tmp_path, layers) -> str:
-    layout = str(tmp_path / "layout")
-    push_layers(layout, [(layer_tar(entries), "gzip", {}) for entries in layers],
-                config=(mt.OCI_CONFIG, b'{"rootfs": {"type": "layers", "diff_ids": []}}'))
-    return layout
+        assert_alike(_without_link_groups(full), _without_link_groups(mounted))
 
 
 @pytest.mark.parametrize("policy", [{}, {"include": ("*",)}], ids=["full", "include"])
 def test_defects_the_fuzz_found_stay_fixed(tmp_path, policy):
     """Each case was a wrong result of the full pull (or of the zTOC merge) before both shared rules."""
     def pull(name, layers):
-        return outcome(_image(tmp_path / name, layers), str(tmp_path / name / "dest"), **policy)
+        return outcome(push_artifact(str(tmp_path / name / "layout"), layers), str(tmp_path / name / "dest"), **policy)
 
     # a hard link to a lower file, replaced later in its own layer, must not overwrite the replacement
     tree = pull("deferred", [[("file", "e", b"lower", 0o644)], [("hardlink", "a", "e", 0), ("file", "a", b"newer", 0o644)]])
@@ -260,9 +229,8 @@ def test_defects_the_fuzz_found_stay_fixed(tmp_path, policy):
 
 def test_a_view_whose_layer_turns_a_file_into_a_directory_is_refused_every_time(tmp_path):
     """Side-by-side layers are extracted at the same time: the answer used to depend on which came first."""
-    layout = str(tmp_path / "layout")
-    push_view(layout, [layer_tar([("file", "a", b"", 0o644), ("dir", "a", b"", 0o755)]),
-                       layer_tar([("dir", "a", b"", 0o755)])], kind="gzip")
+    layout = push_artifact(str(tmp_path / "layout"), [[("file", "a", b"", 0o644), ("dir", "a", b"", 0o755)],
+                                                      [("dir", "a", b"", 0o755)]], view=True)
     results = {view_outcome(layout, str(tmp_path / f"d{i}"), **policy)
                for i in range(4) for policy in ({}, {"include": ("*",)})}
     assert results == {"refused: InvalidContentError"}
@@ -270,9 +238,8 @@ def test_a_view_whose_layer_turns_a_file_into_a_directory_is_refused_every_time(
 
 def test_get_file_reads_a_view_side_by_side(tmp_path):
     """In a view ``.wh.`` names are files, as a pull of the view writes them, and get-file serves them."""
-    layout = str(tmp_path / "layout")
-    push_view(layout, [layer_tar([("file", "a/.wh.b", b"kept", 0o644)]), layer_tar([("file", "a/b", b"also", 0o644)])],
-              kind="gzip")
+    layout = push_artifact(str(tmp_path / "layout"), [[("file", "a/.wh.b", b"kept", 0o644)],
+                                                      [("file", "a/b", b"also", 0o644)]], view=True)
     pulled = view_outcome(layout, str(tmp_path / "full"))
     assert pulled["a/.wh.b"][2] == digest_bytes(b"kept") and "a/b" in pulled
     get_file(f"oci:{layout}:v1", "a/.wh.b", str(tmp_path / "got"))
