@@ -8,14 +8,24 @@ non-directory replaces a directory together with its children.
 Paths are normalised the way tar names are read (``./usr/bin/`` → ``usr/bin``). Symlinks
 are resolved inside the tree: relative targets against the link's directory, absolute
 targets against the image root; a target that climbs above the root is refused with
-:class:`~ocikit.errors.UnsafeContentError`. Hard links name another entry of the same
-layer, or else a file of the tree the lower layers left (after this layer's whiteouts), as
-when a pull merges the layers; they share its data.
+:class:`~ocikit.errors.UnsafeContentError`.
+
+The merge follows the one a pull makes on disk (:mod:`ocikit.extract.whiteout`), rule for rule
+and through the same functions (:mod:`ocikit.extract.rules`), so a mount, ``--include`` and
+``get-file`` see the tree a full pull writes, or refuse what it refuses: each layer's entries
+are read in archive order (a later one replaces an earlier one, never a directory the layer
+made, nothing below a file the layer made); opaque markers then whiteouts hide lower entries,
+never through a file or link; directories a layer only implies replace lower files and refuse
+lower symlinks. Hard links name a regular file of their layer that came before them (as it was
+then), or else a lower layer's file in the tree as merged with their layer; they share its
+data. A view's or ORAS artifact's layers lie side by side instead (``stacked=False``). The
+differential fuzz test ``tests/test_layer_merge_fuzz.py`` holds the two merges together.
 """
 
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import InvalidContentError, NotFoundError, UnsafeContentError
@@ -92,6 +102,35 @@ def _link_target(path: str, entry: FileMetadata, names: dict[str, FileMetadata],
     return earlier
 
 
+@dataclass
+class _LayerState:
+    """What one layer's entries have made so far, while the layer is read."""
+
+    names: dict[str, FileMetadata] = field(default_factory=dict)  # path -> its latest entry in the layer
+    upper: dict[str, Node] = field(default_factory=dict)  # what the layer puts in the tree
+    made: dict[str, FileMetadata] = field(default_factory=dict)  # directories listed or implied -> by which entry
+    hiding: dict[str, FileMetadata] = field(default_factory=dict)  # directories (and parents) holding whiteouts
+    links: dict[str, tuple[FileMetadata, FileMetadata | None]] = field(default_factory=dict)  # -> (entry, target then)
+    opaque: list[tuple[str, str]] = field(default_factory=list)  # (directory, entry name)
+    whiteouts: list[tuple[str, str]] = field(default_factory=list)  # (hidden path, entry name)
+
+    def take_whiteout(self, parent: str, base: str, name: str) -> None:
+        if base == OPAQUE:
+            self.opaque.append((parent, name))
+            return
+        check_whiteout(base[len(WHITEOUT) :], name)
+        hidden = posixpath.join(parent, base[len(WHITEOUT) :])
+        check_reserved(hidden, name)
+        self.whiteouts.append((hidden, name))
+
+
+def _add_parents(directories: set[str], path: str) -> None:
+    parent = path.rpartition("/")[0]
+    while parent and parent not in directories:
+        directories.add(parent)
+        parent = parent.rpartition("/")[0]
+
+
 class ImageTree:
     """The merged tree of several layers' TOCs (``tocs[0]`` is the bottom layer).
 
@@ -113,55 +152,16 @@ class ImageTree:
             self._apply(layer, entries)
 
     def _apply(self, layer: int, entries: list[FileMetadata]) -> None:
-        names: dict[str, FileMetadata] = {}
-        upper: dict[str, Node] = {}
-        made: dict[str, FileMetadata] = {}  # directories this layer listed or implied so far -> the entry that made it
-        hiding: dict[str, FileMetadata] = {}  # directories (and their parents) holding whiteouts of the layer
-        links: dict[str, tuple[FileMetadata, FileMetadata | None]] = {}  # link path -> (entry, target then)
-        opaque: list[tuple[str, str]] = []  # (directory, entry name)
-        whiteouts: list[tuple[str, str]] = []  # (hidden path, entry name)
+        """Merge one layer: read its entries as the extractor meets them, hide what it hides,
+        add the directories it implies, then let its entries replace the lower ones."""
+        state = _LayerState()
         for entry in entries:
-            path = normalize(entry.name)
-            parent, _, base = path.rpartition("/")
-            blocker = None  # a file or link this layer made of the parent: nothing can be written below it
-            if parent and parent not in made:  # (below a directory the layer made, nothing can be in the way)
-                blocker = _non_directory_above(parent, names)
-                if blocker is None:
-                    _add_with_parents(made, parent, entry)
-            hides = self._stacked and base.startswith(WHITEOUT)  # side by side, ``.wh.`` names are files
-            if hides and parent and blocker is None and parent not in hiding:
-                _add_with_parents(hiding, parent, entry)
-            if hides and base == OPAQUE:
-                opaque.append((parent, entry.name))
-            elif hides:
-                check_whiteout(base[len(WHITEOUT) :], entry.name)
-                hidden = posixpath.join(parent, base[len(WHITEOUT) :])
-                check_reserved(hidden, entry.name)
-                whiteouts.append((hidden, entry.name))
-            elif path:
-                if blocker is not None:  # the extractor's words for what it refuses to write through
-                    rule = "path through symlink" if blocker.type == "symlink" else "parent is not a directory"
-                    raise UnsafeContentError(entry.name, rule)
-                if entry.type == "dir":
-                    earlier = names.get(path)
-                    check_side_by_side_directory(earlier is not None and earlier.type != "dir", self._stacked,
-                                                 entry.name)
-                    made[path] = entry
-                else:
-                    check_not_a_listed_directory(path in made, entry.name)
-                if entry.type == "hardlink":  # its target as the layer has it so far (what the extractor links)
-                    links[path] = (entry, _link_target(path, entry, names, made))
-                    self._link_found[id(entry)] = links[path][1] is not None
-                replaced = names.get(path)
-                if replaced is not None:
-                    self._shadowed.append((layer, path, replaced, False))
-                names[path] = entry
-                upper[path] = Node(layer, entry, path)
-        self._hide(opaque, whiteouts)
+            self._arrive(layer, entry, state)
+        self._hide(state.opaque, state.whiteouts)
         if not self._stacked:
-            self._check_side_by_side(upper)
-        self._imply_directories(layer, upper, names, made, hiding)
-        for path, node in upper.items():
+            self._check_side_by_side(state.upper)
+        self._imply_directories(layer, state)
+        for path, node in state.upper.items():
             if node.entry.type != "dir" and path in self._parents:
                 # a file or link replaces a lower directory, even one no entry listed (``c/a/``
                 # implies ``c``): what was below it is gone, as when the layers are merged
@@ -170,12 +170,43 @@ class ImageTree:
             if old is not None:
                 self._shadowed.append((old.layer, path, old.entry, True))
             self.nodes[path] = node
-        for path in upper:
-            parent = path.rpartition("/")[0]
-            while parent and parent not in self._parents:
-                self._parents.add(parent)
-                parent = parent.rpartition("/")[0]
-        self._resolve_links(layer, links, names)
+        for path in state.upper:
+            _add_parents(self._parents, path)
+        self._resolve_links(layer, state.links, state.names)
+
+    def _arrive(self, layer: int, entry: FileMetadata, state: _LayerState) -> None:
+        """One entry of a layer, in archive order, held to the rules the extractor applies as it writes."""
+        path = normalize(entry.name)
+        parent, _, base = path.rpartition("/")
+        blocker = None  # a file or link this layer made of the parent: nothing can be written below it
+        if parent and parent not in state.made:  # (below a directory the layer made, nothing is in the way)
+            blocker = _non_directory_above(parent, state.names)
+            if blocker is None:
+                _add_with_parents(state.made, parent, entry)
+        if self._stacked and base.startswith(WHITEOUT):  # side by side, ``.wh.`` names are files
+            if parent and blocker is None and parent not in state.hiding:
+                _add_with_parents(state.hiding, parent, entry)
+            state.take_whiteout(parent, base, entry.name)
+            return
+        if not path:
+            return  # the archive's root: the tree's own
+        if blocker is not None:  # the extractor's words for what it refuses to write through
+            rule = "path through symlink" if blocker.type == "symlink" else "parent is not a directory"
+            raise UnsafeContentError(entry.name, rule)
+        earlier = state.names.get(path)
+        if entry.type == "dir":
+            check_side_by_side_directory(earlier is not None and earlier.type != "dir", self._stacked, entry.name)
+            state.made[path] = entry
+        else:
+            check_not_a_listed_directory(path in state.made, entry.name)
+        if entry.type == "hardlink":  # its target as the layer has it so far (what the extractor links)
+            target = _link_target(path, entry, state.names, state.made)
+            state.links[path] = (entry, target)
+            self._link_found[id(entry)] = target is not None
+        if earlier is not None:
+            self._shadowed.append((layer, path, earlier, False))
+        state.names[path] = entry
+        state.upper[path] = Node(layer, entry, path)
 
     def _resolve_links(self, layer: int, links: dict[str, tuple[FileMetadata, FileMetadata | None]],
                        names: dict[str, FileMetadata]) -> None:
@@ -248,26 +279,25 @@ class ImageTree:
             directory = directory.rpartition("/")[0]
         return None
 
-    def _imply_directories(self, layer: int, upper: dict[str, Node], names: dict[str, FileMetadata],
-                           made: dict[str, FileMetadata], hiding: dict[str, FileMetadata]) -> None:
+    def _imply_directories(self, layer: int, state: _LayerState) -> None:
         """The directories a layer has without listing them (parents of its entries and of its
         whiteouts), as its extraction creates them: one replaces a lower file of that name, and a
         lower symlink there is refused (the merge never writes through one). Those holding
         entries need no node (a pull and a mount make parents); one that may hold only whiteouts
         gets one, as it is a directory of the layer all the same."""
-        for path, entry in made.items():
+        for path, entry in state.made.items():
             lower = self.nodes.get(path)
-            if path in names or (lower is not None and lower.entry.type == "dir"):
+            if path in state.names or (lower is not None and lower.entry.type == "dir"):
                 continue
             if lower is not None and lower.entry.type == "symlink":
                 raise UnsafeContentError(path, "path through symlink (a lower layer made this directory a symlink)")
             if lower is not None:
                 del self.nodes[path]  # a lower file: the layer's directory replaces it
                 self._shadowed.append((lower.layer, path, lower.entry, True))
-            if path in hiding:
+            if path in state.hiding:
                 implied = FileMetadata(name=f"{path}/", type="dir", offset=0, size=0, mode=0o755,
                                        mod_time=entry.mod_time)
-                upper[path] = Node(layer, implied, path)
+                state.upper[path] = Node(layer, implied, path)
 
     def _remove_below(self, path: str, keep_dir: bool) -> None:
         prefix = f"{path}/" if path else ""
