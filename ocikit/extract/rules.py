@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 from ..errors import InvalidContentError, UnsafeContentError
 
 RESERVED_TOP = ".ocikit"
+WHITEOUT_PREFIX = ".wh."  # OCI image-spec layer.md: ``.wh.NAME`` hides NAME of the lower layers
+OPAQUE_MARKER = ".wh..wh..opq"  # ...and this hides everything below its directory
 MAX_LINK_HOPS = 40  # the kernel's MAXSYMLINKS
 _MAX_TIME_NS = (1 << 63) - 1
 
@@ -135,7 +137,7 @@ def check_hardlink_name(path: str, linkname: str, entry: str, strip_prefix: str 
 
 def check_whiteout(hidden: str, entry: str) -> None:
     """``.wh.NAME`` must name one entry of its directory (not ``.``, ``..``, nothing, or another whiteout)."""
-    if hidden in ("", ".", "..") or hidden.startswith(".wh."):
+    if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
         raise UnsafeContentError(entry, "invalid whiteout")
 
 

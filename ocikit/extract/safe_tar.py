@@ -57,6 +57,8 @@ from ..formats.tar.reader import (
     TarStream,
 )
 from .rules import (
+    OPAQUE_MARKER,
+    WHITEOUT_PREFIX,
     admit_special,
     check_declared_size,
     check_hardlink_name,
@@ -73,8 +75,6 @@ from .writer import BATCH_BYTES, BATCH_FILES, Job, JobTracker, WriterPool, creat
 
 LARGE_FILE = 8 << 20  # files above this are streamed by the parser thread, not queued
 MAX_DIR_FDS = 256  # open directory descriptors per extraction before they are recycled
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

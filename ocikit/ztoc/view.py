@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import InvalidContentError, NotFoundError, UnsafeContentError
 from ..extract.rules import (
+    OPAQUE_MARKER,
+    WHITEOUT_PREFIX,
     admit_entry,
     check_hardlink_name,
     check_not_a_listed_directory,
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from ..extract.safe_tar import ExtractPolicy
 
 _MAX_LINKS = 40  # like the kernel's MAXSYMLINKS
-WHITEOUT, OPAQUE = ".wh.", ".wh..wh..opq"
+WHITEOUT, OPAQUE = WHITEOUT_PREFIX, OPAQUE_MARKER  # the names this module and its readers use
 
 
 def normalize(name: str) -> str:
@@ -55,11 +57,6 @@ def normalize(name: str) -> str:
         return "" if name == "." else name  # the common case: already clean (one scan, no split)
     parts = [p for p in name.split("/") if p and p != "."]
     return "/".join(parts)
-
-
-def is_unsafe(path: str) -> bool:
-    """Whether a normalised entry name climbs out of the root."""
-    return path == ".." or path.startswith("../") or "/../" in f"/{path}/"
 
 
 class Node(NamedTuple):
@@ -358,7 +355,3 @@ class ImageTree:
         if data.entry.type != "reg":
             raise UnsafeContentError(node.path, f"hardlink target {entry.linkname!r} is not a regular file")
         return data
-
-    def data_entry(self, node: Node) -> FileMetadata:
-        """The entry whose bytes a regular file or hard link has (see :meth:`data_node`)."""
-        return self.data_node(node).entry
